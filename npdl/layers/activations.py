@@ -1,0 +1,210 @@
+"""Elementwise activations and softmax, each a forward/backward pair.
+
+For an elementwise ``y = f(x)`` the chain rule is one multiplication per element,
+``dx = dy * f'(x)``, so the only question per activation is what to cache so that
+``f'(x)`` is cheap: often the output ``y`` itself (sigmoid, tanh), sometimes the
+sign of ``x`` (ReLU family). Shapes: ``x``, ``y``, ``dy`` and ``dx`` all have the
+same shape, any rank.
+"""
+
+from __future__ import annotations
+
+from .. import backend, checks
+from .base import Layer
+
+
+# ----------------------------------------------------------------------------- sigmoid
+
+def sigmoid_forward(x):
+    """``y = 1 / (1 + exp(-x))``, computed as ``(tanh(x / 2) + 1) / 2``.
+
+    The two are equal; the tanh form never overflows (``exp(-x)`` does for
+    x < -88 in float32) and costs one transcendental. Cache: ``y``.
+    """
+    xp = backend.namespace(x)
+    y = xp.tanh(x * 0.5)
+    y += 1.0
+    y *= 0.5
+    return y, y
+
+
+def sigmoid_backward(dy, cache):
+    """``dy/dx = e^-x / (1 + e^-x)^2 = y (1 - y)``, so ``dx = dy * y * (1 - y)``."""
+    y = cache
+    return dy * y * (1.0 - y)
+
+
+# -------------------------------------------------------------------------------- tanh
+
+def tanh_forward(x):
+    """``y = tanh(x)``. Cache: ``y``."""
+    xp = backend.namespace(x)
+    y = xp.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    """``d tanh(x)/dx = 1 - tanh(x)^2 = 1 - y^2``, so ``dx = dy * (1 - y^2)``."""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+# -------------------------------------------------------------------------------- ReLU
+
+def relu_forward(x):
+    """``y = max(x, 0)``. Cache: the boolean mask ``x > 0``."""
+    xp = backend.namespace(x)
+    positive = x > 0
+    return xp.where(positive, x, 0.0), positive
+
+
+def relu_backward(dy, cache):
+    """``dy/dx = 1`` where ``x > 0`` and ``0`` elsewhere (we take 0 at the kink x = 0),
+    so ``dx = dy`` where the unit was on and ``0`` where it was off."""
+    positive = cache
+    xp = backend.namespace(dy)
+    return xp.where(positive, dy, 0.0)
+
+
+# -------------------------------------------------------------------------- Leaky ReLU
+
+def leaky_relu_forward(x, alpha=0.01):
+    """``y = x`` for ``x > 0``, ``alpha * x`` otherwise. Cache: ``(x > 0, alpha)``."""
+    xp = backend.namespace(x)
+    positive = x > 0
+    return xp.where(positive, x, alpha * x), (positive, alpha)
+
+
+def leaky_relu_backward(dy, cache):
+    """Slope 1 on the positive side, ``alpha`` on the other: ``dx = dy`` or ``alpha * dy``."""
+    positive, alpha = cache
+    xp = backend.namespace(dy)
+    return xp.where(positive, dy, alpha * dy)
+
+
+# --------------------------------------------------------------------------------- ELU
+
+def elu_forward(x, alpha=1.0):
+    """``y = x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise.
+
+    ``expm1`` is taken of ``min(x, 0)`` so large positive inputs never overflow in
+    the branch that ``where`` discards. Cache: ``(x > 0, y, alpha)``.
+    """
+    xp = backend.namespace(x)
+    positive = x > 0
+    y = xp.where(positive, x, alpha * xp.expm1(xp.minimum(x, 0.0)))
+    return y, (positive, y, alpha)
+
+
+def elu_backward(dy, cache):
+    """For ``x <= 0``: ``d/dx alpha (e^x - 1) = alpha e^x = y + alpha``; for ``x > 0`` the slope is 1.
+    So ``dx = dy`` where positive, ``dy * (y + alpha)`` elsewhere."""
+    positive, y, alpha = cache
+    xp = backend.namespace(dy)
+    return xp.where(positive, dy, dy * (y + alpha))
+
+
+# ----------------------------------------------------------------------------- softmax
+
+def softmax_forward(x):
+    """``y[n, k] = exp(x[n, k]) / sum_j exp(x[n, j])`` over the last axis.
+
+    Subtracting the row maximum first changes nothing mathematically (it cancels
+    between numerator and denominator) and keeps every ``exp`` <= 1. Cache: ``y``.
+    """
+    xp = backend.namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    y = e / xp.sum(e, axis=-1, keepdims=True)
+    return y, y
+
+
+def softmax_backward(dy, cache):
+    """Softmax mixes a row, so its Jacobian is a full K x K matrix per row:
+    ``dy[k]/dx[j] = y[k] (delta_kj - y[j])``. Contracting with ``dy``:
+
+    ``dx[j] = sum_k dy[k] y[k] (delta_kj - y[j]) = y[j] (dy[j] - sum_k dy[k] y[k])``
+
+    i.e. ``dx = y * (dy - sum(dy * y, axis=-1, keepdims=True))`` -- shape (N, K), no
+    K x K matrix is ever formed.
+    """
+    y = cache
+    xp = backend.namespace(dy)
+    return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
+
+
+# ------------------------------------------------------------------------------ layers
+
+class Activation(Layer):
+    """A parameter-free layer around one of the pairs above."""
+
+    forward_fn = None
+    backward_fn = None
+
+    def forward(self, x, training=False):
+        checks.check_float(x, f"{type(self).__name__} '{self.name}'")
+        y, self.cache = type(self).forward_fn(x, **self._kwargs())
+        return y
+
+    def backward(self, dy):
+        return type(self).backward_fn(dy, self.cache)
+
+    def _kwargs(self) -> dict:
+        return {}
+
+
+class Sigmoid(Activation):
+    forward_fn, backward_fn = sigmoid_forward, sigmoid_backward
+
+
+class Tanh(Activation):
+    forward_fn, backward_fn = tanh_forward, tanh_backward
+
+
+class ReLU(Activation):
+    forward_fn, backward_fn = relu_forward, relu_backward
+
+
+class Softmax(Activation):
+    """Softmax over the last axis. To train a classifier, prefer linear outputs with
+    :class:`npdl.losses.SoftmaxCrossEntropy`, whose fused gradient is exact and stable."""
+    forward_fn, backward_fn = softmax_forward, softmax_backward
+
+
+class LeakyReLU(Activation):
+    forward_fn, backward_fn = leaky_relu_forward, leaky_relu_backward
+
+    def __init__(self, alpha: float = 0.01, name=None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def _kwargs(self):
+        return {"alpha": self.alpha}
+
+    def get_config(self):
+        return {"alpha": self.alpha, "name": self.name}
+
+
+class ELU(Activation):
+    forward_fn, backward_fn = elu_forward, elu_backward
+
+    def __init__(self, alpha: float = 1.0, name=None):
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def _kwargs(self):
+        return {"alpha": self.alpha}
+
+    def get_config(self):
+        return {"alpha": self.alpha, "name": self.name}
+
+
+ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "leaky_relu": LeakyReLU,
+               "elu": ELU, "softmax": Softmax}
+
+
+def get_activation(name: str) -> Activation:
+    """A new activation layer from its name (``"sigmoid"``, ``"tanh"``, ``"relu"``, ...)."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None

@@ -1,0 +1,94 @@
+"""Cross-entropy for classifiers: fused on logits, or as negative log-likelihood on probabilities."""
+
+from __future__ import annotations
+
+from .. import backend, checks, kernels
+from .base import Loss, check_labels
+
+
+def softmax_cross_entropy_forward(logits, labels):
+    """Mean cross-entropy of softmax(``logits``) against integer ``labels``.
+
+    ``logits`` (N, K) float, ``labels`` (N,) int in ``0..K-1``.
+    ``L = -(1/N) sum_n log softmax(logits)[n, labels[n]]`` (0-d array).
+    Runs the fused kernel (``npdl.kernels`` ``softmax_xent``): Numba on the CPU,
+    the array-API reference elsewhere. Cache: ``(probs, labels)``.
+    """
+    k = kernels.get("softmax_xent", backend.namespace(logits))
+    loss, probs = k.forward(logits, labels)
+    return loss, (probs, labels)
+
+
+def softmax_cross_entropy_backward(dloss, cache):
+    """``dL/dlogits[n, k] = dloss * (probs[n, k] - [k == labels[n]]) / N``, shape (N, K).
+
+    Derivation: with ``p = softmax(z)`` and ``L_n = -log p[t]``,
+    ``dL_n/dz[j] = sum_k (dL_n/dp[k]) (dp[k]/dz[j]) = (-1/p[t]) p[t] (delta_tj - p[j]) = p[j] - delta_tj``;
+    the mean over the batch divides by N.
+    """
+    probs, labels = cache
+    return kernels.get("softmax_xent", backend.namespace(probs)).backward(dloss, probs, labels)
+
+
+def nll_forward(probs, labels, eps=0.0):
+    """Negative log-likelihood of class probabilities (the Theano tutorials' cost on a softmax output).
+
+    ``probs`` (N, K) with rows summing to 1, ``labels`` (N,).
+    ``L = -(1/N) sum_n log probs[n, labels[n]]``. ``eps`` > 0 clips the picked
+    probability from below (avoids log 0). Cache: ``(picked, labels, shape)``.
+    """
+    xp = backend.namespace(probs)
+    picked = xp.take_along_axis(probs, xp.reshape(labels, (-1, 1)), axis=1)
+    if eps > 0:
+        picked = xp.maximum(picked, eps)
+    return -xp.mean(xp.log(picked)), (picked, labels, tuple(probs.shape))
+
+
+def nll_backward(dloss, cache):
+    """Only the picked probability of each row enters L:
+    ``dL/dprobs[n, k] = -dloss / (N * probs[n, labels[n]])`` if ``k == labels[n]``, else 0.
+    Shape (N, K). (This is why a softmax layer followed by NLL is less stable than the fused loss.)"""
+    picked, labels, shape = cache
+    xp = backend.namespace(picked)
+    n, k = shape
+    onehot = xp.reshape(labels, (-1, 1)) == xp.reshape(xp.arange(k, dtype=labels.dtype), (1, -1))
+    return xp.where(onehot, (-dloss / n) / picked, 0.0)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax + cross-entropy on logits (N, K) with integer labels (N,): the classifier loss."""
+
+    def __init__(self, check_range=True, name=None):
+        super().__init__(name)
+        self.check_range = check_range
+
+    def forward(self, logits, labels):
+        who = "SoftmaxCrossEntropy"
+        checks.check_float(logits, who, "logits")
+        check_labels(logits, labels, who, self.check_range)
+        loss, self.cache = softmax_cross_entropy_forward(logits, labels)
+        return loss
+
+    def backward(self, dloss=1.0):
+        return softmax_cross_entropy_backward(dloss, self.cache)
+
+
+class NegativeLogLikelihood(Loss):
+    """NLL on probabilities (N, K), e.g. after a :class:`npdl.layers.Softmax` layer."""
+
+    def __init__(self, eps=0.0, check_range=True, name=None):
+        super().__init__(name)
+        self.eps, self.check_range = float(eps), check_range
+
+    def forward(self, probs, labels):
+        who = "NegativeLogLikelihood"
+        checks.check_float(probs, who, "probabilities")
+        check_labels(probs, labels, who, self.check_range)
+        loss, self.cache = nll_forward(probs, labels, self.eps)
+        return loss
+
+    def backward(self, dloss=1.0):
+        return nll_backward(dloss, self.cache)
+
+    def get_config(self):
+        return {"eps": self.eps}

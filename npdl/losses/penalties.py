@@ -1,0 +1,37 @@
+"""L1 and L2 penalties on weights (never biases), added to the loss as the Theano tutorials do."""
+
+from __future__ import annotations
+
+from .. import backend
+
+
+def l2_penalty_forward(weights, lam):
+    """``P = lam * sum_i sum(W_i ** 2)`` over a list of weight arrays (the Theano MLP's
+    ``L2_reg * L2_sqr``; Keras's ``l2(lam)``). Cache: ``(weights, lam)``."""
+    xp = backend.namespace(*weights)
+    return lam * sum(xp.sum(W * W) for W in weights), (weights, lam)
+
+
+def l2_penalty_backward(dP, cache):
+    """``dP/dW_i = 2 lam W_i``, one array per weight, each shaped like its ``W_i``."""
+    weights, lam = cache
+    return [W * (2.0 * lam * dP) for W in weights]
+
+
+def l1_penalty_forward(weights, lam):
+    """``P = lam * sum_i sum(|W_i|)``. Cache: ``(weights, lam)``."""
+    xp = backend.namespace(*weights)
+    return lam * sum(xp.sum(xp.abs(W)) for W in weights), (weights, lam)
+
+
+def l1_penalty_backward(dP, cache):
+    """``d|w|/dw = sign(w)`` (taken as 0 at the kink w = 0), so ``dP/dW_i = lam sign(W_i)``."""
+    weights, lam = cache
+    xp = backend.namespace(*weights)
+    return [xp.sign(W) * (lam * dP) for W in weights]
+
+
+def regularized_weights(layers) -> list[tuple[object, str]]:
+    """``(layer, name)`` of every trainable weight a penalty applies to (biases excluded)."""
+    return [(layer, name) for layer in layers for name in getattr(layer, "weight_names", ())
+            if name in layer.params]
