@@ -119,7 +119,7 @@ class Device:
         if self.kind == "strict":
             import array_api_strict
 
-            if not array_api_compat.is_array_api_strict_namespace(_maybe_namespace(x)):
+            if not _is_strict(x):
                 x = np.asarray(to_numpy(x))
             return array_api_strict.asarray(x, dtype=dtype)
         cupy = _require_cupy(self.index)
@@ -190,11 +190,9 @@ def available_devices() -> list[str]:
 # ---------------------------------------------------------------- arrays and namespaces
 
 
-def _maybe_namespace(x):
-    try:
-        return array_api_compat.array_namespace(x)
-    except TypeError:
-        return None
+def _is_strict(x) -> bool:
+    """Is ``x`` an array-api-strict array? (Checked by module, so the library need not be imported.)"""
+    return type(x).__module__.startswith("array_api_strict")
 
 
 def namespace(*arrays):
@@ -211,6 +209,9 @@ def namespace(*arrays):
     try:
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError as exc:
+        not_arrays = [a for a in arrays if not array_api_compat.is_array_api_obj(a)]
+        if not_arrays:
+            raise DTypeError(f"expected arrays, got {type(not_arrays[0]).__name__}") from exc
         kinds = sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays})
         raise DeviceError(f"arrays from different libraries or devices were mixed ({', '.join(kinds)}); "
                           "move them to one device first with npdl.backend.to_device(x, device)") from exc
@@ -228,7 +229,7 @@ def device_of(x) -> Device:
     """The :class:`Device` an array lives on."""
     if isinstance(x, np.ndarray) or np.isscalar(x):
         return Device("numpy")
-    if array_api_compat.is_array_api_strict_namespace(_maybe_namespace(x)):
+    if _is_strict(x):
         return Device("strict")
     if array_api_compat.is_cupy_array(x):
         return Device("cupy", int(x.device.id))
@@ -317,7 +318,9 @@ class Generator:
             self._rng = np.random.Generator(np.random.PCG64(seed))
 
     def _wrap(self, a):
-        return a if self.device.kind != "strict" else self.device.asarray(a)
+        # NumPy returns a scalar for shape (); npdl always works with (0-d) arrays
+        return np.asarray(a) if self.device.kind == "numpy" else a if self.device.kind == "cupy" \
+            else self.device.asarray(a)
 
     def _dtype(self, dtype):
         lib = np if self.device.kind != "cupy" else __import__("cupy")
@@ -326,11 +329,12 @@ class Generator:
     def normal(self, shape, std=1.0, mean=0.0, dtype=DEFAULT_FLOAT):
         """Samples of N(mean, std^2)."""
         z = self._rng.standard_normal(size=tuple(shape), dtype=self._dtype(dtype))
+        z = self._wrap(z)
         if std != 1.0:
             z *= std
         if mean != 0.0:
             z += mean
-        return self._wrap(z)
+        return z
 
     def uniform(self, shape, low=0.0, high=1.0, dtype=DEFAULT_FLOAT):
         """Samples of U[low, high)."""
@@ -338,10 +342,11 @@ class Generator:
             u = self._rng.random_sample(size=tuple(shape), dtype=self._dtype(dtype))
         else:
             u = self._rng.random(size=tuple(shape), dtype=self._dtype(dtype))
+        u = self._wrap(u)
         if (low, high) != (0.0, 1.0):
             u *= high - low
             u += low
-        return self._wrap(u)
+        return u
 
     def bernoulli(self, shape, p, dtype=DEFAULT_FLOAT):
         """A float mask that is 1 with probability ``p`` and 0 otherwise."""

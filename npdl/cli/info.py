@@ -1,0 +1,143 @@
+"""``npdl info``: what npdl runs on -- versions, BLAS and threads, kernels, devices."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+
+def _blas() -> dict:
+    import numpy as np
+
+    info = {}
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info = {"name": blas.get("name"), "version": blas.get("version")}
+    except Exception:  # older NumPy: no dict mode
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            info.update(internal_api=pools[0].get("internal_api"), threads=pools[0].get("num_threads"))
+    except ImportError:
+        info["threads"] = "unknown (pip install threadpoolctl)"
+    return info
+
+
+def _numba() -> dict:
+    try:
+        import numba
+    except ImportError as exc:
+        return {"available": False, "reason": str(exc)}
+    info = {"available": True, "version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
+    try:  # the layer is chosen on the first parallel call; make one (a cached kernel)
+        import numpy as np
+
+        from ..kernels.numba import softmax_xent
+
+        logits = np.zeros((2, 2), np.float32)
+        softmax_xent._forward_parallel(logits, np.zeros(2, np.int64), np.empty_like(logits), np.empty(2))
+        info["threading_layer"] = numba.threading_layer()
+    except Exception as exc:
+        info["threading_layer"] = f"unavailable ({exc})"
+    return info
+
+
+def _cupy() -> dict:
+    try:
+        import cupy
+    except ImportError:
+        return {"available": False, "reason": 'CuPy is not installed (pip install "npdl-backprop[gpu]")'}
+    info = {"available": False, "version": cupy.__version__}
+    try:
+        rt = cupy.cuda.runtime
+        info["cuda_runtime"] = rt.runtimeGetVersion()
+        info["cuda_driver"] = rt.driverGetVersion()
+        gpus = []
+        for i in range(rt.getDeviceCount()):
+            props = rt.getDeviceProperties(i)
+            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            gpus.append({"device": f"cuda:{i}", "name": name,
+                         "memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
+                         "compute_capability": f"{props['major']}.{props['minor']}"})
+        info["gpus"] = gpus
+        info["available"] = bool(gpus)
+        if not gpus:
+            info["reason"] = "no CUDA device found"
+    except Exception as exc:
+        info["reason"] = f"CUDA unusable: {exc}"
+    return info
+
+
+def collect() -> dict:
+    import numpy as np
+
+    from .. import __version__, backend, kernels
+
+    strict = {"available": False}
+    try:
+        import array_api_strict
+
+        strict = {"available": True, "version": array_api_strict.__version__}
+    except ImportError:
+        pass
+    import array_api_compat
+
+    return {
+        "npdl": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "array_api_compat": array_api_compat.__version__,
+        "blas": _blas(),
+        "numba": _numba(),
+        "cupy": _cupy(),
+        "array_api_strict": strict,
+        "kernels": {"cpu": kernels.implementation(np), "strict": "reference",
+                    "gpu": "cupy kernels where written, else reference"},
+        "devices": backend.available_devices(),
+    }
+
+
+def _print(info: dict) -> None:
+    def line(key, value):
+        print(f"{key:<18}{value}")
+
+    line("npdl", info["npdl"])
+    line("python", f"{info['python']} ({info['platform']})")
+    line("numpy", info["numpy"])
+    blas = info["blas"]
+    line("blas", f"{blas.get('name', '?')} {blas.get('version', '')}, threads: {blas.get('threads', '?')}")
+    nb = info["numba"]
+    line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"
+         if nb["available"] else f"not available ({nb['reason']})")
+    cp = info["cupy"]
+    if cp["available"]:
+        line("cupy", f"{cp['version']}, CUDA runtime {cp['cuda_runtime']}, driver {cp['cuda_driver']}")
+        for g in cp["gpus"]:
+            line("", f"{g['device']}: {g['name']}, {g['memory_gib']} GiB, compute {g['compute_capability']}")
+    else:
+        line("cupy", f"not available: {cp['reason']}")
+    st = info["array_api_strict"]
+    line("array-api-strict", st.get("version", "not installed"))
+    line("kernels", ", ".join(f"{k}: {v}" for k, v in info["kernels"].items()))
+    line("devices", ", ".join(info["devices"]))
+
+
+def run(args) -> int:
+    info = collect()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        _print(info)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="versions, BLAS, threads, kernels and devices npdl can use")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)

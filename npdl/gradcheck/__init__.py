@@ -1,0 +1,19 @@
+"""Proof that every backward pass is right.
+
+For each layer and loss (:mod:`npdl.gradcheck.cases`), in float64:
+
+1. draw inputs and a random upstream gradient ``dy`` (not ``sum(y)``, which would
+   hide a transposed or permuted Jacobian);
+2. run npdl's own forward and backward functions -- the ones training uses;
+3. compare with central finite differences (:mod:`.numeric`) and with an
+   independent JAX implementation differentiated by ``jax.vjp`` (:mod:`.jax_ref`),
+   or PyTorch autograd (:mod:`.torch_ref`).
+
+The relative error is ``max|a - n| / max(1e-8, max(|a| + |n|))``; a row passes
+when it is at most ``NUMERIC_TOL`` (1e-6) against finite differences and
+``AUTODIFF_TOL`` (1e-8) against autodiff.
+"""
+
+from .cases import CASES, Case, select
+from .numeric import numerical_vjp, relative_error
+from .runner import AUTODIFF_TOL, BACKENDS, NUMERIC_TOL, Record, check_case, format_table, run
