@@ -11,3 +11,8 @@ from .backend import Generator, get_device, manual_seed, to_device, to_numpy  # 
 from .errors import DeviceError, DTypeError, LabelError, NpdlError, ShapeError  # noqa: E402
 from .layers import *  # noqa: E402,F401,F403
 from .losses import *  # noqa: E402,F401,F403
+from . import datasets, models, optim, training  # noqa: E402
+from .models import Sequential  # noqa: E402
+from .training import (Callback, CheckpointError, CSVLogger, EarlyStopping, History,  # noqa: E402
+                       LearningRateScheduler, ModelCheckpoint, PatienceEarlyStopping, PatienceRule,
+                       TrainingDivergedError, load_checkpoint, save_checkpoint)

@@ -36,6 +36,8 @@ class Layer:
         self.grads: dict = {}
         self.cache = None
         self.trainable = True
+        #: False for a network's first layer: backward may then skip dx and return None
+        self.need_input_grad = True
 
     # -- the pair every layer implements
     def forward(self, x, training: bool = False):

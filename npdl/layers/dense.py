@@ -21,7 +21,7 @@ def dense_forward(x, W, b):
     return y, (x, W, b is not None)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, need_dx=True):
     """Gradients of the affine map, given ``dy = dL/dy`` of shape (N, n_out).
 
     From ``y[n, j] = sum_i x[n, i] W[i, j] + b[j]``:
@@ -35,11 +35,13 @@ def dense_backward(dy, cache):
       (n_out,). ``b`` was broadcast over the N rows in the forward pass, and a
       broadcast in the forward pass is a sum in the backward pass.
 
-    Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias.
+    Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
+    is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
+    the gradient of the data, and skipping it saves a third of the layer's work).
     """
     x, W, has_bias = cache
     xp = backend.namespace(dy, W)
-    dx = dy @ W.T
+    dx = dy @ W.T if need_dx else None
     dW = x.T @ dy
     db = xp.sum(dy, axis=0) if has_bias else None
     return dx, dW, db
@@ -81,7 +83,7 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
-        dx, dW, db = dense_backward(dy, self.cache)
+        dx, dW, db = dense_backward(dy, self.cache, self.need_input_grad)
         self.grads["W"] = dW
         if db is not None:
             self.grads["b"] = db

@@ -1,0 +1,105 @@
+"""The npdl benchmark workloads written in PyTorch (eager) and JAX (jit), for side-by-side timing.
+
+Run one (workload, implementation) per process so thread pools of different libraries
+never compete:  python benchmarks/peers.py --impl torch --workload mlp_b20 --device cpu
+Prints one JSON line like ``npdl bench --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from npdl.bench import measure, parse  # noqa: E402
+
+
+def torch_step(w, device):
+    import torch
+
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    act = {"tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[w.activation]
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(w.sizes[:-1], w.sizes[1:])):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if i < len(w.sizes) - 2:
+            layers.append(act())
+    model = torch.nn.Sequential(*layers).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=w.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(w.batch_size, w.sizes[0], generator=gen).to(dev)
+    y = torch.randint(0, w.sizes[-1], (w.batch_size,), generator=gen).to(dev)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    return step, sync, f"torch {torch.__version__} (threads {torch.get_num_threads()})"
+
+
+def jax_step(w, device):
+    import jax
+    import jax.numpy as jnp
+
+    act = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}[w.activation]
+    key = jax.random.PRNGKey(0)
+    params = []
+    for n_in, n_out in zip(w.sizes[:-1], w.sizes[1:]):
+        key, sub = jax.random.split(key)
+        r = (6.0 / (n_in + n_out)) ** 0.5
+        params.append((jax.random.uniform(sub, (n_in, n_out), jnp.float32, -r, r), jnp.zeros(n_out, jnp.float32)))
+    key, kx, ky = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (w.batch_size, w.sizes[0]), jnp.float32)
+    y = jax.random.randint(ky, (w.batch_size,), 0, w.sizes[-1])
+
+    def loss_fn(params, x, y):
+        h = x
+        for W, b in params[:-1]:
+            h = act(h @ W + b)
+        W, b = params[-1]
+        logits = h @ W + b
+        logp = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    @jax.jit
+    def train_step(params, x, y):
+        grads = jax.grad(loss_fn)(params, x, y)
+        return jax.tree_util.tree_map(lambda p, g: p - w.lr * g, params, grads)
+
+    state = {"params": params}
+
+    def step():
+        state["params"] = train_step(state["params"], x, y)
+
+    def sync():
+        jax.block_until_ready(state["params"])
+
+    return step, sync, f"jax {jax.__version__} ({jax.default_backend()})"
+
+
+IMPLS = {"torch": torch_step, "jax": jax_step}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--impl", choices=sorted(IMPLS), required=True)
+    p.add_argument("--workload", required=True)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--min-seconds", type=float, default=1.5)
+    args = p.parse_args(argv)
+    w = parse(args.workload)
+    step, sync, version = IMPLS[args.impl](w, args.device)
+    result = measure(step, sync, min_seconds=args.min_seconds)
+    print(json.dumps({"workload": w.name, "impl": args.impl, "device": args.device, "batch_size": w.batch_size,
+                      **result, "version": version}))
+
+
+if __name__ == "__main__":
+    main()

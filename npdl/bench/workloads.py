@@ -1,0 +1,44 @@
+"""Fixed benchmark workloads: one full training step (forward, backward, SGD update) in float32.
+
+The definitions are shared with the peer implementations in ``benchmarks/`` so every
+library times exactly the same network, batch and loss.
+
+* ``mlp_bN``: 784-500-10 tanh MLP (the Theano tutorial's), softmax cross-entropy.
+* ``sda_bN``: 784-1000-1000-1000-10 sigmoid (the stacked denoising autoencoder's
+  finetuning network), softmax cross-entropy.
+
+``N`` is the batch size: ``mlp_b20``, ``sda_b1`` and ``sda_b128`` are the named
+targets, and any other ``N`` works (``sda_b32``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FAMILIES = {
+    "mlp": {"sizes": (784, 500, 10), "activation": "tanh"},
+    "sda": {"sizes": (784, 1000, 1000, 1000, 10), "activation": "sigmoid"},
+}
+DEFAULT_WORKLOADS = ("mlp_b20", "sda_b1", "sda_b128")
+LEARNING_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    family: str
+    sizes: tuple
+    activation: str
+    batch_size: int
+    lr: float = LEARNING_RATE
+
+
+def parse(name: str) -> Workload:
+    """``"sda_b128"`` -> the Workload; a clear error lists the families otherwise."""
+    m = re.fullmatch(r"([a-z0-9]+)_b(\d+)", name.strip())
+    if not m or m.group(1) not in FAMILIES or int(m.group(2)) < 1:
+        raise ValueError(f"unknown workload {name!r}; use FAMILY_bBATCH with FAMILY one of "
+                         f"{', '.join(FAMILIES)} (e.g. {', '.join(DEFAULT_WORKLOADS)})")
+    family = FAMILIES[m.group(1)]
+    return Workload(name.strip(), m.group(1), family["sizes"], family["activation"], int(m.group(2)))

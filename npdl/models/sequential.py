@@ -1,0 +1,287 @@
+"""Sequential: a stack of layers trained end to end by backpropagation.
+
+``forward`` runs the layers bottom-up, ``backward`` runs their backward passes
+top-down (each layer stores its parameter gradients in ``layer.grads``), and
+``train_step`` adds the loss, the L1/L2 penalties and one optimizer step::
+
+    model = Sequential([Dense(784, 500), Tanh(), Dense(500, 10)], name="mlp")
+    model.compile("softmax_cross_entropy", SGD(lr=0.01), l2=1e-4)
+    history = model.fit(x, y, epochs=10, batch_size=20, validation_data=(xv, yv))
+
+L1/L2 here are *penalties added to the loss* on weights only (never biases), as
+the Theano tutorials' ``cost = nll + L1_reg * L1 + L2_reg * L2_sqr``: their
+gradient flows through the optimizer like the data gradient (and so is scaled by
+Adam's normalisation). The optimizer's ``weight_decay`` is the other, decoupled
+kind (AdamW), applied by the optimizer directly to the weights.
+"""
+
+from __future__ import annotations
+
+from .. import backend, losses
+from ..losses import metrics as metric_fns
+from ..losses import penalties
+from ..layers.base import Layer
+from ..training import loop
+from .state import ModelState
+from .summary import summary_table
+
+#: metric name -> function(scores, labels, check_range); classifier metrics only
+METRICS = {"accuracy": metric_fns.accuracy, "error": metric_fns.zero_one_error}
+
+#: losses whose targets are integer class labels, so accuracy and error make sense
+CLASSIFIER_LOSSES = (losses.SoftmaxCrossEntropy, losses.NegativeLogLikelihood)
+
+
+def _loss_from(spec):
+    """A Loss from a name, an instance, or the ``{"class", "config"}`` dict a checkpoint stores."""
+    if isinstance(spec, dict):
+        cls = getattr(losses, spec.get("class", ""), None)
+        if not (isinstance(cls, type) and issubclass(cls, losses.Loss)):
+            raise ValueError(f"unknown loss class {spec.get('class')!r}")
+        return cls(**spec.get("config", {}))
+    return losses.get_loss(spec)
+
+
+class Sequential(ModelState):
+    """A list of layers applied in order. See the module docstring; device and state handling
+    (``to``, ``state_dict``, ``get_config``, ...) come from :class:`npdl.models.state.ModelState`."""
+
+    def __init__(self, layers=None, input_shape=None, name=None):
+        self.name = name or "sequential"
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.layers: list[Layer] = []
+        self.loss = self.optimizer = None
+        self.metrics: tuple = ()
+        self.l1 = self.l2 = 0.0
+        self.stop_training = False
+        self.history = None  # the History of the last (or running) fit
+        self.fit_rng = None  # the generator that shuffled the last (or running) fit
+        for layer in layers or ():
+            self.add(layer)
+
+    # -- building
+    def add(self, layer: Layer) -> "Sequential":
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}.add: expected an npdl Layer, got {type(layer).__name__}")
+        self.layers.append(layer)
+        return self
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def _index(self, layer_or_index) -> int:
+        if isinstance(layer_or_index, int):
+            if not -len(self.layers) <= layer_or_index < len(self.layers):
+                raise IndexError(f"{self.name}: layer index {layer_or_index} out of range for {len(self)} layers")
+            return layer_or_index % len(self.layers)
+        for i, layer in enumerate(self.layers):
+            if layer is layer_or_index:
+                return i
+        raise ValueError(f"{self.name}: {layer_or_index!r} is not a layer of this model")
+
+    def freeze(self, layer_or_index) -> "Sequential":
+        """Stop updating a layer's parameters. Gradients still flow *through* it to the layers below."""
+        self.layers[self._index(layer_or_index)].trainable = False
+        return self
+
+    def unfreeze(self, layer_or_index) -> "Sequential":
+        self.layers[self._index(layer_or_index)].trainable = True
+        return self
+
+    def summary(self, input_shape=None) -> str:
+        """The Keras-like table of layers, output shapes and parameter counts (``print`` it)."""
+        return summary_table(self, input_shape)
+
+    def __str__(self):
+        return self.summary()
+
+    def __repr__(self):
+        return f"Sequential(name={self.name!r}, layers={self.layers!r})"
+
+    # -- compiling
+    def compile(self, loss, optimizer, metrics=None, l2: float = 0.0, l1: float = 0.0) -> "Sequential":
+        """Choose the loss, the optimizer (a name or an :mod:`npdl.optim` object) and the metrics.
+
+        ``metrics=None`` means ``("accuracy",)`` for classifier losses and none otherwise;
+        ``"accuracy"`` and ``"error"`` (zero-one) need integer class labels.
+        ``l2``/``l1`` add ``l2 * sum(W**2)`` / ``l1 * sum(|W|)`` over trainable weights to the loss.
+        """
+        from ..optim import get_optimizer  # the optimizers import nothing from here; import late anyway
+
+        self.loss = _loss_from(loss)
+        self.optimizer = get_optimizer(optimizer)
+        self.optimizer.to(self.device)
+        self.l2, self.l1 = float(l2), float(l1)
+        if self.l2 < 0 or self.l1 < 0:
+            raise ValueError(f"{self.name}.compile: l2 and l1 must be >= 0, got l2={l2}, l1={l1}")
+        self.metrics = ()
+        self.metrics = tuple(self.metric_names(("accuracy",) if metrics is None and self.is_classifier
+                                               else metrics or ()))
+        return self
+
+    def compile_config(self) -> dict | None:
+        """What :meth:`compile` needs besides the optimizer (JSON-able), or None before compiling."""
+        if self.loss is None:
+            return None
+        return {"loss": {"class": type(self.loss).__name__, "config": self.loss.get_config()},
+                "metrics": list(self.metrics), "l2": self.l2, "l1": self.l1}
+
+    def require_compiled(self, what: str) -> None:
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"{self.name}.{what}: call model.compile(loss, optimizer) first")
+
+    @property
+    def is_classifier(self) -> bool:
+        return isinstance(self.loss, CLASSIFIER_LOSSES)
+
+    def metric_names(self, metrics=None) -> list:
+        """Validated metric names: ``metrics`` if given, else the compiled ones."""
+        names = list(self.metrics if metrics is None else metrics)
+        for name in names:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+            if not self.is_classifier:
+                raise ValueError(f"metric {name!r} needs a classifier loss with integer labels "
+                                 f"({', '.join(c.__name__ for c in CLASSIFIER_LOSSES)}), "
+                                 f"not {type(self.loss).__name__}")
+        return names
+
+    def batch_metrics(self, out, labels, names=None) -> dict:
+        """``{name: 0-d device array}`` for one batch (labels were range-checked once by the caller)."""
+        return {name: METRICS[name](out, labels, check_range=False) for name in self.metric_names(names)}
+
+    # -- forward and backward
+    def forward(self, x, training: bool = False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def __call__(self, x, training: bool = False):
+        return self.forward(x, training)
+
+    def _lowest_trainable(self):
+        return next((i for i, layer in enumerate(self.layers) if layer.trainable and layer.params), None)
+
+    def backward(self, dloss, input_grad: bool = False):
+        """Backpropagate ``dloss`` (dL/d output) through the layers; each stores its ``grads``.
+
+        Stops at the lowest trainable layer: frozen layers and parameter-free layers
+        below it need no gradient at all, and that layer itself is told (through
+        ``need_input_grad``) that nobody needs its input gradient, which saves a Dense
+        layer a third of its backward work. ``input_grad=True`` goes all the way down
+        and returns dL/d input; otherwise the return value is None.
+        """
+        stop = 0 if input_grad else self._lowest_trainable()
+        if stop is None:
+            return None
+        grad = dloss
+        for index in range(len(self.layers) - 1, stop - 1, -1):
+            layer = self.layers[index]
+            layer.need_input_grad = input_grad or index > stop
+            grad = layer.backward(grad)
+        return grad if input_grad else None
+
+    def clear_caches(self) -> None:
+        """Drop every cached activation (they are only needed between a forward and its backward)."""
+        for layer in self.layers:
+            layer.cache = None
+        if self.loss is not None:
+            self.loss.cache = None
+
+    # -- penalties
+    def _penalty_terms(self):
+        """``[(value, backward_fn, cache, slots)]`` for L2 and L1 on trainable weights."""
+        trainable = [layer for layer in self.layers if layer.trainable]
+        slots = penalties.regularized_weights(trainable)
+        weights = [layer.params[name] for layer, name in slots]
+        terms = []
+        if weights and self.l2:
+            value, cache = penalties.l2_penalty_forward(weights, self.l2)
+            terms.append((value, penalties.l2_penalty_backward, cache, slots))
+        if weights and self.l1:
+            value, cache = penalties.l1_penalty_forward(weights, self.l1)
+            terms.append((value, penalties.l1_penalty_backward, cache, slots))
+        return terms
+
+    def penalty_value(self):
+        """The current L1 + L2 penalty as a 0-d device array, or None without penalties."""
+        total = None
+        for value, *_ in self._penalty_terms():
+            total = value if total is None else total + value
+        return total
+
+    # -- one step
+    def train_batch(self, xb, yb):
+        """Forward, loss + penalties, backward, optimizer step. Returns ``(loss, output)`` on the device."""
+        self.require_compiled("train_step")
+        xp = backend.namespace(xb)
+        out = self.forward(xb, training=True)
+        loss = self.loss.forward(out, yb)
+        terms = self._penalty_terms()  # computed on the weights of this step, before the update
+        self.backward(self.loss.backward(1.0))
+        for value, backward_fn, cache, slots in terms:
+            loss = loss + value
+            for (layer, name), grad in zip(slots, backward_fn(1.0, cache)):
+                layer.grads[name] = layer.grads[name] + grad
+        params, grads, decay = {}, {}, set()
+        for i, layer in enumerate(self.layers):
+            if layer.trainable and layer.params:
+                for k, v in layer.params.items():
+                    params[f"{i}.{k}"], grads[f"{i}.{k}"] = v, layer.grads[k]
+                decay.update(f"{i}.{k}" for k in layer.weight_names if k in layer.params)
+        if params:
+            self.optimizer.step(params, grads, decay_names=decay)
+        return xp.asarray(loss), out
+
+    def train_step(self, xb, yb):
+        """One minibatch update on device arrays; returns the loss (+ penalty) as a 0-d device array."""
+        return self.train_batch(xb, yb)[0]
+
+    # -- loops
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True, verbose=1,
+            initial_epoch=0, rng=None, history=None, validation_batch_size=256):
+        """Train for epochs ``initial_epoch .. epochs-1`` (Keras's convention) and return a History.
+
+        ``x``/``y`` go to the model's device once; batches are sliced there. ``rng`` (a
+        :class:`npdl.backend.Generator`) draws the shuffling permutations; pass the
+        restored one (and ``history``) from a checkpoint to resume bit for bit. Loss and
+        metrics stay on the device and are read back only at progress refreshes and epoch
+        ends; a NaN/inf loss raises :class:`npdl.training.TrainingDivergedError`.
+        ``verbose=0`` is silent; ``1`` shows a tqdm bar on a terminal, else one line per epoch.
+        """
+        return loop.fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose,
+                        initial_epoch, rng, history, validation_batch_size)
+
+    def evaluate(self, x, y, batch_size=256, metrics=None) -> dict:
+        """``{"loss": float, <metric>: float}`` over ``(x, y)`` in inference mode (loss includes penalties)."""
+        self.require_compiled("evaluate")
+        return loop.read_scalars(loop.evaluate_means(self, x, y, batch_size, metrics))
+
+    def predict(self, x, batch_size=256):
+        """Outputs for ``x`` (training=False), batched, as one array on the model's device; keeps no caches."""
+        return loop.predict(self, x, batch_size)
+
+    # -- checkpoints
+    def save_checkpoint(self, path, epoch=0, rng=None, history=None, extra=None) -> str:
+        """Save model + optimizer + generators (see :func:`npdl.training.save_checkpoint`)."""
+        from ..training.checkpoint import save_checkpoint
+
+        return save_checkpoint(path, self, self.optimizer, rng if rng is not None else self.fit_rng, epoch,
+                               history if history is not None else self.history, extra)
+
+    def load_checkpoint(self, path) -> dict:
+        """Restore parameters, layer generators and (if compiled) optimizer state from ``path``.
+
+        Returns the checkpoint dict; ``ck["rng"]`` (restored shuffling generator), ``ck["epoch"]``
+        and ``ck["history"]`` continue training: ``fit(..., initial_epoch=ck["epoch"], rng=ck["rng"],
+        history=ck["history"])``.
+        """
+        from ..training.checkpoint import load_checkpoint
+
+        return load_checkpoint(path, model=self)

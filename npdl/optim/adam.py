@@ -1,0 +1,61 @@
+"""Adam (Kingma & Ba, "Adam: A Method for Stochastic Optimization", 2015)."""
+
+from __future__ import annotations
+
+import math
+
+from .base import Optimizer, check_number
+
+
+class Adam(Optimizer):
+    """Moving averages of the gradient and its square, bias-corrected (Algorithm 1 of the paper).
+
+    With ``t = iterations + 1`` (the step being taken, counted from 1)::
+
+        m <- beta1 m + (1 - beta1) g          # first moment: a smoothed gradient
+        v <- beta2 v + (1 - beta2) g^2        # second moment: its mean square
+        m_hat = m / (1 - beta1^t);  v_hat = v / (1 - beta2^t)
+        p <- p - lr m_hat / (sqrt(v_hat) + eps)
+
+    Bias correction: ``m`` and ``v`` start at zero, so after ``t`` steps of a
+    constant gradient ``m = (1 - beta1^t) g``; dividing by ``1 - beta1^t`` removes
+    that pull towards zero (and likewise for ``v``), so even the first step has
+    size about ``lr`` per coordinate.
+
+    The code folds the corrections into scalars, never forming ``m_hat`` or
+    ``v_hat``: ``p -= (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``,
+    the same expression PyTorch's ``Adam`` evaluates. Keras instead uses the
+    paper's "eps hat" form ``lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps)``,
+    i.e. our formula with ``eps`` replaced by ``eps / sqrt(1 - beta2^t)``; the two
+    differ only while ``sqrt(v)`` is comparable to ``eps``. Defaults are Keras's
+    (``eps = 1e-7``; PyTorch's is ``1e-8``). With ``weight_decay`` this is AdamW.
+    """
+
+    slot_kinds = ("m", "v")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, **kw):
+        super().__init__(lr, **kw)
+        self.beta1 = check_number("Adam", "beta1", beta1, 0.0, 1.0)
+        self.beta2 = check_number("Adam", "beta2", beta2, 0.0, 1.0)
+        self.eps = check_number("Adam", "eps", eps, 0.0)
+
+    def _update(self, name, p, g, lr, xp):
+        m, v = self._slot("m", name, p), self._slot("v", name, p)
+        t = self.iterations + 1
+        step_size = lr / (1.0 - self.beta1 ** t)  # Python floats: no dtype reaches the arrays
+        sqrt_correction2 = math.sqrt(1.0 - self.beta2 ** t)
+        m *= self.beta1
+        m += g * (1.0 - self.beta1)
+        g2 = g * g
+        g2 *= 1.0 - self.beta2
+        v *= self.beta2
+        v += g2
+        denom = xp.sqrt(v)
+        denom /= sqrt_correction2
+        denom += self.eps
+        step = m / denom
+        step *= step_size
+        p -= step
+
+    def get_config(self):
+        return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

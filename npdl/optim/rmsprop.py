@@ -1,0 +1,44 @@
+"""RMSprop (Hinton, Coursera lecture 6e, 2012): divide each step by a running RMS of the gradient."""
+
+from __future__ import annotations
+
+from .base import Optimizer, check_number
+
+
+class RMSprop(Optimizer):
+    """``v <- rho v + (1 - rho) g^2``;  ``p <- p - lr g / (sqrt(v) + eps)``.
+
+    ``v`` (elementwise) is an exponential moving average of squared gradients, so
+    ``sqrt(v)`` is the recent RMS size of each coordinate's gradient and every
+    coordinate moves about ``lr`` per step whatever its scale. ``v`` starts at zero
+    and is not bias-corrected, so early steps are larger (the first is
+    ``lr g / (sqrt(1 - rho) |g| + eps)``, about ``3.2 lr`` for ``rho = 0.9``).
+
+    ``eps`` is added *outside* the square root, as in PyTorch's ``RMSprop`` and
+    Keras 2; Keras 3 adds it inside, ``sqrt(v + eps)``, which for the default
+    ``eps = 1e-7`` acts like a much larger ``sqrt(1e-7) ~ 3e-4`` here. Defaults are
+    Keras's (``lr = 0.001``, ``rho = 0.9``, ``eps = 1e-7``); PyTorch's are
+    ``lr = 0.01``, ``alpha = 0.99``, ``eps = 1e-8`` (its ``alpha`` is our ``rho``).
+    """
+
+    slot_kinds = ("v",)
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kw):
+        super().__init__(lr, **kw)
+        self.rho = check_number("RMSprop", "rho", rho, 0.0, 1.0)
+        self.eps = check_number("RMSprop", "eps", eps, 0.0)
+
+    def _update(self, name, p, g, lr, xp):
+        v = self._slot("v", name, p)
+        g2 = g * g
+        g2 *= 1.0 - self.rho
+        v *= self.rho
+        v += g2
+        denom = xp.sqrt(v)
+        denom += self.eps
+        step = g / denom
+        step *= lr
+        p -= step
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "eps": self.eps}

@@ -1,0 +1,74 @@
+"""Gradient descent: plain, with classical momentum, and with Nesterov momentum."""
+
+from __future__ import annotations
+
+from .base import Optimizer, check_number
+
+
+class SGD(Optimizer):
+    """Plain stochastic gradient descent: ``p <- p - lr * g``."""
+
+    def __init__(self, lr: float = 0.01, **kw):
+        super().__init__(lr, **kw)
+
+    def _update(self, name, p, g, lr, xp):
+        p -= g * lr
+
+
+class Momentum(Optimizer):
+    """Classical (heavy-ball) momentum, in the form Keras uses:
+
+    ``v <- mu v - lr g``;  ``p <- p + v``.
+
+    ``v`` is a running, decaying sum of past steps; along a direction where the
+    gradient keeps its sign the step grows towards ``lr g / (1 - mu)``, across a
+    ravine the alternating signs cancel. ``v`` starts at zero, so the first step
+    is plain SGD. With a constant ``lr`` this equals PyTorch's ``b <- mu b + g``,
+    ``p <- p - lr b`` (``v = -lr b``); under a schedule, Keras's form keeps old
+    steps at the learning rate they were taken with.
+    """
+
+    slot_kinds = ("velocity",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kw):
+        super().__init__(lr, **kw)
+        self.momentum = check_number(type(self).__name__, "momentum", momentum, 0.0, 1.0)
+
+    def _update(self, name, p, g, lr, xp):
+        v = self._slot("velocity", name, p)
+        v *= self.momentum
+        v -= g * lr
+        p += v
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum}
+
+
+class Nesterov(Momentum):
+    """Nesterov's accelerated gradient, rewritten so the gradient is taken at the stored parameters.
+
+    Nesterov's method (as Sutskever et al. 2013 write it) evaluates the gradient
+    at the look-ahead point ``theta + mu v``, where momentum is about to carry the
+    parameters anyway:
+
+    ``v' = mu v - lr grad(theta + mu v)``;  ``theta' = theta + v'``.
+
+    A layer can only give the gradient at the parameters it holds, so store the
+    look-ahead point itself, ``p = theta + mu v``. Then ``g = grad(p)`` and
+
+    ``p' = theta' + mu v' = (p - mu v) + v' + mu v'``
+    ``   = p + mu v' + (v' - mu v) = p + mu v' - lr g``.
+
+    So the update is ``v <- mu v - lr g``; ``p <- p + mu v - lr g`` (with the new
+    ``v``): Keras's ``SGD(nesterov=True)``, and with a constant ``lr`` PyTorch's
+    ``SGD(nesterov=True)`` (``b <- mu b + g``; ``p <- p - lr (g + mu b)``, ``v = -lr b``).
+    ``v`` starts at zero, so before the first step ``p = theta``.
+    """
+
+    def _update(self, name, p, g, lr, xp):
+        v = self._slot("velocity", name, p)
+        lr_g = g * lr  # the one temporary, used twice
+        v *= self.momentum
+        v -= lr_g
+        p += v * self.momentum
+        p -= lr_g
