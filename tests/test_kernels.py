@@ -69,3 +69,53 @@ def test_dispatch_picks_numba_for_numpy_and_reference_elsewhere():
         kernels.use(None)
     with pytest.raises(ValueError, match="unknown kernel"):
         kernels.get("conv9d", np)
+
+
+# ------------------------------------------------------------------ gemm_update
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 9), m=st.integers(1, 9), k=st.integers(1, 9), a_fortran=st.booleans(),
+       b_fortran=st.booleans(), alpha=st.sampled_from([-0.3, 1.0]), beta=st.sampled_from([1.0, 0.99, 0.0]),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 2 ** 16))
+def test_cpu_gemm_update_matches_reference(n, m, k, a_fortran, b_fortran, alpha, beta, dtype, seed):
+    from npdl.kernels.numba import gemm_update as cpu
+    from npdl.kernels.reference import gemm_update as ref
+
+    rng = np.random.default_rng(seed)
+    A = np.asarray(rng.standard_normal((n, m)), dtype, order="F" if a_fortran else "C")
+    B = np.asarray(rng.standard_normal((n, k)), dtype, order="F" if b_fortran else "C")
+    C = rng.standard_normal((m, k)).astype(dtype)
+    expected = ref.gemm_update(C.copy(), A, B, alpha, beta)
+    out = cpu.gemm_update(C, A, B, alpha, beta)
+    assert out is C and C.dtype == np.dtype(dtype)  # in place, dtype kept
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
+
+
+def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts():
+    from npdl.kernels.numba import blas
+    from npdl.kernels.numba import gemm_update as cpu
+
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((6, 8))[:, ::2], rng.standard_normal((6, 3))  # A: strided columns
+    C = np.zeros((4, 3))
+    assert not blas.gemm_at_b(C.copy(), A, B, 1.0, 1.0)  # no layout BLAS can read directly...
+    cpu.gemm_update(C, A, B, 1.0, 1.0)  # ...so the reference does it
+    np.testing.assert_allclose(C, A.T @ B, rtol=1e-12)
+    if blas.available():
+        A = np.ascontiguousarray(A)
+        C2 = np.zeros((4, 3))
+        assert blas.gemm_at_b(C2, A, B, 1.0, 1.0)
+        np.testing.assert_allclose(C2, A.T @ B, rtol=1e-12)
+
+
+def test_reference_gemm_update_on_strict(device):
+    from npdl.kernels.reference import gemm_update as ref
+
+    g = backend.Generator(device, 0)
+    A, B, C = g.normal((5, 4), dtype="float64"), g.normal((5, 3), dtype="float64"), g.normal((4, 3), dtype="float64")
+    expected = 0.5 * backend.to_numpy(C) - 2.0 * backend.to_numpy(A).T @ backend.to_numpy(B)
+    impl = kernels.get("gemm_update", backend.namespace(C))
+    out = impl.gemm_update(C, A, B, -2.0, 0.5)
+    np.testing.assert_allclose(backend.to_numpy(out), expected, rtol=1e-12)

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: modules of npdl.cli that define a subcommand, in the order ``npdl --help`` lists them
-SUBCOMMANDS = ("info", "gradcheck")
+SUBCOMMANDS = ("info", "gradcheck", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 
@@ -21,9 +22,14 @@ def _blas() -> dict:
 
         pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
         if pools:
-            info.update(internal_api=pools[0].get("internal_api"), threads=pools[0].get("num_threads"))
+            info.update(internal_api=pools[0].get("internal_api"), threads=pools[0].get("num_threads"),
+                        architecture=pools[0].get("architecture"))
     except ImportError:
         info["threads"] = "unknown (pip install threadpoolctl)"
+    from ..kernels.numba import blas as direct
+
+    info["coretype_override"] = os.environ.get("OPENBLAS_CORETYPE")
+    info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
     return info
 
 
@@ -111,7 +117,11 @@ def _print(info: dict) -> None:
     line("python", f"{info['python']} ({info['platform']})")
     line("numpy", info["numpy"])
     blas = info["blas"]
-    line("blas", f"{blas.get('name', '?')} {blas.get('version', '')}, threads: {blas.get('threads', '?')}")
+    line("blas", f"{blas.get('name', '?')} {blas.get('version', '')}, threads: {blas.get('threads', '?')}, "
+                 f"kernels: {blas.get('architecture') or '?'}")
+    if blas.get("coretype_override"):
+        line("", f"OPENBLAS_CORETYPE={blas['coretype_override']} is set in the environment")
+    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (NumPy reference used)'}")
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"
          if nb["available"] else f"not available ({nb['reason']})")

@@ -109,9 +109,25 @@ def _cases():
              ("W1", "W2"), lambda W1, W2: F.l1_penalty_forward([W1, W2], 0.3),
              lambda dy, c: _grads(("W1", "W2"), F.l1_penalty_backward(dy, c)), group="penalty", options={"lam": 0.3}),
     ]
+    for family in FAMILIES:
+        cases += family.cases()
     return {c.name: c for c in cases}
 
 
+def _families():
+    """Case families kept in their own modules (``family_*.py``), each with ``cases()``
+    and its independent references ``jax_table(jnp, opt)`` / ``torch_table(torch, opt)``."""
+    import importlib
+    import pkgutil
+
+    from .. import gradcheck
+
+    return [importlib.import_module(f"{gradcheck.__name__}.{m.name}")
+            for m in sorted(pkgutil.iter_modules(gradcheck.__path__), key=lambda m: m.name)
+            if m.name.startswith("family_")]
+
+
+FAMILIES = _families()
 CASES: dict[str, Case] = _cases()
 
 

@@ -55,6 +55,10 @@ def forward_fn(case):
         "L2Penalty": lambda W1, W2: opt["lam"] * (jnp.sum(W1 ** 2) + jnp.sum(W2 ** 2)),
         "L1Penalty": lambda W1, W2: opt["lam"] * (jnp.sum(jnp.abs(W1)) + jnp.sum(jnp.abs(W2))),
     }
+    from .cases import FAMILIES
+
+    for family in FAMILIES:
+        table.update(family.jax_table(jnp, opt))
     if base not in table:
         raise KeyError(f"no JAX reference for {case.name}")
     return table[base]

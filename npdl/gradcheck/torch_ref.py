@@ -46,6 +46,10 @@ def forward_fn(case):
         "L2Penalty": lambda W1, W2: opt["lam"] * ((W1 ** 2).sum() + (W2 ** 2).sum()),
         "L1Penalty": lambda W1, W2: opt["lam"] * (W1.abs().sum() + W2.abs().sum()),
     }
+    from .cases import FAMILIES
+
+    for family in FAMILIES:
+        table.update(family.torch_table(torch, opt))
     if base not in table:
         raise KeyError(f"no PyTorch reference for {case.name}")
     return table[base]

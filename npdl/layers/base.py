@@ -25,6 +25,8 @@ class Layer:
 
     #: names of parameters that are weights: L1/L2 penalties apply to these, never to biases
     weight_names: tuple = ()
+    #: parameters whose gradient is a product ``A^T B`` that backward can hand over unformed
+    product_grads: tuple = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -38,6 +40,11 @@ class Layer:
         self.trainable = True
         #: False for a network's first layer: backward may then skip dx and return None
         self.need_input_grad = True
+        #: set by a model whose optimizer can apply ``dW = A^T B`` without forming it (plain SGD):
+        #: backward then leaves ``grads[k] = None`` and puts ``(A, B)`` in ``products[k]`` instead,
+        #: for each ``k`` in ``product_grads``
+        self.defer_products = False
+        self.products: dict = {}
 
     # -- the pair every layer implements
     def forward(self, x, training: bool = False):

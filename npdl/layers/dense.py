@@ -21,7 +21,7 @@ def dense_forward(x, W, b):
     return y, (x, W, b is not None)
 
 
-def dense_backward(dy, cache, need_dx=True):
+def dense_backward(dy, cache, need_dx=True, need_dW=True):
     """Gradients of the affine map, given ``dy = dL/dy`` of shape (N, n_out).
 
     From ``y[n, j] = sum_i x[n, i] W[i, j] + b[j]``:
@@ -38,11 +38,13 @@ def dense_backward(dy, cache, need_dx=True):
     Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
     is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
     the gradient of the data, and skipping it saves a third of the layer's work).
+    ``need_dW=False`` returns ``dW = None``: the caller applies ``x.T @ dy`` itself,
+    fused into the weight update (see :meth:`Dense.backward`).
     """
     x, W, has_bias = cache
     xp = backend.namespace(dy, W)
     dx = dy @ W.T if need_dx else None
-    dW = x.T @ dy
+    dW = x.T @ dy if need_dW else None
     db = xp.sum(dy, axis=0) if has_bias else None
     return dx, dW, db
 
@@ -58,6 +60,7 @@ class Dense(Layer):
     """
 
     weight_names = ("W",)
+    product_grads = ("W",)
 
     def __init__(self, n_in: int, n_out: int, init="glorot_uniform", bias: bool = True,
                  dtype=None, device="cpu", rng=None, name: str | None = None):
@@ -83,7 +86,11 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
-        dx, dW, db = dense_backward(dy, self.cache, self.need_input_grad)
+        dx, dW, db = dense_backward(dy, self.cache, self.need_input_grad, need_dW=not self.defer_products)
+        if self.defer_products:
+            # dW = x.T @ dy is left unformed: plain SGD adds -lr * x.T @ dy straight into W in one
+            # GEMM (kernels.gemm_update), saving a (n_in, n_out) temporary and a pass over W
+            self.products["W"] = (self.cache[0], dy)
         self.grads["W"] = dW
         if db is not None:
             self.grads["b"] = db

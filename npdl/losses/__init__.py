@@ -27,3 +27,8 @@ def get_loss(spec) -> Loss:
         return LOSSES[spec]()
     except KeyError:
         raise ValueError(f"unknown loss {spec!r}; choose one of {', '.join(LOSSES)}") from None
+from .reconstruction import (RECONSTRUCTION_LOSSES, ReconstructionCrossEntropy,  # noqa: E402
+                             ReconstructionCrossEntropyWithLogits, reconstruction_cross_entropy_backward,
+                             reconstruction_cross_entropy_forward, reconstruction_cross_entropy_logits_backward,
+                             reconstruction_cross_entropy_logits_forward)
+LOSSES.update(RECONSTRUCTION_LOSSES)

@@ -56,6 +56,9 @@ class Sequential(ModelState):
         self.stop_training = False
         self.history = None  # the History of the last (or running) fit
         self.fit_rng = None  # the generator that shuffled the last (or running) fit
+        #: let plain SGD apply dense weight gradients in one fused GEMM (see train_batch); then those
+        #: ``layer.grads["W"]`` are None after a step. Set False to keep every gradient array.
+        self.fuse_updates = True
         for layer in layers or ():
             self.add(layer)
 
@@ -221,22 +224,39 @@ class Sequential(ModelState):
         """Forward, loss + penalties, backward, optimizer step. Returns ``(loss, output)`` on the device."""
         self.require_compiled("train_step")
         xp = backend.namespace(xb)
+        # Plain SGD can apply a dense layer's dW = x^T dy (+ the L2 term) in one GEMM without forming
+        # it (Optimizer.step's ``products``); an L1 penalty's sign(W) cannot be folded in that way.
+        fuse = self.fuse_updates and self.optimizer.fuses_products() and not self.l1
         out = self.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
         terms = self._penalty_terms()  # computed on the weights of this step, before the update
-        self.backward(self.loss.backward(1.0))
+        for layer in self.layers:
+            layer.defer_products = fuse and layer.trainable
+            layer.products.clear()
+        try:
+            self.backward(self.loss.backward(1.0))
+        finally:
+            for layer in self.layers:
+                layer.defer_products = False
         for value, backward_fn, cache, slots in terms:
             loss = loss + value
+            if fuse:
+                continue  # the L2 gradient 2 l2 W goes into the fused update's beta (l2 below)
             for (layer, name), grad in zip(slots, backward_fn(1.0, cache)):
                 layer.grads[name] = layer.grads[name] + grad
-        params, grads, decay = {}, {}, set()
+        params, grads, products, decay = {}, {}, {}, set()
         for i, layer in enumerate(self.layers):
             if layer.trainable and layer.params:
                 for k, v in layer.params.items():
                     params[f"{i}.{k}"], grads[f"{i}.{k}"] = v, layer.grads[k]
+                    if k in layer.products:
+                        products[f"{i}.{k}"] = layer.products[k]
                 decay.update(f"{i}.{k}" for k in layer.weight_names if k in layer.params)
+                layer.products.clear()
+        # the L2 penalty covers weights only (decay holds the weight names)
+        product_l2 = {k: self.l2 for k in products if k in decay} if self.l2 else None
         if params:
-            self.optimizer.step(params, grads, decay_names=decay)
+            self.optimizer.step(params, grads, decay_names=decay, products=products, product_l2=product_l2)
         return xp.asarray(loss), out
 
     def train_step(self, xb, yb):
@@ -245,7 +265,7 @@ class Sequential(ModelState):
 
     # -- loops
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True, verbose=1,
-            initial_epoch=0, rng=None, history=None, validation_batch_size=256):
+            initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False):
         """Train for epochs ``initial_epoch .. epochs-1`` (Keras's convention) and return a History.
 
         ``x``/``y`` go to the model's device once; batches are sliced there. ``rng`` (a
@@ -254,14 +274,16 @@ class Sequential(ModelState):
         metrics stay on the device and are read back only at progress refreshes and epoch
         ends; a NaN/inf loss raises :class:`npdl.training.TrainingDivergedError`.
         ``verbose=0`` is silent; ``1`` shows a tqdm bar on a terminal, else one line per epoch.
+        ``drop_last=True`` skips a final partial batch each epoch (the Theano tutorials' ``n // batch_size``).
         """
         return loop.fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose,
-                        initial_epoch, rng, history, validation_batch_size)
+                        initial_epoch, rng, history, validation_batch_size, drop_last)
 
-    def evaluate(self, x, y, batch_size=256, metrics=None) -> dict:
-        """``{"loss": float, <metric>: float}`` over ``(x, y)`` in inference mode (loss includes penalties)."""
+    def evaluate(self, x, y, batch_size=256, metrics=None, drop_last=False) -> dict:
+        """``{"loss": float, <metric>: float}`` over ``(x, y)`` in inference mode (loss includes penalties).
+        ``drop_last=True`` scores whole batches only, as the Theano tutorials do."""
         self.require_compiled("evaluate")
-        return loop.read_scalars(loop.evaluate_means(self, x, y, batch_size, metrics))
+        return loop.read_scalars(loop.evaluate_means(self, x, y, batch_size, metrics, drop_last))
 
     def predict(self, x, batch_size=256):
         """Outputs for ``x`` (training=False), batched, as one array on the model's device; keeps no caches."""

@@ -63,6 +63,8 @@ class Optimizer:
 
     #: names of the per-parameter state arrays the rule keeps, e.g. ("m", "v")
     slot_kinds: tuple = ()
+    #: True for rules that can take a gradient as an unformed product (see :meth:`step_products`)
+    takes_products: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -89,14 +91,30 @@ class Optimizer:
         """The learning rate the next step will use: ``schedule(lr, iterations)``."""
         return float(self.schedule(self.lr, self.iterations))
 
-    def step(self, params: dict, grads: dict, decay_names: set | None = None) -> None:
+    def step(self, params: dict, grads: dict, decay_names: set | None = None, products: dict | None = None,
+             product_l2: dict | None = None) -> None:
         """One update of every ``params[k]`` in place from ``grads[k]``.
 
         Order: clip all gradients by global norm (in place, if ``clip_norm``), then
         for each parameter decay it if its name is in ``decay_names`` (``None``
         decays every parameter, as PyTorch's ``AdamW`` does; pass the weight names
         to spare biases), then apply the rule. ``iterations`` counts up afterwards.
+
+        ``products`` (only when :meth:`fuses_products`) holds parameters whose gradient
+        is ``A^T B`` plus an L2 penalty's ``2 l2 p`` (``l2 = product_l2.get(k, 0)``), given
+        as ``(A, B)`` instead of in ``grads``; see :meth:`SGD.step_products`.
         """
+        if products:
+            if not self.fuses_products():
+                raise ValueError(f"{type(self).__name__}.step: this optimizer cannot take gradient products")
+            lr = self.current_lr()
+            decayed = lambda k: self.weight_decay and (decay_names is None or k in decay_names)  # noqa: E731
+            l2 = product_l2 or {}
+            shrink = {k: 1.0 - lr * (2.0 * l2.get(k, 0.0) + (self.weight_decay if decayed(k) else 0.0))
+                      for k in products}
+            self.step_products({k: params[k] for k in products}, products, lr, shrink)
+            params = {k: v for k, v in params.items() if k not in products}
+            grads = {k: v for k, v in grads.items() if k not in products}
         if params.keys() != grads.keys():
             raise ValueError(f"{type(self).__name__}.step: params and grads must have the same names; "
                              f"without a gradient: {sorted(params.keys() - grads.keys())}, "
@@ -118,6 +136,16 @@ class Optimizer:
                 p *= shrink
             self._update(name, p, g, lr, xp)
         self.iterations += 1
+
+    def fuses_products(self) -> bool:
+        """Whether :meth:`step` may be given ``products`` this step: the rule must take them, and
+        no clipping (which needs every gradient's norm first) may be on."""
+        return self.takes_products and self.clip_norm is None
+
+    def step_products(self, params: dict, products: dict, lr: float, shrink: dict) -> None:
+        """Apply gradients given as products ``g = A^T B`` (``products[k] = (A, B)``) without forming
+        them; ``shrink[k]`` multiplies ``p`` first (decay, L2). Only for ``takes_products`` rules."""
+        raise NotImplementedError
 
     def _slot(self, kind: str, name: str, p):
         """The state array ``kind/name``, created as zeros on first use, moved to ``p``'s device if needed."""

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from .. import backend
 from .base import Optimizer, check_number
 
 
 class SGD(Optimizer):
-    """Plain stochastic gradient descent: ``p <- p - lr * g``."""
+    """Plain stochastic gradient descent: ``p <- p - lr * g``.
+
+    When the gradient is a product, ``g = A^T B + 2 l2 p`` (a dense layer's
+    ``x^T dy`` plus its L2 penalty), the step is
+    ``p <- (1 - 2 lr l2) p - lr A^T B``: one GEMM ``C <- alpha A^T B + beta C``
+    with ``alpha = -lr``, ``beta = 1 - 2 lr l2`` (times the decoupled decay's
+    ``1 - lr wd``), and no gradient array at all (:meth:`step_products`).
+    """
+
+    takes_products = True
 
     def __init__(self, lr: float = 0.01, **kw):
         super().__init__(lr, **kw)
 
     def _update(self, name, p, g, lr, xp):
         p -= g * lr
+
+    def step_products(self, params, products, lr, shrink):
+        from .. import kernels
+
+        for name, p in params.items():
+            A, B = products[name]
+            kernels.get("gemm_update", backend.namespace(p)).gemm_update(p, A, B, -lr, shrink[name])
 
 
 class Momentum(Optimizer):

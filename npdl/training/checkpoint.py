@@ -46,7 +46,7 @@ def _json(value, what: str) -> np.ndarray:
                               "e.g. a lambda learning-rate schedule -- use an npdl.optim schedule class") from exc
 
 
-def _write_atomically(path: str, arrays: dict) -> None:
+def write_arrays(path: str, arrays: dict) -> None:
     """``np.savez`` into a temp file beside ``path``, fsync, then ``os.replace`` it over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -72,6 +72,12 @@ def _write_atomically(path: str, arrays: dict) -> None:
         os.close(dir_fd)
 
 
+def read_arrays(path) -> dict:
+    """The arrays of a plain ``.npz`` written by :func:`write_arrays` (no pickles)."""
+    with np.load(os.fspath(path), allow_pickle=False) as archive:
+        return {k: archive[k] for k in archive.files}
+
+
 def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None, extra=None) -> str:
     """Write ``model`` (config + parameters + layer generators), ``optimizer`` state, the
     shuffling generator ``rng``, the number of completed ``epoch``\\ s, ``history`` and any
@@ -95,7 +101,7 @@ def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None
         for name, value in state["slots"].items():
             arrays[f"slot/{name}"] = backend.to_numpy(value)
     arrays["optimizer"] = _json(meta, "optimizer state")
-    _write_atomically(path, arrays)
+    write_arrays(path, arrays)
     return path
 
 

@@ -98,8 +98,11 @@ def fast_labels(loss):
             loss.check_range = previous
 
 
-def _batches(n: int, batch_size: int):
-    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+def _batches(n: int, batch_size: int, drop_last: bool = False):
+    """``[(start, stop)]`` covering ``0..n``; ``drop_last`` leaves out a final partial batch, as the
+    Theano tutorials do (``n_batches = n // batch_size``, for training and for scoring)."""
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    return [(start, min(start + batch_size, stop)) for start in range(0, stop, batch_size)]
 
 
 def _check_batch_size(batch_size) -> int:
@@ -111,17 +114,20 @@ def _check_batch_size(batch_size) -> int:
 # -------------------------------------------------------------- evaluate / predict
 
 
-def evaluate_means(model, x, y, batch_size=256, metrics=None) -> dict:
+def evaluate_means(model, x, y, batch_size=256, metrics=None, drop_last=False) -> dict:
     """Mean loss (plus the weight penalty, as in training) and metrics over ``(x, y)``,
-    as 0-d device arrays; nothing is read back except the one label check."""
+    as 0-d device arrays; nothing is read back except the one label check.
+    ``drop_last`` scores only whole batches (see :func:`_batches`)."""
     batch_size = _check_batch_size(batch_size)
     device = model.device
     x, y = device.asarray(x), device.asarray(y)
     names = model.metric_names(metrics)
     n = check_targets(model, x, y)
     sums = {}
+    batches = _batches(n, batch_size, drop_last)
+    n = batches[-1][1]
     with fast_labels(model.loss):
-        for start, stop in _batches(n, batch_size):
+        for start, stop in batches:
             xb, yb = x[start:stop, ...], y[start:stop, ...]
             out = model.forward(xb, training=False)
             _accumulate(sums, "loss", model.loss.forward(out, yb) * (stop - start))
@@ -160,10 +166,10 @@ def _diverged(epoch, value, first, last, steps):
         "learning rate or clip_norm, and check the data for NaN/inf.", epoch + 1, first + 1, last + 1)
 
 
-def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callbacks, verbose):
+def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callbacks, verbose, drop_last=False):
     """Train one epoch; returns the host means of loss and metrics over the examples seen."""
     xp = backend.namespace(x)
-    batches = _batches(n, batch_size)
+    batches = _batches(n, batch_size, drop_last)
     order = None
     if shuffle:
         # drawn on the generator's device, then moved (a no-op when it is the model's)
@@ -203,7 +209,7 @@ def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callback
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
-        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256) -> History:
+        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False) -> History:
     """See :meth:`npdl.models.Sequential.fit`."""
     model.require_compiled("fit")
     batch_size = _check_batch_size(batch_size)
@@ -220,7 +226,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
     model.fit_rng = rng  # kept so ModelCheckpoint can save the shuffling state
     history = history if history is not None else History()
     model.history = history
-    steps = len(_batches(n, batch_size))
+    steps = len(_batches(n, batch_size, drop_last))
     callbacks = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": steps, "batch_size": batch_size,
                                                 "samples": n, "initial_epoch": int(initial_epoch),
                                                 "verbose": int(verbose)})
@@ -233,7 +239,7 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
             callbacks.on_epoch_begin(epoch)
             lr = float(model.optimizer.current_lr())  # the rate this epoch starts with
             logs, bar = _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, int(epochs), callbacks,
-                                   verbose)
+                                   verbose, drop_last)
             if val is not None:
                 val_means = read_scalars(evaluate_means(model, val[0], val[1], validation_batch_size))
                 logs.update({f"val_{k}": v for k, v in val_means.items()})

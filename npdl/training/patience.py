@@ -96,7 +96,8 @@ class PatienceEarlyStopping(Callback):
     of the best model". ``monitor`` is ``"error"`` (zero-one error, the tutorials'
     choice; default for classifiers) or ``"loss"``. ``restore_best=True`` copies
     the parameters at each new best (on the device) and puts them back at the end,
-    so the model is the one the reported scores belong to.
+    so the model is the one the reported scores belong to. ``drop_last=True`` scores
+    whole batches of ``batch_size`` only, as the tutorials do (``n // batch_size`` batches).
 
     Afterwards: ``best_validation``, ``best_iteration``, ``test_score``,
     ``stopped_iteration`` (None if the epochs ran out first) and ``validations``
@@ -105,13 +106,24 @@ class PatienceEarlyStopping(Callback):
 
     def __init__(self, validation_data, test_data=None, patience=5000, patience_increase=2,
                  improvement_threshold=0.995, validation_frequency=None, monitor=None, restore_best=True,
-                 batch_size=256, verbose=0):
+                 batch_size=256, verbose=0, drop_last=False):
         super().__init__()
         self.validation_data, self.test_data = validation_data, test_data
         self.rule_args = (patience, patience_increase, improvement_threshold)
         self.requested_frequency = validation_frequency
         self.monitor, self.restore_best = monitor, bool(restore_best)
-        self.batch_size, self.verbose = int(batch_size), int(verbose)
+        self.batch_size, self.verbose, self.drop_last = int(batch_size), int(verbose), bool(drop_last)
+
+    def state_dict(self) -> dict:
+        """The bookkeeping needed to resume (JSON-able; the best parameters are saved apart)."""
+        return {"patience": self.rule.patience, "best": self.rule.best, "best_iteration": self.rule.best_iteration,
+                "best_validation": self.best_validation, "test_score": self.test_score,
+                "validations": [list(v) for v in self.validations]}
+
+    def resume_from(self, state: dict, best_state=None) -> None:
+        """Continue a run: ``state`` from :meth:`state_dict`, ``best_state`` the parameters at its best.
+        Applied when training begins (``fit`` with ``initial_epoch`` > 0)."""
+        self._resume = (dict(state), best_state)
 
     def on_train_begin(self, logs=None):
         self.rule = PatienceRule(*self.rule_args)
@@ -125,12 +137,21 @@ class PatienceEarlyStopping(Callback):
         self._test = None if self.test_data is None else tuple(device.asarray(a) for a in self.test_data[:2])
         self.best_validation, self.best_iteration, self.test_score = math.inf, None, None
         self.stopped_iteration, self.best_state, self.validations = None, None, []
+        state, best_state = getattr(self, "_resume", (None, None))
+        if state is not None:
+            self.rule.patience, self.rule.best = int(state["patience"]), float(state["best"])
+            self.rule.best_iteration = state["best_iteration"]
+            self.best_validation, self.best_iteration = float(state["best_validation"]), state["best_iteration"]
+            self.test_score = state["test_score"]
+            self.validations = [tuple(v) for v in state["validations"]]
+            self.best_state = best_state
+            self._resume = (None, None)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = int(epoch)
 
     def _score(self, data) -> float:
-        return self.model.evaluate(data[0], data[1], batch_size=self.batch_size,
+        return self.model.evaluate(data[0], data[1], batch_size=self.batch_size, drop_last=self.drop_last,
                                    metrics=[self.metric] if self.metric != "loss" else [])[self.metric]
 
     def on_batch_end(self, batch, logs=None):

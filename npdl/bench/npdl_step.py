@@ -1,0 +1,39 @@
+"""The npdl side of a benchmark workload: a Sequential model and one ``train_step`` on fixed data."""
+
+from __future__ import annotations
+
+from .. import backend
+from ..layers import Dense, get_activation
+from ..models import Sequential
+from ..optim import SGD
+from .workloads import Workload
+
+
+def build_model(w: Workload, device="cpu", seed: int = 0) -> Sequential:
+    """The workload's network (Glorot-uniform weights, zero biases) on ``device``, compiled with SGD."""
+    device = backend.get_device(device)
+    rng = backend.Generator(device, seed)
+    layers = []
+    pairs = list(zip(w.sizes[:-1], w.sizes[1:]))
+    for i, (n_in, n_out) in enumerate(pairs):
+        layers.append(Dense(n_in, n_out, device=device, rng=rng))
+        if i < len(pairs) - 1:
+            layers.append(get_activation(w.activation))
+    model = Sequential(layers, name=w.name)
+    model.compile("softmax_cross_entropy", SGD(lr=w.lr), metrics=())
+    return model
+
+
+def npdl_step(w: Workload, device="cpu", seed: int = 0):
+    """``(step, sync)`` for :func:`npdl.bench.measure`: random float32 data already on the device."""
+    device = backend.get_device(device)
+    model = build_model(w, device, seed)
+    rng = backend.Generator(device, seed + 1)
+    x = rng.normal((w.batch_size, w.sizes[0]), dtype="float32")
+    y = rng.integers(0, w.sizes[-1], (w.batch_size,))
+    model.loss.check_range = False  # labels are in range by construction; fit() also checks once, not per step
+
+    def step():
+        model.train_step(x, y)
+
+    return step, device.synchronize

@@ -1,0 +1,49 @@
+"""``npdl bench``: median and minimum time of one training step on fixed workloads."""
+
+from __future__ import annotations
+
+import json
+
+
+def run(args) -> int:
+    from .. import backend
+    from ..bench import measure, parse
+    from ..bench.npdl_step import npdl_step
+
+    try:
+        workloads = [parse(name) for name in args.workload.split(",") if name.strip()]
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    device = backend.get_device(args.device)
+    if not args.json:
+        print(f"{'workload':12s} {'device':8s} {'batch':>6s} {'median ms':>10s} {'min ms':>9s} {'reps':>6s}")
+    from .train import blas_threads
+
+    for w in workloads:
+        step, sync = npdl_step(w, device)
+        with blas_threads(args.blas_threads):
+            timing = measure(step, sync, min_seconds=args.min_seconds)
+        record = {"workload": w.name, "impl": "npdl", "device": args.device, "batch_size": w.batch_size, **timing}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{w.name:12s} {args.device:8s} {w.batch_size:6d} {timing['median_ms']:10.3f} "
+                  f"{timing['min_ms']:9.3f} {timing['reps']:6d}", flush=True)
+    return 0
+
+
+def register(sub) -> None:
+    from ..bench import DEFAULT_WORKLOADS
+
+    p = sub.add_parser("bench", help="time one training step of fixed workloads",
+                       description="Time one full float32 training step (forward, backward, SGD update) on random "
+                                   "data already on the device, after warm-up, repeated until at least "
+                                   "--min-seconds are timed. benchmarks/run.py times the same workloads in "
+                                   "PyTorch and JAX side by side.")
+    p.add_argument("--workload", default=",".join(DEFAULT_WORKLOADS),
+                   help=f"NAME[,NAME...] (default {','.join(DEFAULT_WORKLOADS)}); families: mlp_bN, sda_bN")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--min-seconds", type=float, default=1.5, help="seconds of timed steps per workload (1.5)")
+    p.add_argument("--blas-threads", type=int, metavar="N", help="limit BLAS to N threads (default: its choice)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=run, parser=p)

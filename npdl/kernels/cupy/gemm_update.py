@@ -1,0 +1,20 @@
+"""``C <- beta C + alpha A^T B`` on a CUDA device: one cuBLAS GEMM through ``cupy.cublas.gemm``.
+
+Untested on hardware where this was written (no GPU); the tests marked ``gpu``
+compare it with the reference on a CUDA machine.
+"""
+
+from __future__ import annotations
+
+from ..reference import gemm_update as _reference
+
+
+def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
+    try:
+        from cupy import cublas
+    except ImportError:  # an old CuPy without the cublas module
+        return _reference.gemm_update(C, A, B, alpha, beta)
+    if not C.flags.c_contiguous:
+        return _reference.gemm_update(C, A, B, alpha, beta)
+    cublas.gemm("T", "N", A, B, out=C, alpha=float(alpha), beta=float(beta))
+    return C

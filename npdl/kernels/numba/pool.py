@@ -1,0 +1,191 @@
+"""Max and average pooling, Numba CPU version of :mod:`npdl.kernels.reference.pool`.
+
+One ``(image, channel)`` plane per iteration of a ``prange`` over N*C; each
+iteration reads and writes only its own plane, so no two threads touch one element.
+Same conventions as the reference: padded cells are ``-inf`` for max pooling and
+are not counted for average pooling; ``arg`` holds the row-major window offset
+``kh*KW + kw`` of the maximum, the first one on ties (a later cell must be strictly
+greater to win).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import PARALLEL_THRESHOLD
+
+
+@numba.njit(cache=True, inline="always")
+def _max_plane(x, y, arg, i, KH, KW, sh, sw, pt, pl):
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OH, OW = y.shape[2], y.shape[3]
+    n, c = i // C, i % C
+    for oh in range(OH):
+        h0 = oh * sh - pt
+        rows_inside = h0 >= 0 and h0 + KH <= H
+        for ow in range(OW):
+            w0 = ow * sw - pl
+            best = -np.inf
+            best_k = 0
+            if rows_inside and w0 >= 0 and w0 + KW <= W:  # the window lies inside the image: no tests per cell
+                for kh in range(KH):
+                    for kw in range(KW):
+                        v = x[n, c, h0 + kh, w0 + kw]
+                        if v > best:  # strictly greater: the first maximum in row-major order wins
+                            best = v
+                            best_k = kh * KW + kw
+            else:  # a border window: padded cells are -inf, which never beat best = -inf
+                for kh in range(KH):
+                    for kw in range(KW):
+                        h, w = h0 + kh, w0 + kw
+                        if 0 <= h < H and 0 <= w < W and x[n, c, h, w] > best:
+                            best = x[n, c, h, w]
+                            best_k = kh * KW + kw
+            y[n, c, oh, ow] = best
+            arg[n, c, oh, ow] = best_k
+
+
+@numba.njit(cache=True)
+def _max_serial(x, y, arg, KH, KW, sh, sw, pt, pl):
+    for i in range(x.shape[0] * x.shape[1]):
+        _max_plane(x, y, arg, i, KH, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, parallel=True)
+def _max_parallel(x, y, arg, KH, KW, sh, sw, pt, pl):
+    for i in numba.prange(x.shape[0] * x.shape[1]):
+        _max_plane(x, y, arg, i, KH, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, inline="always")
+def _max_back_plane(dy, arg, dx, i, KW, sh, sw, pt, pl):
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    n, c = i // C, i % C
+    for h in range(H):
+        for w in range(W):
+            dx[n, c, h, w] = 0
+    for oh in range(OH):
+        for ow in range(OW):
+            k = arg[n, c, oh, ow]
+            h = oh * sh + k // KW - pt
+            w = ow * sw + k % KW - pl
+            if 0 <= h < H and 0 <= w < W:
+                dx[n, c, h, w] += dy[n, c, oh, ow]
+
+
+@numba.njit(cache=True)
+def _max_back_serial(dy, arg, dx, KW, sh, sw, pt, pl):
+    for i in range(dx.shape[0] * dx.shape[1]):
+        _max_back_plane(dy, arg, dx, i, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, parallel=True)
+def _max_back_parallel(dy, arg, dx, KW, sh, sw, pt, pl):
+    for i in numba.prange(dx.shape[0] * dx.shape[1]):
+        _max_back_plane(dy, arg, dx, i, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, inline="always")
+def _count(o, s, k, before, size):
+    """How many of the window's cells along one axis lie inside the input."""
+    start = o * s - before
+    return min(start + k, size) - max(start, 0)
+
+
+@numba.njit(cache=True, inline="always")
+def _avg_plane(x, y, i, KH, KW, sh, sw, pt, pl):
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    OH, OW = y.shape[2], y.shape[3]
+    n, c = i // C, i % C
+    for oh in range(OH):
+        h0 = oh * sh - pt
+        for ow in range(OW):
+            w0 = ow * sw - pl
+            s = 0.0  # summed in float64, stored in x's dtype
+            for h in range(max(h0, 0), min(h0 + KH, H)):
+                for w in range(max(w0, 0), min(w0 + KW, W)):
+                    s += x[n, c, h, w]
+            y[n, c, oh, ow] = s / (_count(oh, sh, KH, pt, H) * _count(ow, sw, KW, pl, W))
+
+
+@numba.njit(cache=True)
+def _avg_serial(x, y, KH, KW, sh, sw, pt, pl):
+    for i in range(x.shape[0] * x.shape[1]):
+        _avg_plane(x, y, i, KH, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, parallel=True)
+def _avg_parallel(x, y, KH, KW, sh, sw, pt, pl):
+    for i in numba.prange(x.shape[0] * x.shape[1]):
+        _avg_plane(x, y, i, KH, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, inline="always")
+def _avg_back_plane(dy, dx, i, KH, KW, sh, sw, pt, pl):
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    n, c = i // C, i % C
+    for h in range(H):
+        for w in range(W):
+            dx[n, c, h, w] = 0
+    for oh in range(OH):
+        h0 = oh * sh - pt
+        for ow in range(OW):
+            w0 = ow * sw - pl
+            share = dy[n, c, oh, ow] / (_count(oh, sh, KH, pt, H) * _count(ow, sw, KW, pl, W))
+            for h in range(max(h0, 0), min(h0 + KH, H)):
+                for w in range(max(w0, 0), min(w0 + KW, W)):
+                    dx[n, c, h, w] += share
+
+
+@numba.njit(cache=True)
+def _avg_back_serial(dy, dx, KH, KW, sh, sw, pt, pl):
+    for i in range(dx.shape[0] * dx.shape[1]):
+        _avg_back_plane(dy, dx, i, KH, KW, sh, sw, pt, pl)
+
+
+@numba.njit(cache=True, parallel=True)
+def _avg_back_parallel(dy, dx, KH, KW, sh, sw, pt, pl):
+    for i in numba.prange(dx.shape[0] * dx.shape[1]):
+        _avg_back_plane(dy, dx, i, KH, KW, sh, sw, pt, pl)
+
+
+def _out_shape(x_shape, kernel, stride, pad):
+    N, C, H, W = (int(d) for d in x_shape)
+    return (N, C, (H + pad[0] + pad[1] - kernel[0]) // stride[0] + 1,
+            (W + pad[2] + pad[3] - kernel[1]) // stride[1] + 1)
+
+
+def max_forward(x, kernel, stride, pad):
+    x = np.ascontiguousarray(x)
+    y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    run = _max_parallel if x.size >= PARALLEL_THRESHOLD else _max_serial
+    run(x, y, arg, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    return y, arg
+
+
+def max_backward(dy, arg, x_shape, kernel, stride, pad):
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
+    run = _max_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max_back_serial
+    run(dy, np.ascontiguousarray(arg, dtype=np.int32), dx, kernel[1], stride[0], stride[1], pad[0], pad[2])
+    return dx
+
+
+def avg_forward(x, kernel, stride, pad):
+    x = np.ascontiguousarray(x)
+    y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
+    run = _avg_parallel if x.size >= PARALLEL_THRESHOLD else _avg_serial
+    run(x, y, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    return y
+
+
+def avg_backward(dy, x_shape, kernel, stride, pad):
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
+    run = _avg_back_parallel if dx.size >= PARALLEL_THRESHOLD else _avg_back_serial
+    run(dy, dx, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    return dx

@@ -1,0 +1,11 @@
+"""Recipes: the classic models ``npdl train MODEL`` reproduces, each with its published setting.
+
+A recipe says what to load, which network to build and how the original trained
+it (optimizer, learning rate, batch size, epochs, early stopping). :mod:`.runner`
+trains any recipe with checkpoints, resume, history and a final report, so the
+command line, tests and examples all go through the same code.
+"""
+
+from .base import RECIPES, Recipe, get_recipe, register
+from . import classic  # noqa: F401  (registers logreg, mlp, keras-mlp, regressor, and-gate)
+from .runner import RunResult, train

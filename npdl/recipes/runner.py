@@ -1,0 +1,191 @@
+"""Train a recipe: checkpoints every epoch, resume, history, final scores, one result record.
+
+Files written into ``out`` (when given):
+
+* ``checkpoint.npz``: the resume point, rewritten atomically after every epoch
+  (model, optimizer, generators, history, and the early-stopping state);
+* ``best.npz``: the parameters at the best validation score so far (patience runs);
+* ``history.csv``: one row per epoch, rewritten from the history each epoch, so a
+  resumed run's file never has a duplicated or missing row;
+* ``model.npz``: the final model (the best one for patience runs), a checkpoint
+  that :func:`npdl.training.load_checkpoint` rebuilds without any code;
+* ``curves.png``: loss and error per epoch, when matplotlib is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from .. import backend
+from ..errors import NpdlError
+from ..training import Callback, PatienceEarlyStopping, load_checkpoint, read_checkpoint, save_checkpoint
+from ..training.checkpoint import read_arrays, write_arrays
+from .base import Recipe
+
+CHECKPOINT, BEST, HISTORY, MODEL, CURVES = "checkpoint.npz", "best.npz", "history.csv", "model.npz", "curves.png"
+
+
+class RunError(NpdlError):
+    """A run that cannot start or go on (e.g. ``--resume`` without a checkpoint)."""
+
+
+@dataclass
+class RunResult:
+    """What ``npdl train --json`` prints (errors are fractions; None where not defined)."""
+
+    model: str
+    device: str
+    epochs: int
+    seconds: float
+    train_loss: float | None
+    valid_error: float | None
+    test_error: float | None
+    test_loss: float | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from_epoch: int | None = None
+    out: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class EpochCheckpoint(Callback):
+    """After every epoch: ``checkpoint.npz`` (+ ``best.npz`` when the patience best moved) and ``history.csv``."""
+
+    def __init__(self, out, recipe_name, options, patience=None):
+        super().__init__()
+        self.out, self.recipe_name, self.options, self.patience = out, recipe_name, options, patience
+        self._best_written = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = self.model
+        if not model.parameters_finite():  # never overwrite the last good resume point
+            return
+        if self.patience is not None and self.patience.best_state is not None \
+                and self.patience.best_state is not self._best_written:
+            write_arrays(os.path.join(self.out, BEST),
+                         {k: backend.to_numpy(v) for k, v in self.patience.best_state.items()})
+            self._best_written = self.patience.best_state
+        extra = {"recipe": self.recipe_name, "options": self.options,
+                 "patience": None if self.patience is None else self.patience.state_dict()}
+        save_checkpoint(os.path.join(self.out, CHECKPOINT), model, model.optimizer, model.fit_rng, epoch + 1,
+                        model.history, extra)
+        model.history.to_csv(os.path.join(self.out, HISTORY) + ".tmp")
+        os.replace(os.path.join(self.out, HISTORY) + ".tmp", os.path.join(self.out, HISTORY))
+
+
+def _resume(model, out, recipe, options, patience):
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        raise RunError(f"--resume: no checkpoint at {path}; start without --resume (or point --out at the "
+                       "folder of the run to continue)")
+    ck = read_checkpoint(path)
+    saved = (ck.get("extra") or {})
+    if saved.get("recipe") != recipe.name:
+        raise RunError(f"--resume: {path} was written by 'npdl train {saved.get('recipe')}', not "
+                       f"'npdl train {recipe.name}'")
+    for key in ("lr", "batch_size", "seed", "dtype"):
+        if key in saved.get("options", {}) and saved["options"][key] != options.get(key):
+            raise RunError(f"--resume: {path} was trained with {key}={saved['options'][key]!r}, this run asks for "
+                           f"{options.get(key)!r}; resume with the same settings")
+    ck = load_checkpoint(path, model=model)
+    if patience is not None and saved.get("patience"):
+        best = None
+        best_path = os.path.join(out, BEST)
+        if os.path.exists(best_path):
+            best = {k: model.device.asarray(v) for k, v in read_arrays(best_path).items()}
+        patience.resume_from(saved["patience"], best)
+    return ck
+
+
+def _final_scores(model, data, recipe, patience, batch_size=1000):
+    """train loss (last epoch), valid/test error (the best model's, under patience) and test loss."""
+    valid_error = test_error = test_loss = None
+    if recipe.classifier:
+        if patience is not None and patience.best_iteration is not None:
+            valid_error, test_error = patience.best_validation, patience.test_score
+        if valid_error is None and "valid" in data:
+            valid_error = model.evaluate(*data["valid"], batch_size=batch_size, metrics=["error"])["error"]
+        scores = model.evaluate(*data["test"], batch_size=batch_size, metrics=["error"])
+        test_loss = scores["loss"]
+        if test_error is None:
+            test_error = scores["error"]
+    else:
+        test_loss = model.evaluate(*data["test"], batch_size=batch_size)["loss"]
+    return valid_error, test_error, test_loss
+
+
+def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, seed=0, data_dir=None, out=None,
+          resume=False, verbose=1, dtype="float32", data=None, patience_verbose=0) -> RunResult:
+    """Train ``recipe`` with its published defaults (override any of ``epochs``, ``batch_size``, ``lr``).
+
+    ``data`` (a dict like ``recipe.data`` returns) replaces loading, e.g. a small
+    subset in a test. See the module docstring for the files written into ``out``.
+    """
+    started = time.perf_counter()
+    device = backend.get_device(device)
+    options = {"lr": float(recipe.lr if lr is None else lr),
+               "batch_size": int(recipe.batch_size if batch_size is None else batch_size),
+               "epochs": int(recipe.epochs if epochs is None else epochs),
+               "seed": int(seed), "dtype": backend.resolve_float(dtype), "data_dir": data_dir}
+    if resume and not out:
+        raise RunError("--resume needs --out DIR: the folder whose checkpoint.npz to continue from")
+    if out:
+        os.makedirs(out, exist_ok=True)
+    data = data if data is not None else recipe.data(options)
+    model = recipe.build(options, device, backend.Generator(device, seed))
+    fit_rng = backend.Generator(device, seed + 1)
+
+    patience = None
+    if recipe.patience is not None and "valid" in data:
+        # scored in minibatches of the training size, so drop_last scores what the tutorials score
+        patience = PatienceEarlyStopping(data["valid"], data.get("test"), patience=recipe.patience,
+                                         restore_best=True, batch_size=options["batch_size"],
+                                         drop_last=recipe.drop_last, verbose=patience_verbose)
+    callbacks = [c for c in (patience,) if c is not None]
+    if out:
+        callbacks.append(EpochCheckpoint(out, recipe.name, {k: v for k, v in options.items() if k != "data_dir"},
+                                         patience))
+    initial_epoch, history, resumed = 0, None, None
+    if resume:
+        ck = _resume(model, out, recipe, options, patience)
+        initial_epoch, history, resumed = ck["epoch"], ck["history"], ck["epoch"]
+        fit_rng = ck["rng"] or fit_rng
+    validation = data.get("valid") if patience is None else None
+    history = model.fit(*data["train"], epochs=options["epochs"], batch_size=options["batch_size"],
+                        validation_data=validation, callbacks=callbacks, shuffle=recipe.shuffle, verbose=verbose,
+                        initial_epoch=min(initial_epoch, options["epochs"]), rng=fit_rng, history=history,
+                        validation_batch_size=1000, drop_last=recipe.drop_last)
+    valid_error, test_error, test_loss = _final_scores(model, data, recipe, patience)
+    seconds = time.perf_counter() - started
+    result = RunResult(
+        model=recipe.name, device=device.name, epochs=len(history), seconds=seconds,
+        train_loss=history.loss[-1] if len(history) else None, valid_error=valid_error, test_error=test_error,
+        test_loss=test_loss, stopped_early=bool(patience is not None and patience.stopped_iteration is not None),
+        resumed_from_epoch=resumed, out=out)
+    if patience is not None and patience.best_iteration is not None:
+        result.best_epoch = patience.best_iteration // patience.n_train_batches + 1
+    if not recipe.classifier:
+        result.extra["params"] = {k: backend.to_numpy(v).ravel().tolist() for k, v in model.state_dict().items()}
+    if out:
+        save_checkpoint(os.path.join(out, MODEL), model, model.optimizer, None, len(history), history,
+                        {"recipe": recipe.name, "result": {k: v for k, v in result.as_dict().items()
+                                                           if k != "extra"}})
+        result.extra["curves"] = _plot(history, os.path.join(out, CURVES))
+    return result
+
+
+def _plot(history, path):
+    try:
+        from ..plots import training_curves
+    except ImportError:
+        return None
+    try:
+        return training_curves(history, path)
+    except ImportError:
+        return None

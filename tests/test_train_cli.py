@@ -1,0 +1,129 @@
+"""npdl train (recipes, resume, files, JSON) and npdl bench, on tiny data and small real-MNIST smoke runs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from npdl import cli
+from npdl.recipes import get_recipe, train
+from npdl.training import read_checkpoint
+from npdl.training.loop import _batches
+
+RESULT_KEYS = ("model", "device", "epochs", "seconds", "train_loss", "valid_error", "test_error")
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def tiny_digits(n_train=120, n_valid=40, n_test=40, seed=0):
+    """Ten separable 784-pixel prototypes plus noise: a stand-in for MNIST the MLP can learn."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((10, 784)).astype(np.float32)
+
+    def part(n):
+        y = rng.integers(0, 10, n)
+        return (prototypes[y] + 0.3 * rng.standard_normal((n, 784))).astype(np.float32), y
+
+    return {"train": part(n_train), "valid": part(n_valid), "test": part(n_test)}
+
+
+def test_and_gate_json_is_the_last_line(capsys):
+    code, out, _ = run_cli(capsys, "train", "and-gate", "--json", "--quiet")
+    assert code == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    for key in RESULT_KEYS:
+        assert key in result
+    assert result["model"] == "and-gate" and result["device"] == "cpu" and result["epochs"] == 500
+    assert result["test_error"] == 0.0 and result["train_loss"] < 0.1
+
+
+def test_regressor_learns_the_line_and_writes_files(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "train", "regressor", "--epochs", "600", "--lr", "0.05", "--out", str(tmp_path),
+                           "--json", "--quiet")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and result["valid_error"] is None and result["test_error"] is None
+    W, b = result["extra"]["params"]["0.W"][0], result["extra"]["params"]["0.b"][0]
+    assert abs(W - 0.5) < 0.03 and abs(b - 2.0) < 0.02 and result["test_loss"] < 0.005
+    assert {"history.csv", "model.npz", "checkpoint.npz"} <= set(os.listdir(tmp_path))
+    rows = (tmp_path / "history.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch,loss") and len(rows) == 601
+
+
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """mlp recipe (SGD fused updates, L2, patience rule) on tiny data: 2 epochs + resume to 5 == 5 epochs."""
+    recipe, data = get_recipe("mlp"), tiny_digits()
+    full = train(recipe, epochs=5, batch_size=20, lr=0.05, out=str(tmp_path / "full"), verbose=0, data=data)
+    train(recipe, epochs=2, batch_size=20, lr=0.05, out=str(tmp_path / "cut"), verbose=0, data=data)
+    resumed = train(recipe, epochs=5, batch_size=20, lr=0.05, out=str(tmp_path / "cut"), resume=True, verbose=0,
+                    data=data)
+    assert resumed.resumed_from_epoch == 2 and resumed.epochs == full.epochs == 5
+    a = read_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b = read_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    assert a["params"].keys() == b["params"].keys()
+    for name in a["params"]:
+        assert np.array_equal(a["params"][name], b["params"][name]), name
+    assert a["history"].loss == b["history"].loss
+    assert (resumed.valid_error, resumed.test_error) == (full.valid_error, full.test_error)
+    assert a["extra"]["patience"] == b["extra"]["patience"]
+    for name, value in read_checkpoint(tmp_path / "full" / "model.npz")["params"].items():
+        assert np.array_equal(value, read_checkpoint(tmp_path / "cut" / "model.npz")["params"][name]), name
+
+
+def test_resume_refuses_another_model_or_settings(tmp_path):
+    data = tiny_digits()
+    train(get_recipe("mlp"), epochs=1, batch_size=20, out=str(tmp_path), verbose=0, data=data)
+    with pytest.raises(Exception, match="npdl train mlp"):
+        train(get_recipe("logreg"), epochs=2, batch_size=20, out=str(tmp_path), resume=True, verbose=0, data=data)
+    with pytest.raises(Exception, match="lr"):
+        train(get_recipe("mlp"), epochs=2, batch_size=20, lr=0.5, out=str(tmp_path), resume=True, verbose=0,
+              data=data)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "nosuchmodel"], "invalid choice"),
+    (["train", "and-gate", "--epochs", "0"], "positive integer"),
+    (["train", "and-gate", "--lr", "-1"], "positive number"),
+    (["train", "and-gate", "--resume"], "--resume needs --out"),
+    (["train", "and-gate", "--device", "tpu"], "unknown device"),
+    (["bench", "--workload", "resnet_b1"], "unknown workload"),
+])
+def test_argument_errors_are_messages_not_tracebacks(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_resume_without_a_checkpoint_says_where_it_looked(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "and-gate", "--resume", "--out", str(tmp_path / "nothing")])
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_bench_json_lines(capsys):
+    code, out, _ = run_cli(capsys, "bench", "--workload", "mlp_b20,sda_b2", "--json", "--min-seconds", "0.05")
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [r["workload"] for r in records] == ["mlp_b20", "sda_b2"]
+    for r in records:
+        assert r["impl"] == "npdl" and r["device"] == "cpu" and r["reps"] >= 10
+        assert 0 < r["min_ms"] <= r["median_ms"]
+    assert records[1]["batch_size"] == 2
+
+
+def test_drop_last_batches():
+    assert _batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert _batches(10, 4, drop_last=True) == [(0, 4), (4, 8)]
+    assert _batches(3, 4, drop_last=True) == [(0, 3)]  # fewer examples than a batch: keep them
+
+
+@pytest.mark.mnist
+def test_logreg_one_epoch_on_real_mnist(capsys, mnist_dir):
+    code, out, _ = run_cli(capsys, "train", "logreg", "--epochs", "1", "--data-dir", mnist_dir, "--json", "--quiet")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and result["epochs"] == 1
+    assert 0.05 < result["test_error"] < 0.15 and 0.05 < result["valid_error"] < 0.15  # 7.3% when converged
