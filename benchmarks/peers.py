@@ -84,7 +84,9 @@ def jax_step(w, device):
     return step, sync, f"jax {jax.__version__} ({jax.default_backend()})"
 
 
-IMPLS = {"torch": torch_step, "jax": jax_step}
+#: family -> {impl: function(workload, device) -> (step, sync, version)}; later families add theirs
+PEERS = {"mlp": {"torch": torch_step, "jax": jax_step}, "sda": {"torch": torch_step, "jax": jax_step}}
+IMPLS = ("torch", "jax")
 
 
 def main(argv=None):
@@ -95,7 +97,7 @@ def main(argv=None):
     p.add_argument("--min-seconds", type=float, default=1.5)
     args = p.parse_args(argv)
     w = parse(args.workload)
-    step, sync, version = IMPLS[args.impl](w, args.device)
+    step, sync, version = PEERS[w.family][args.impl](w, args.device)
     result = measure(step, sync, min_seconds=args.min_seconds)
     print(json.dumps({"workload": w.name, "impl": args.impl, "device": args.device, "batch_size": w.batch_size,
                       **result, "version": version}))

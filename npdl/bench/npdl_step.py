@@ -24,9 +24,8 @@ def build_model(w: Workload, device="cpu", seed: int = 0) -> Sequential:
     return model
 
 
-def npdl_step(w: Workload, device="cpu", seed: int = 0):
-    """``(step, sync)`` for :func:`npdl.bench.measure`: random float32 data already on the device."""
-    device = backend.get_device(device)
+def dense_step(w: Workload, device, seed: int = 0):
+    """A dense classifier's step: random float32 inputs and labels already on the device."""
     model = build_model(w, device, seed)
     rng = backend.Generator(device, seed + 1)
     x = rng.normal((w.batch_size, w.sizes[0]), dtype="float32")
@@ -36,4 +35,14 @@ def npdl_step(w: Workload, device="cpu", seed: int = 0):
     def step():
         model.train_step(x, y)
 
-    return step, device.synchronize
+    return step
+
+
+#: family -> function(workload, device, seed) returning a zero-argument step; later families add theirs
+STEP_BUILDERS = {"mlp": dense_step, "sda": dense_step}
+
+
+def npdl_step(w: Workload, device="cpu", seed: int = 0):
+    """``(step, sync)`` for :func:`npdl.bench.measure`: random float32 data already on the device."""
+    device = backend.get_device(device)
+    return STEP_BUILDERS[w.family](w, device, seed), device.synchronize

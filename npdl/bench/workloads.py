@@ -26,12 +26,19 @@ LEARNING_RATE = 0.01
 
 @dataclass(frozen=True)
 class Workload:
+    """One benchmark cell. ``sizes``/``activation`` describe dense stacks; other families put
+    what they need in ``FAMILIES[family]`` and read it back through :attr:`spec`."""
+
     name: str
     family: str
     sizes: tuple
     activation: str
     batch_size: int
     lr: float = LEARNING_RATE
+
+    @property
+    def spec(self) -> dict:
+        return FAMILIES[self.family]
 
 
 def parse(name: str) -> Workload:
@@ -41,4 +48,5 @@ def parse(name: str) -> Workload:
         raise ValueError(f"unknown workload {name!r}; use FAMILY_bBATCH with FAMILY one of "
                          f"{', '.join(FAMILIES)} (e.g. {', '.join(DEFAULT_WORKLOADS)})")
     family = FAMILIES[m.group(1)]
-    return Workload(name.strip(), m.group(1), family["sizes"], family["activation"], int(m.group(2)))
+    return Workload(name.strip(), m.group(1), tuple(family.get("sizes", ())), family.get("activation", ""),
+                    int(m.group(2)), family.get("lr", LEARNING_RATE))

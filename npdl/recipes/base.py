@@ -20,6 +20,10 @@ class Recipe:
     (:class:`npdl.training.PatienceEarlyStopping`) on the validation set.
     ``drop_last`` trains and scores on whole minibatches only, as the Theano
     tutorials do (``n_batches = n // batch_size``).
+
+    Recipes that are not one ``fit`` of one Sequential (greedy pretraining, then
+    finetuning) set ``run(recipe, options, device, data, out, resume, verbose) ->
+    RunResult``; :func:`npdl.recipes.train` then hands everything to it.
     """
 
     name: str
@@ -34,6 +38,7 @@ class Recipe:
     shuffle: bool = True
     patience: int | None = None
     drop_last: bool = False
+    run: Callable | None = None
     extra: dict = field(default_factory=dict)
 
 

@@ -138,6 +138,8 @@ def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, s
     if out:
         os.makedirs(out, exist_ok=True)
     data = data if data is not None else recipe.data(options)
+    if recipe.run is not None:
+        return recipe.run(recipe, options, device, data, out, resume, verbose)
     model = recipe.build(options, device, backend.Generator(device, seed))
     fit_rng = backend.Generator(device, seed + 1)
 
