@@ -88,6 +88,15 @@ def jax_step(w, device):
 PEERS = {"mlp": {"torch": torch_step, "jax": jax_step}, "sda": {"torch": torch_step, "jax": jax_step}}
 IMPLS = ("torch", "jax")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers_conv import PEERS_CONV  # noqa: E402  (lenet, kcnn)
+
+PEERS.update(PEERS_CONV)
+
+from peers_autoencoder import PEERS_AUTOENCODER  # noqa: E402  (da)
+
+PEERS.update(PEERS_AUTOENCODER)
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)

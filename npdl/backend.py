@@ -203,8 +203,12 @@ def namespace(*arrays):
     libraries get their standard-conforming namespace. Arrays from two libraries,
     or from two GPUs, raise :class:`DeviceError` instead of computing garbage.
     """
+    # fast path first: this runs several times per layer per step, and NumPy is the common case
+    ndarray = np.ndarray
+    if all(type(a) is ndarray for a in arrays) and arrays:
+        return np
     arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
-    if arrays and all(type(a) is np.ndarray for a in arrays):
+    if arrays and all(type(a) is ndarray for a in arrays):
         return np
     try:
         xp = array_api_compat.array_namespace(*arrays)
@@ -280,9 +284,21 @@ def float_dtype(xp, name=None):
     return getattr(xp, resolve_float(name))
 
 
+_DTYPE_NAMES: dict = {}
+
+
 def dtype_name(x) -> str:
     """``"float32"``, ``"int64"``, ... for an array of any library."""
-    return str(x.dtype).rsplit(".", 1)[-1]
+    dtype = x.dtype
+    try:
+        return _DTYPE_NAMES[dtype]  # str(dtype) costs microseconds; checks call this every step
+    except (KeyError, TypeError):
+        name = str(dtype).rsplit(".", 1)[-1]
+        try:
+            _DTYPE_NAMES[dtype] = name
+        except TypeError:  # an unhashable dtype object
+            pass
+        return name
 
 
 def is_floating(x) -> bool:

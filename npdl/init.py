@@ -49,6 +49,12 @@ def normal(std: float = 0.01):
     return init
 
 
+def lenet_conv(rng, shape, fan_in, fan_out, dtype):
+    """Theano's ``LeNetConvPoolLayer``: Glorot uniform with ``fan_out`` divided by the 2x2 pool's area,
+    ``n_filters * KH * KW / 4`` (the convolutional_mlp.py tutorial's rule)."""
+    return glorot_uniform(rng, shape, fan_in, fan_out / 4.0, dtype)
+
+
 INITIALIZERS = {
     "glorot_uniform": glorot_uniform,
     "xavier": glorot_uniform,
@@ -56,6 +62,7 @@ INITIALIZERS = {
     "he_normal": he_normal,
     "normal": normal(0.01),
     "zeros": zeros,
+    "lenet_conv": lenet_conv,
 }
 
 

@@ -45,3 +45,105 @@ def training_curves(history, path, title=None) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------ autoencoder pictures
+
+def _unit_scale(a):
+    """Each image scaled to [0, 1] on its own (the Theano tutorials' ``tile_raster_images``)."""
+    import numpy as np
+
+    a = np.asarray(a, dtype=np.float64)
+    lo = a.reshape(len(a), -1).min(axis=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    hi = a.reshape(len(a), -1).max(axis=1).reshape((-1,) + (1,) * (a.ndim - 1))
+    return (a - lo) / np.maximum(hi - lo, 1e-8)
+
+
+def tile_images(images, path, image_shape=(28, 28), n_cols=10, title=None, scale=True) -> str:
+    """A grid of images (n, H*W) or (n, H, W), e.g. the first layer's filters (the columns of ``W``,
+    transposed to rows), each scaled to [0, 1] (``scale``), one pixel of black between tiles."""
+    import numpy as np
+
+    plt = _pyplot()
+    imgs = np.asarray(images, dtype=np.float64).reshape((-1,) + tuple(image_shape))
+    if scale:
+        imgs = _unit_scale(imgs)
+    n = len(imgs)
+    n_cols = min(n_cols, n)
+    n_rows = -(-n // n_cols)
+    H, W = image_shape
+    canvas = np.zeros((n_rows * (H + 1) - 1, n_cols * (W + 1) - 1))
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, n_cols)
+        canvas[r * (H + 1):r * (H + 1) + H, c * (W + 1):c * (W + 1) + W] = img
+    fig, ax = plt.subplots(figsize=(max(2.0, n_cols * 0.5), max(2.0, n_rows * 0.5 + (0.4 if title else 0))))
+    ax.imshow(canvas, cmap="gray", interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def image_rows(rows, path, image_shape=(28, 28), title=None) -> str:
+    """Rows of images with a label each, e.g. ``[("original", x), ("corrupted", x~), ("reconstructed", z)]``."""
+    import numpy as np
+
+    plt = _pyplot()
+    rows = [(label, np.asarray(imgs, dtype=np.float64).reshape((-1,) + tuple(image_shape))) for label, imgs in rows]
+    n_cols = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 0.9, len(rows) * 1.0 + 0.3), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(imgs):
+                ax.imshow(imgs[c], cmap="gray", interpolation="nearest")
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def code_scatter(codes, labels, path, title=None) -> str:
+    """2-D codes (n, 2) as points coloured by their label, with a colour bar."""
+    import numpy as np
+
+    plt = _pyplot()
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7)
+    fig.colorbar(points, ax=ax, label="label")
+    ax.set_xlabel("code 1")
+    ax.set_ylabel("code 2")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def line_curves(series, path, xlabel="epoch", ylabel="cost", title=None) -> str:
+    """One line per ``series`` entry (name -> list of values per epoch), e.g. per-layer pretraining costs."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -41,6 +41,14 @@ def dense_step(w: Workload, device, seed: int = 0):
 #: family -> function(workload, device, seed) returning a zero-argument step; later families add theirs
 STEP_BUILDERS = {"mlp": dense_step, "sda": dense_step}
 
+from .conv_step import conv_step  # noqa: E402  (lenet, kcnn)
+
+STEP_BUILDERS.update(lenet=conv_step, kcnn=conv_step)
+
+from .autoencoder_step import autoencoder_step  # noqa: E402  (da)
+
+STEP_BUILDERS.update(da=autoencoder_step)
+
 
 def npdl_step(w: Workload, device="cpu", seed: int = 0):
     """``(step, sync)`` for :func:`npdl.bench.measure`: random float32 data already on the device."""

@@ -7,6 +7,15 @@ library times exactly the same network, batch and loss.
 * ``sda_bN``: 784-1000-1000-1000-10 sigmoid (the stacked denoising autoencoder's
   finetuning network), softmax cross-entropy.
 
+* ``lenet_bN``: the Theano LeNet (conv 20 5x5 -> max-pool 2 -> tanh, conv 50 5x5 -> max-pool 2
+  -> tanh, dense 500 tanh, dense 10), convolutions without bias.
+* ``kcnn_bN``: the Keras CNN (conv 32 5x5 'same' relu, max-pool 2 'same', conv 64 5x5 'same'
+  relu, max-pool 2 'same', dense 1024 relu, dense 10).
+
+* ``da_bN``: the Theano denoising autoencoder with 1000 hidden units: tied 784-1000 sigmoid
+  encoder and decoder, masking corruption 0.1, cross-entropy summed over pixels (the same
+  function computed on the decoder's logits), SGD lr 0.1; inputs are uniform in [0, 1].
+
 ``N`` is the batch size: ``mlp_b20``, ``sda_b1`` and ``sda_b128`` are the named
 targets, and any other ``N`` works (``sda_b32``).
 """
@@ -19,6 +28,11 @@ from dataclasses import dataclass
 FAMILIES = {
     "mlp": {"sizes": (784, 500, 10), "activation": "tanh"},
     "sda": {"sizes": (784, 1000, 1000, 1000, 10), "activation": "sigmoid"},
+    # convolutional nets on (N, 1, 28, 28) NCHW input: see npdl.bench.conv_step for the layer specs
+    "lenet": {"arch": "lenet", "input": (1, 28, 28), "classes": 10},
+    "kcnn": {"arch": "kcnn", "input": (1, 28, 28), "classes": 10},
+    # tied denoising autoencoder 784-1000 sigmoid, masking 0.1, summed cross-entropy: npdl.bench.autoencoder_step
+    "da": {"sizes": (784, 1000), "activation": "sigmoid", "corruption": 0.1, "lr": 0.1},
 }
 DEFAULT_WORKLOADS = ("mlp_b20", "sda_b1", "sda_b128")
 LEARNING_RATE = 0.01

@@ -78,6 +78,13 @@ def _cupy() -> dict:
     return info
 
 
+def _mnist() -> dict:
+    from ..datasets import mnist_files_status
+
+    status = mnist_files_status()
+    return {"source": status.get("source"), "searched": [d.get("dir") for d in status.get("searched", [])]}
+
+
 def collect() -> dict:
     import numpy as np
 
@@ -106,6 +113,7 @@ def collect() -> dict:
         "kernels": {"cpu": kernels.implementation(np), "strict": "reference",
                     "gpu": "cupy kernels where written, else reference"},
         "devices": backend.available_devices(),
+        "mnist": _mnist(),
     }
 
 
@@ -136,6 +144,9 @@ def _print(info: dict) -> None:
     line("array-api-strict", st.get("version", "not installed"))
     line("kernels", ", ".join(f"{k}: {v}" for k, v in info["kernels"].items()))
     line("devices", ", ".join(info["devices"]))
+    source = info["mnist"]["source"]
+    line("mnist", f"{source['kind']} files in {source['dir']} ({source['where']})" if source else
+         "not found (looked in " + ", ".join(info["mnist"]["searched"]) + "; npdl downloads it on first use)")
 
 
 def run(args) -> int:

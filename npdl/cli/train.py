@@ -33,7 +33,8 @@ def run(args) -> int:
             best = f" (best at epoch {result.best_epoch})" if result.best_epoch else ""
             print(f"validation error {_fmt(result.valid_error)}, test error {_fmt(result.test_error)}{best}")
         else:
-            print(f"test loss {result.test_loss:.6f}; parameters {result.extra.get('params')}")
+            params = result.extra.get("params")
+            print(f"test loss {result.test_loss:.6f}" + (f"; parameters {params}" if params is not None else ""))
         if args.out:
             print(f"wrote {args.out}/ (model.npz, checkpoint.npz, history.csv"
                   f"{', curves.png' if result.extra.get('curves') else ''})")

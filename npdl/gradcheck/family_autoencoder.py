@@ -87,6 +87,39 @@ def _untied_make(encoder, decoder):
     return lambda g, d: _draw_clear(g, d, draw, pre, kinked)
 
 
+#: (encoder, decoder, output) activations checked for the stacked tied autoencoder (Hands-On ML's is elu/elu/linear)
+STACKED_ACTS = (("elu", "elu", "linear"), ("tanh", "tanh", "sigmoid"))
+STACKED_SIZES = (5, 4, 3)
+
+
+def _stacked_make(acts):
+    from ..layers import autoencoder as AE
+
+    names = ("x", "W0", "W1", "b0", "b1", "c0", "c1")
+
+    def draw(g, d):
+        (n0, n1, n2) = STACKED_SIZES
+        return {"x": g.normal((N, n0), dtype=d), "W0": g.normal((n0, n1), std=0.5, dtype=d),
+                "W1": g.normal((n1, n2), std=0.5, dtype=d), "b0": g.normal((n1,), std=0.5, dtype=d),
+                "b1": g.normal((n2,), std=0.5, dtype=d), "c0": g.normal((n0,), std=0.5, dtype=d),
+                "c1": g.normal((n1,), std=0.5, dtype=d)}
+
+    def pre(inputs, kinked):
+        enc, dec, out = acts
+        f = AE.AUTOENCODER_ACTIVATIONS[enc][0]
+        a0 = inputs["x"] @ inputs["W0"] + inputs["b0"]
+        h1 = f(a0)[0]
+        a1 = h1 @ inputs["W1"] + inputs["b1"]
+        h2 = f(a1)[0]
+        a2 = h2 @ inputs["W1"].T + inputs["c1"]
+        r1 = AE.AUTOENCODER_ACTIVATIONS[dec][0](a2)[0]
+        a3 = r1 @ inputs["W0"].T + inputs["c0"]
+        return [a for a, act in ((a0, enc), (a1, enc), (a2, dec), (a3, out)) if act in kinked]
+
+    kinked = tuple(a for a in acts if a in KINKED)
+    return names, (lambda g, d: _draw_clear(g, d, draw, pre, kinked))
+
+
 def cases():
     from .. import layers as L, losses as F
     from .cases import Case, _grads
@@ -106,6 +139,13 @@ def cases():
                                                                                   e, d),
             lambda dy, c, names=names: _grads(names, L.autoencoder_backward(dy, c)),
             options={"encoder": enc, "decoder": dec}))
+    for acts in STACKED_ACTS:
+        names, make = _stacked_make(acts)
+        out.append(Case(
+            "StackedTiedAutoencoder" + ("" if acts == STACKED_ACTS[0] else f"[{'/'.join(acts)}]"), make, names,
+            lambda x, W0, W1, b0, b1, c0, c1, a=acts: L.stacked_tied_forward(x, [W0, W1], [b0, b1], [c0, c1], *a),
+            lambda dy, c, names=names: _grads(names, _flat_stacked(L.stacked_tied_backward(dy, c))),
+            options={"encoder": acts[0], "decoder": acts[1], "output": acts[2]}))
     out += [
         Case("MaskingNoise", lambda g, d: {"x": g.normal((4, 6), dtype=d), "mask": g.bernoulli((4, 6), 0.7, dtype=d)},
              ("x",), L.masking_noise_forward, lambda dy, c: {"x": L.masking_noise_backward(dy, c)}),
@@ -123,6 +163,11 @@ def cases():
              lambda dy, c: {"a": F.reconstruction_cross_entropy_logits_backward(dy, c)}, group="loss"),
     ]
     return out
+
+
+def _flat_stacked(grads):
+    dx, dWs, dbs, dcs = grads
+    return (dx, *dWs, *dbs, *dcs)
 
 
 # --------------------------------------------------------------------------- references
@@ -152,6 +197,8 @@ def _table(act, opt, log, sum_rows):
     return {
         "TiedAutoencoder": lambda x, W, b, b_prime: g(f(x @ W + b) @ W.T + b_prime),
         "Autoencoder": lambda x, W_enc, b, W_dec, b_prime: g(f(x @ W_enc + b) @ W_dec + b_prime),
+        "StackedTiedAutoencoder": lambda x, W0, W1, b0, b1, c0, c1: act[opt.get("output", "linear")](
+            g(f(f(x @ W0 + b0) @ W1 + b1) @ W1.T + c1) @ W0.T + c0),
         "MaskingNoise": lambda x, mask: x * mask,
         "GaussianNoise": lambda x, noise: x + noise,
         "ReconstructionCrossEntropy": xent,

@@ -6,6 +6,7 @@
   apart), so no window holds a tie or a near-tie and ``v +- eps`` never changes a
   window's winner; the maximum is then differentiable at the point checked.
 * ``AvgPool2D``: 'valid' and 'same' (padded cells not counted).
+* ``ChannelBias``: the per-channel bias LeNet and network3 add after pooling.
 * ``ConvPoolDense``: conv -> max pool -> flatten -> dense, to check that the pieces
   compose (random conv outputs tie with probability ~0).
 
@@ -90,6 +91,9 @@ def cases():
                                             "b1": g.normal((2,), dtype=d), "W2": g.normal((8, 3), dtype=d),
                                             "b2": g.normal((3,), dtype=d)},
              ("x", "W1", "b1", "W2", "b2"), stack_forward, stack_backward),
+        Case("ChannelBias", lambda g, d: {"x": g.normal((2, 3, 4, 5), dtype=d), "b": g.normal((3,), dtype=d)},
+             ("x", "b"), L.channel_bias_forward,
+             lambda dy, c: dict(zip(("x", "b"), L.channel_bias_backward(dy, c)))),
     ]
 
 
@@ -135,6 +139,7 @@ def jax_table(jnp, opt) -> dict:
         "MaxPool2D": maxpool,
         "AvgPool2D": avgpool,
         "ConvPoolDense": stack,
+        "ChannelBias": lambda x, b: x + b[None, :, None, None],
     }
 
 
@@ -185,4 +190,5 @@ def torch_table(torch, opt) -> dict:
         p = F.max_pool2d(F.conv2d(x, W1, b1), 2)
         return p.reshape(p.shape[0], -1) @ W2 + b2
 
-    return {"Conv2D": conv, "MaxPool2D": maxpool, "AvgPool2D": avgpool, "ConvPoolDense": stack}
+    return {"Conv2D": conv, "MaxPool2D": maxpool, "AvgPool2D": avgpool, "ConvPoolDense": stack,
+            "ChannelBias": lambda x, b: x + b[None, :, None, None]}

@@ -11,8 +11,11 @@ from .reshape import Flatten, flatten_backward, flatten_forward
 from .autoencoder import (AUTOENCODER_ACTIVATIONS, Autoencoder, TiedAutoencoder, autoencoder_backward,
                           autoencoder_forward, linear_backward, linear_forward, share_params,
                           tied_autoencoder_backward, tied_autoencoder_encode, tied_autoencoder_forward)
+from .autoencoder import (StackedTiedAutoencoder, stacked_tied_backward, stacked_tied_forward,
+                          tied_autoencoder_backward_products)
 from .noise import (DropoutNoise, GaussianNoise, MaskingNoise, corrupt_dropout, corrupt_gaussian, corrupt_masking,
                     gaussian_noise_backward, gaussian_noise_forward, masking_noise_backward, masking_noise_forward)
 from .conv import Conv2D, conv2d_backward, conv2d_forward
+from .bias import ChannelBias, channel_bias_backward, channel_bias_forward
 from .pooling import (AvgPool2D, MaxPool2D, avgpool2d_backward, avgpool2d_forward, maxpool2d_backward,
                       maxpool2d_forward)

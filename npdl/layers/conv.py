@@ -79,7 +79,11 @@ def conv_geometry(x_shape, kernel, stride, padding, who: str, what: str = "kerne
 def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     """Convolve a batch: ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,) or ``None``.
 
-    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x_shape, W, cols, stride, pad, has_bias)``.
+    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x_shape, W, cols, stride, pad, has_bias, workspace)``.
+    With the compiled CPU kernel (which has ``conv_forward``: the same products a chunk of
+    images at a time, so ``cols`` never leaves the cache) the cache holds ``x`` in place
+    of ``cols`` and the kernel's ``workspace``, and the backward pass goes to the kernel's
+    ``conv_backward``, which rebuilds each chunk's ``cols``.
     The backward pass needs ``cols`` (for ``dW``) and ``W`` (for ``dx``); ``cols`` holds every
     input value KH*KW times over, the price of doing the whole convolution as one
     matrix product. ``workspace`` is a dict the layer owns, where the Numba kernel
@@ -90,7 +94,14 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     C_out, C, KH, KW = (int(d) for d in W.shape)
     N = int(x.shape[0])
     OH, OW, pad = conv_geometry(x.shape, (KH, KW), stride, padding, "conv2d_forward")
-    cols = kernels.get("im2col", xp).im2col(x, (KH, KW), stride, pad, workspace)  # (C*KH*KW, N*OH*OW)
+    kernel = kernels.get("im2col", xp)
+    if hasattr(kernel, "conv_forward"):
+        # the compiled kernel does these same products a few images at a time (cols stays in
+        # cache, see npdl.kernels.numba.im2col); the backward pass rebuilds cols from x
+        workspace = {} if workspace is None else workspace
+        y = kernel.conv_forward(x, W, b, stride, pad, workspace)
+        return y, (tuple(x.shape), W, x, stride, pad, b is not None, workspace)
+    cols = kernel.im2col(x, (KH, KW), stride, pad, workspace)  # (C*KH*KW, N*OH*OW)
     W2 = xp.reshape(W, (C_out, C * KH * KW))
     out = W2 @ cols                                                                # (C_out, N*OH*OW)
     if b is not None:
@@ -98,7 +109,7 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     # (C_out, N, OH*OW) -> (N, C_out, OH*OW): moves whole OH*OW blocks; the reshape to
     # (N, C_out*OH*OW) forces the copy into NCHW order, the last one is a free view
     y = xp.reshape(xp.permute_dims(xp.reshape(out, (C_out, N, OH * OW)), (1, 0, 2)), (N, C_out * OH * OW))
-    return xp.reshape(y, (N, C_out, OH, OW)), (tuple(x.shape), W, cols, stride, pad, b is not None)
+    return xp.reshape(y, (N, C_out, OH, OW)), (tuple(x.shape), W, cols, stride, pad, b is not None, None)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
@@ -136,8 +147,10 @@ def conv2d_backward(dy, cache, need_dx=True):
     ``need_dx=False`` (a network's first layer: that skips ``dcols`` and col2im, the
     larger half of the backward pass).
     """
-    x_shape, W, cols, stride, pad, has_bias = cache
+    x_shape, W, cols, stride, pad, has_bias, workspace = cache
     xp = backend.namespace(dy, W)
+    if workspace is not None:  # the chunked kernel's cache: ``cols`` holds x, see conv2d_forward
+        return kernels.get("im2col", xp).conv_backward(dy, cols, W, stride, pad, has_bias, need_dx, workspace)
     N, C_out, OH, OW = (int(d) for d in dy.shape)
     W2 = xp.reshape(W, (C_out, -1))
     # (N, C_out, OH*OW) -> (C_out, N*OH*OW), copied so the products below see one plain matrix

