@@ -290,15 +290,12 @@ _DTYPE_NAMES: dict = {}
 def dtype_name(x) -> str:
     """``"float32"``, ``"int64"``, ... for an array of any library."""
     dtype = x.dtype
-    try:
-        return _DTYPE_NAMES[dtype]  # str(dtype) costs microseconds; checks call this every step
-    except (KeyError, TypeError):
-        name = str(dtype).rsplit(".", 1)[-1]
-        try:
-            _DTYPE_NAMES[dtype] = name
-        except TypeError:  # an unhashable dtype object
-            pass
-        return name
+    if type(x) is not np.ndarray:
+        return str(dtype).rsplit(".", 1)[-1]
+    name = _DTYPE_NAMES.get(dtype)  # str(dtype) costs microseconds, and checks call this every step
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
 
 
 def is_floating(x) -> bool:
