@@ -119,3 +119,16 @@ def test_reference_gemm_update_on_strict(device):
     impl = kernels.get("gemm_update", backend.namespace(C))
     out = impl.gemm_update(C, A, B, -2.0, 0.5)
     np.testing.assert_allclose(backend.to_numpy(out), expected, rtol=1e-12)
+
+
+def test_direct_blas_is_numpys_own():
+    """Importing Numba loads SciPy's OpenBLAS too; the fused update must call NumPy's (one thread pool)."""
+    from npdl.kernels.numba import blas
+
+    if not blas.available():
+        pytest.skip("no CBLAS symbols found in the loaded BLAS libraries")
+    try:
+        version = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["version"]
+    except Exception:  # noqa: BLE001 -- NumPy without dict-mode config
+        pytest.skip("NumPy does not report its BLAS version")
+    assert version.split(".")[:3] == blas.functions()["library"].split()[1].split(".")[:3]

@@ -33,7 +33,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    from ..bench import DEFAULT_WORKLOADS
+    from ..bench import DEFAULT_WORKLOADS, FAMILIES
 
     p = sub.add_parser("bench", help="time one training step of fixed workloads",
                        description="Time one full float32 training step (forward, backward, SGD update) on random "
@@ -41,7 +41,8 @@ def register(sub) -> None:
                                    "--min-seconds are timed. benchmarks/run.py times the same workloads in "
                                    "PyTorch and JAX side by side.")
     p.add_argument("--workload", default=",".join(DEFAULT_WORKLOADS),
-                   help=f"NAME[,NAME...] (default {','.join(DEFAULT_WORKLOADS)}); families: mlp_bN, sda_bN")
+                   help=f"NAME[,NAME...] (default {','.join(DEFAULT_WORKLOADS)}); FAMILY_bBATCH with FAMILY one of "
+                        f"{', '.join(FAMILIES)}")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--min-seconds", type=float, default=1.5, help="seconds of timed steps per workload (1.5)")
     p.add_argument("--blas-threads", type=int, metavar="N", help="limit BLAS to N threads (default: its choice)")

@@ -46,7 +46,7 @@ def run(args) -> int:
 def register(sub) -> None:
     from ..recipes import RECIPES
 
-    models = "\n".join(f"  {name:10s} {r.summary}\n  {'':10s} published: {r.published}"
+    models = "\n".join(f"  {name:17s} {r.summary}\n  {'':17s} published: {r.published}"
                        for name, r in sorted(RECIPES.items()))
     import argparse
 
