@@ -18,6 +18,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path, suptitle=None) -> str:
+    """Lay out, write ``path`` as PNG and free the figure (pyplot keeps every open one alive)."""
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def training_curves(history, path, title=None) -> str:
     """Loss (train and validation) and, when recorded, error/accuracy per epoch, side by side."""
     plt = _pyplot()
@@ -39,12 +49,7 @@ def training_curves(history, path, title=None) -> str:
                     ax.plot(epochs, history[prefix + key], label=f"{label} {key}")
         ax.set_xlabel("epoch")
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 # ------------------------------------------------------------------ autoencoder pictures
@@ -81,10 +86,7 @@ def tile_images(images, path, image_shape=(28, 28), n_cols=10, title=None, scale
     ax.axis("off")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def image_rows(rows, path, image_shape=(28, 28), title=None) -> str:
@@ -105,12 +107,7 @@ def image_rows(rows, path, image_shape=(28, 28), title=None) -> str:
             if c < len(imgs):
                 ax.imshow(imgs[c], cmap="gray", interpolation="nearest")
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def code_scatter(codes, labels, path, title=None) -> str:
@@ -126,10 +123,7 @@ def code_scatter(codes, labels, path, title=None) -> str:
     ax.set_ylabel("code 2")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def line_curves(series, path, xlabel="epoch", ylabel="cost", title=None) -> str:
@@ -143,7 +137,4 @@ def line_curves(series, path, xlabel="epoch", ylabel="cost", title=None) -> str:
     ax.legend()
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -127,3 +127,42 @@ def test_logreg_one_epoch_on_real_mnist(capsys, mnist_dir):
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and result["epochs"] == 1
     assert 0.05 < result["test_error"] < 0.15 and 0.05 < result["valid_error"] < 0.15  # 7.3% when converged
+
+
+KILLED_RUN = r"""
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from npdl.recipes import get_recipe, train
+from npdl.training import Callback
+from test_train_cli import tiny_digits
+
+
+class KillMidEpoch(Callback):
+    def on_batch_end(self, batch, logs=None):
+        if len(self.model.history) == 3 and batch == 2:  # epoch 4, after 3 checkpoints were written
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+train(get_recipe("mlp"), epochs=6, batch_size=20, lr=0.05, out={out!r}, verbose=0, data=tiny_digits(),
+      extra_callbacks=[KillMidEpoch()])
+"""
+
+
+def test_a_killed_run_resumes_to_the_same_parameters(tmp_path):
+    """SIGKILL in the middle of epoch 4, then --resume: the same final parameters as a run never stopped."""
+    import subprocess
+    import sys
+
+    killed = tmp_path / "killed"
+    code = KILLED_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(killed))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]  # it really was killed
+    assert read_checkpoint(killed / "checkpoint.npz")["epoch"] == 3
+    recipe, data = get_recipe("mlp"), tiny_digits()
+    resumed = train(recipe, epochs=6, batch_size=20, lr=0.05, out=str(killed), resume=True, verbose=0, data=data)
+    full = train(recipe, epochs=6, batch_size=20, lr=0.05, out=str(tmp_path / "full"), verbose=0, data=data)
+    assert resumed.resumed_from_epoch == 3 and resumed.epochs == 6
+    a, b = read_checkpoint(killed / "model.npz"), read_checkpoint(tmp_path / "full" / "model.npz")
+    for name in a["params"]:
+        assert np.array_equal(a["params"][name], b["params"][name]), name
+    assert (resumed.valid_error, resumed.test_error) == (full.valid_error, full.test_error)

@@ -121,11 +121,12 @@ def _final_scores(model, data, recipe, patience, batch_size=1000):
 
 
 def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, seed=0, data_dir=None, out=None,
-          resume=False, verbose=1, dtype="float32", data=None, patience_verbose=0) -> RunResult:
+          resume=False, verbose=1, dtype="float32", data=None, patience_verbose=0, extra_callbacks=()) -> RunResult:
     """Train ``recipe`` with its published defaults (override any of ``epochs``, ``batch_size``, ``lr``).
 
     ``data`` (a dict like ``recipe.data`` returns) replaces loading, e.g. a small
-    subset in a test. See the module docstring for the files written into ``out``.
+    subset in a test; ``extra_callbacks`` are added after the recipe's own. See the module
+    docstring for the files written into ``out``.
     """
     started = time.perf_counter()
     device = backend.get_device(device)
@@ -153,6 +154,7 @@ def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, s
     if out:
         callbacks.append(EpochCheckpoint(out, recipe.name, {k: v for k, v in options.items() if k != "data_dir"},
                                          patience))
+    callbacks += list(extra_callbacks)
     initial_epoch, history, resumed = 0, None, None
     if resume:
         ck = _resume(model, out, recipe, options, patience)
