@@ -166,3 +166,17 @@ def test_a_killed_run_resumes_to_the_same_parameters(tmp_path):
     for name in a["params"]:
         assert np.array_equal(a["params"][name], b["params"][name]), name
     assert (resumed.valid_error, resumed.test_error) == (full.valid_error, full.test_error)
+
+
+def test_the_same_recipe_trains_the_same_on_the_strict_backend(tmp_path):
+    """The whole training path (recipe, SGD with L2, patience, checkpoints) runs unchanged on
+    array-api-strict, the stand-in for a foreign device, and lands where the CPU run lands."""
+    recipe, data = get_recipe("mlp"), tiny_digits()
+    runs = {device: train(recipe, device=device, epochs=3, batch_size=20, lr=0.05, out=str(tmp_path / device),
+                          verbose=0, data=data) for device in ("cpu", "strict")}
+    assert runs["strict"].device == "strict"
+    cpu = read_checkpoint(tmp_path / "cpu" / "model.npz")["params"]
+    strict = read_checkpoint(tmp_path / "strict" / "model.npz")["params"]
+    for name in cpu:  # float32; the CPU run's fused BLAS update rounds differently from the reference
+        np.testing.assert_allclose(strict[name], cpu[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    assert runs["strict"].test_error == pytest.approx(runs["cpu"].test_error, abs=0.03)
