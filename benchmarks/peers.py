@@ -97,6 +97,10 @@ from peers_autoencoder import PEERS_AUTOENCODER  # noqa: E402  (da)
 
 PEERS.update(PEERS_AUTOENCODER)
 
+from peers_rnn import PEERS_RNN  # noqa: E402  (rnn, lstm)
+
+PEERS.update(PEERS_RNN)
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)

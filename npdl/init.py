@@ -12,6 +12,8 @@ area), so one initialiser serves every layer.
 * ``he_normal``: N(0, 2 / fan_in) (He et al. 2015), for ReLU-like units.
 * ``normal(std)``: N(0, std^2).
 * ``zeros``: all zeros (biases; logistic regression's weights in the Theano tutorial).
+* ``orthogonal``: a random orthogonal matrix (Saxe et al. 2014), Keras's default for recurrent
+  weights: repeated products ``h W_h`` then neither grow nor shrink the state's norm at the start.
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def lenet_conv(rng, shape, fan_in, fan_out, dtype):
     return glorot_uniform(rng, shape, fan_in, fan_out / 4.0, dtype)
 
 
+def orthogonal(rng, shape, fan_in, fan_out, dtype):
+    """Rows (or columns, whichever are fewer) orthonormal: the Q of the QR decomposition of a
+    standard normal matrix, its columns' signs fixed by ``diag(R)`` so Q is uniformly (Haar) distributed."""
+    rows, cols = int(shape[0]), 1
+    for d in shape[1:]:
+        cols *= int(d)
+    a = rng.normal((max(rows, cols), min(rows, cols)), dtype=dtype)
+    xp = rng.device.xp
+    q, r = xp.linalg.qr(a)
+    q = q * xp.sign(xp.linalg.diagonal(r))  # (max, min) times the (min,) signs, broadcast over rows
+    if rows < cols:
+        q = q.T
+    return xp.reshape(q, tuple(shape))
+
+
 INITIALIZERS = {
     "glorot_uniform": glorot_uniform,
     "xavier": glorot_uniform,
@@ -63,6 +80,7 @@ INITIALIZERS = {
     "normal": normal(0.01),
     "zeros": zeros,
     "lenet_conv": lenet_conv,
+    "orthogonal": orthogonal,
 }
 
 

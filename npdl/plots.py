@@ -138,3 +138,26 @@ def line_curves(series, path, xlabel="epoch", ylabel="cost", title=None) -> str:
     if title:
         ax.set_title(title)
     return _save(plt, fig, path)
+
+
+def sequence_frames(frames, path, title=None, n_cols=3) -> str:
+    """Target and predicted curves at several points of training, one panel per frame (the Keras LSTM
+    regressor tutorial's animation frames): ``frames`` is a list of ``(step, x, target, predicted)``
+    with 1-D ``x``, ``target`` and ``predicted``; target in red, prediction dashed blue."""
+    import numpy as np
+
+    plt = _pyplot()
+    n = len(frames)
+    n_cols = min(n_cols, n)
+    n_rows = -(-n // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.6 * n_rows), squeeze=False)
+    for k, (step, x, target, predicted) in enumerate(frames):
+        ax = axes[k // n_cols][k % n_cols]
+        ax.plot(np.asarray(x).ravel(), np.asarray(target).ravel(), "r", label="target")
+        ax.plot(np.asarray(x).ravel(), np.asarray(predicted).ravel(), "b--", label="predicted")
+        ax.set_ylim(-1.6, 1.6)
+        ax.set_title(f"step {step}")
+    for k in range(n, n_rows * n_cols):
+        axes[k // n_cols][k % n_cols].axis("off")
+    axes[0][0].legend(loc="lower left", fontsize="small")
+    return _save(plt, fig, path, title)

@@ -49,6 +49,10 @@ from .autoencoder_step import autoencoder_step  # noqa: E402  (da)
 
 STEP_BUILDERS.update(da=autoencoder_step)
 
+from .rnn_step import rnn_step  # noqa: E402  (rnn, lstm)
+
+STEP_BUILDERS.update(rnn=rnn_step, lstm=rnn_step)
+
 
 def npdl_step(w: Workload, device="cpu", seed: int = 0):
     """``(step, sync)`` for :func:`npdl.bench.measure`: random float32 data already on the device."""

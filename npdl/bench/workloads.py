@@ -16,6 +16,10 @@ library times exactly the same network, batch and loss.
   encoder and decoder, masking corruption 0.1, cross-entropy summed over pixels (the same
   function computed on the decoder's logits), SGD lr 0.1; inputs are uniform in [0, 1].
 
+* ``rnn_bN``: the Keras RNN classifier: (N, 28, 28) as 28 steps of 28 features, SimpleRNN 50 tanh,
+  dense 10, softmax cross-entropy, SGD. ``lstm_bN``: the Keras LSTM regressor: (N, 20, 1), LSTM 20
+  returning every step, time-distributed dense 1, MSE, SGD. See :mod:`npdl.bench.rnn_step`.
+
 ``N`` is the batch size: ``mlp_b20``, ``sda_b1`` and ``sda_b128`` are the named
 targets, and any other ``N`` works (``sda_b32``).
 """
@@ -33,6 +37,9 @@ FAMILIES = {
     "kcnn": {"arch": "kcnn", "input": (1, 28, 28), "classes": 10},
     # tied denoising autoencoder 784-1000 sigmoid, masking 0.1, summed cross-entropy: npdl.bench.autoencoder_step
     "da": {"sizes": (784, 1000), "activation": "sigmoid", "corruption": 0.1, "lr": 0.1},
+    # recurrent nets on (N, T, F) batch-first sequences, plain SGD: npdl.bench.rnn_step
+    "rnn": {"cell": "simple_rnn", "steps": 28, "features": 28, "units": 50, "outputs": 10},
+    "lstm": {"cell": "lstm", "steps": 20, "features": 1, "units": 20, "outputs": 1},
 }
 DEFAULT_WORKLOADS = ("mlp_b20", "sda_b1", "sda_b128")
 LEARNING_RATE = 0.01

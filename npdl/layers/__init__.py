@@ -19,3 +19,6 @@ from .conv import Conv2D, conv2d_backward, conv2d_forward
 from .bias import ChannelBias, channel_bias_backward, channel_bias_forward
 from .pooling import (AvgPool2D, MaxPool2D, avgpool2d_backward, avgpool2d_forward, maxpool2d_backward,
                       maxpool2d_forward)
+from .recurrent import (LSTM, RNN_ACTIVATIONS, SimpleRNN, lstm_backward, lstm_forward, simple_rnn_backward,
+                        simple_rnn_forward)
+from .wrappers import TimeDistributed, time_distributed_dense_backward, time_distributed_dense_forward

@@ -10,4 +10,5 @@ from .base import RECIPES, Recipe, get_recipe, register
 from . import classic  # noqa: F401  (registers logreg, mlp, keras-mlp, regressor, and-gate)
 from . import autoencoders  # noqa: F401,E402  (registers da, da-0, sda, homl-*, autoencoder2d)
 from . import conv  # noqa: F401,E402  (registers lenet, network3, network3-2conv, network3-dropout, keras-cnn)
+from . import recurrent  # noqa: F401,E402  (registers rnn-mnist, lstm-regressor)
 from .runner import RunResult, train
