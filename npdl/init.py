@@ -69,7 +69,8 @@ def orthogonal(rng, shape, fan_in, fan_out, dtype):
     q = q * xp.sign(xp.linalg.diagonal(r))  # (max, min) times the (min,) signs, broadcast over rows
     if rows < cols:
         q = q.T
-    return xp.reshape(q, tuple(shape))
+    # through a flat copy: a C-ordered array (q.T is a transposed view, which BLAS-fused updates refuse)
+    return xp.reshape(xp.reshape(q, (-1,)), tuple(shape))
 
 
 INITIALIZERS = {

@@ -1,0 +1,95 @@
+"""The LSTM's loop over time steps, Numba CPU version of :mod:`npdl.kernels.reference.lstm_cell`.
+
+The reference takes ~12 NumPy calls per step forward and ~15 backward, each a pass over an
+(N, H) or (N, 4H) array plus Python dispatch; at the LSTM regressor's size (N = 50, H = 20)
+dispatch and allocation dominate. Here the whole loop runs over preallocated buffers: backward
+is one Numba pass and one GEMM per step; forward is one GEMM, two NumPy tanh calls (NumPy's
+vectorised tanh: ~1 ns per element, against ~10 ns for a scalar ``math.tanh`` in a Numba loop)
+and one Numba pass per step.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _gates_and_cell(G, c_prev, c):
+    """``G`` holds tanh of the scaled pre-activation: sigmoid(z) = (tanh(z/2) + 1) / 2 on the
+    i, f, o blocks (in place); then ``c = f * c_prev + i * g``."""
+    N, H = c_prev.shape
+    for n in range(N):
+        for j in range(H):
+            i = 0.5 * G[n, j] + 0.5
+            f = 0.5 * G[n, H + j] + 0.5
+            o = 0.5 * G[n, 3 * H + j] + 0.5
+            G[n, j], G[n, H + j], G[n, 3 * H + j] = i, f, o
+            c[n, j] = f * c_prev[n, j] + i * G[n, 2 * H + j]
+
+
+@numba.njit(cache=True)
+def _backward(dh, dy_t, dc, G, tc, c_prev, dz, has_dy):
+    """``dh += dy_t``; ``d = dc + dh o (1 - tc^2)``; ``dz`` = the gates' gradients; ``dc <- d f`` (in place)."""
+    N, H = tc.shape
+    for n in range(N):
+        for j in range(H):
+            h_grad = dh[n, j]
+            if has_dy:
+                h_grad += dy_t[n, j]
+            i, f, g, o = G[n, j], G[n, H + j], G[n, 2 * H + j], G[n, 3 * H + j]
+            t = tc[n, j]
+            d = dc[n, j] + h_grad * o * (1.0 - t * t)
+            dc[n, j] = d * f
+            dz[n, j] = d * g * i * (1.0 - i)
+            dz[n, H + j] = d * c_prev[n, j] * f * (1.0 - f)
+            dz[n, 2 * H + j] = d * i * (1.0 - g * g)
+            dz[n, 3 * H + j] = h_grad * t * o * (1.0 - o)
+
+
+def forward_sequence(Z_in, Wh, h0, c0):
+    """As the reference, into preallocated (T+1, N, H) / (T, N, 4H) buffers: per step one GEMM
+    written straight into the step's gate slice, NumPy's vectorised tanh in place, and one Numba
+    pass for the gates and the cell; no per-step allocation and no stacking afterwards.
+
+    The sigmoid blocks need ``tanh(z / 2)``: ``Wh`` and ``Z_in`` are scaled by 1/2 on those blocks
+    once per sequence (exact: a power of two), so each step's single tanh call serves all four gates."""
+    T, N, K = Z_in.shape
+    H = K // 4
+    dtype = Z_in.dtype
+    hs, cs = np.empty((T + 1, N, H), dtype), np.empty((T + 1, N, H), dtype)
+    gates, tanh_cs = np.empty((T, N, K), dtype), np.empty((T, N, H), dtype)
+    hs[0], cs[0] = h0, c0
+    scale = np.full(K, 0.5, dtype)
+    scale[2 * H:3 * H] = 1.0
+    Ws, Zs = Wh * scale, Z_in * scale
+    for t in range(T):
+        z = gates[t]
+        np.matmul(hs[t], Ws, out=z)
+        z += Zs[t]
+        np.tanh(z, out=z)
+        _gates_and_cell(z, cs[t], cs[t + 1])
+        np.tanh(cs[t + 1], out=tanh_cs[t])
+        np.multiply(z[:, 3 * H:], tanh_cs[t], out=hs[t + 1])
+    return hs, cs, gates, tanh_cs
+
+
+def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
+    """As the reference: per step one Numba pass (``dz_t`` into a preallocated (T, N, 4H) buffer, the
+    cell gradient updated in place) and one GEMM written into the state gradient ``dh``."""
+    T, N, K = gates.shape
+    H = K // 4
+    dZ = np.empty_like(gates)
+    dh, dc = np.zeros((N, H), gates.dtype), np.zeros((N, H), gates.dtype)
+    if dy_last is not None:
+        dh[...] = dy_last
+    WhT = Wh.T
+    has_dy = dy_seq is not None
+    for t in range(T - 1, -1, -1):
+        _backward(dh, dy_seq[t] if has_dy else dh, dc, gates[t], tanh_cs[t], cs[t], dZ[t], has_dy)
+        if bptt_truncate and t > 0 and t % int(bptt_truncate) == 0:
+            dh[...] = 0.0
+            dc[...] = 0.0
+        else:
+            np.matmul(dZ[t], WhT, out=dh)
+    return dZ, dh, dc
