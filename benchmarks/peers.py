@@ -7,6 +7,8 @@ Prints one JSON line like ``npdl bench --json``.
 
 from __future__ import annotations
 
+from peer_common import jax_sgd  # noqa: E402  (benchmarks/ is on sys.path)
+
 import argparse
 import json
 import os
@@ -68,20 +70,7 @@ def jax_step(w, device):
         logp = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    @jax.jit
-    def train_step(params, x, y):
-        grads = jax.grad(loss_fn)(params, x, y)
-        return jax.tree_util.tree_map(lambda p, g: p - w.lr * g, params, grads)
-
-    state = {"params": params}
-
-    def step():
-        state["params"] = train_step(state["params"], x, y)
-
-    def sync():
-        jax.block_until_ready(state["params"])
-
-    return step, sync, f"jax {jax.__version__} ({jax.default_backend()})"
+    return jax_sgd(loss_fn, params, x, y, w.lr)
 
 
 #: family -> {impl: function(workload, device) -> (step, sync, version)}; later families add theirs

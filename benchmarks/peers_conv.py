@@ -9,6 +9,8 @@ Registered into ``PEERS`` by ``benchmarks/peers.py``.
 
 from __future__ import annotations
 
+from peer_common import jax_sgd  # noqa: E402  (benchmarks/ is on sys.path)
+
 from npdl.bench.conv_step import ARCHS
 
 
@@ -160,23 +162,10 @@ def jax_conv_step(w, device):
         logp = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    @jax.jit
-    def train_step(params, x, y):
-        grads = jax.grad(loss_fn)(params, x, y)
-        return jax.tree_util.tree_map(lambda p, g: p - w.lr * g, params, grads)
-
     key, kx, ky = jax.random.split(key, 3)
     x = jax.random.normal(kx, (w.batch_size, *w.spec["input"]), jnp.float32)
     y = jax.random.randint(ky, (w.batch_size,), 0, w.spec["classes"])
-    state = {"params": params}
-
-    def step():
-        state["params"] = train_step(state["params"], x, y)
-
-    def sync():
-        jax.block_until_ready(state["params"])
-
-    return step, sync, f"jax {jax.__version__} ({jax.default_backend()})"
+    return jax_sgd(loss_fn, params, x, y, w.lr)
 
 
 PEERS_CONV = {"lenet": {"torch": torch_conv_step, "jax": jax_conv_step},

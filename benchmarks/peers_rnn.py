@@ -14,6 +14,8 @@ Registered into ``PEERS`` by ``benchmarks/peers.py``.
 
 from __future__ import annotations
 
+from peer_common import jax_sgd  # noqa: E402  (benchmarks/ is on sys.path)
+
 
 def _glorot(gen, shape, fan_in, fan_out, torch):
     r = (6.0 / (fan_in + fan_out)) ** 0.5
@@ -119,20 +121,7 @@ def jax_rnn_step(w, device):
         logp = logits - jax.scipy.special.logsumexp(logits, axis=1, keepdims=True)
         return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
-    @jax.jit
-    def train_step(p, x, y):
-        grads = jax.grad(loss_fn)(p, x, y)
-        return jax.tree_util.tree_map(lambda a, g: a - w.lr * g, p, grads)
-
-    state = {"params": params}
-
-    def step():
-        state["params"] = train_step(state["params"], x, y)
-
-    def sync():
-        jax.block_until_ready(state["params"])
-
-    return step, sync, f"jax {jax.__version__} ({jax.default_backend()})"
+    return jax_sgd(loss_fn, params, x, y, w.lr)
 
 
 PEERS_RNN = {"rnn": {"torch": torch_rnn_step, "jax": jax_rnn_step},
