@@ -13,6 +13,7 @@ from ..layers.autoencoder import TiedAutoencoder
 from ..layers.noise import MaskingNoise
 from ..models import Sequential
 from ..optim import SGD
+from .fixed_batch import fixed_batch_step
 from .workloads import Workload
 
 
@@ -31,8 +32,4 @@ def autoencoder_step(w: Workload, device, seed: int = 0):
     """A step on uniform [0, 1) float32 inputs already on the device (the targets are the inputs)."""
     model = build_autoencoder(w, device, seed)
     x = backend.Generator(device, seed + 1).uniform((w.batch_size, w.sizes[0]), dtype="float32")
-
-    def step():
-        model.train_step(x, x)
-
-    return step
+    return fixed_batch_step(model, x, x)

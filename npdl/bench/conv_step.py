@@ -14,6 +14,7 @@ from .. import backend
 from ..layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Tanh
 from ..models import Sequential
 from ..optim import SGD
+from .fixed_batch import fixed_batch_step
 from .workloads import Workload
 
 ARCHS = {
@@ -58,10 +59,4 @@ def conv_step(w: Workload, device, seed: int = 0):
     rng = backend.Generator(device, seed + 1)
     x = rng.normal((w.batch_size, *w.spec["input"]), dtype="float32")
     y = rng.integers(0, w.spec["classes"], (w.batch_size,))
-    model.loss.check_range = False
-
-    def step():
-        model.train_step(x, y)
-
-    step.model = model
-    return step
+    return fixed_batch_step(model, x, y)

@@ -230,9 +230,8 @@ class Sequential(ModelState):
         out = self.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
         terms = self._penalty_terms()  # computed on the weights of this step, before the update
-        for layer in self.layers:
+        for layer in self.layers:  # (products are emptied below, when the optimizer takes them)
             layer.defer_products = fuse and layer.trainable
-            layer.products.clear()
         try:
             self.backward(self.loss.backward(1.0))
         finally:

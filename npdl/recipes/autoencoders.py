@@ -97,9 +97,8 @@ def _fit_single(recipe, options, device, model, x_train, x_valid, out, resume, v
         callbacks.append(EpochCheckpoint(out, recipe.name, {k: v for k, v in options.items() if k != "data_dir"}))
     initial_epoch, history, resumed = 0, None, None
     if resume:
-        ck = _resume(model, out, recipe, options, None)
+        ck = _resume(model, out, recipe, options, None, fit_rng)
         initial_epoch, history, resumed = ck["epoch"], ck["history"], ck["epoch"]
-        fit_rng = ck["rng"] or fit_rng
     validation = None if x_valid is None else (x_valid, x_valid)
     history = model.fit(x_train, x_train, epochs=options["epochs"], batch_size=options["batch_size"],
                         validation_data=validation, callbacks=callbacks, shuffle=shuffle, verbose=verbose,

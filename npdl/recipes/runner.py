@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import backend
 from ..errors import NpdlError
-from ..training import Callback, PatienceEarlyStopping, load_checkpoint, read_checkpoint, save_checkpoint
+from ..training import Callback, PatienceEarlyStopping, read_checkpoint, restore, save_checkpoint
 from ..training.checkpoint import read_arrays, write_arrays
 from .base import Recipe
 
@@ -79,7 +79,9 @@ class EpochCheckpoint(Callback):
         os.replace(os.path.join(self.out, HISTORY) + ".tmp", os.path.join(self.out, HISTORY))
 
 
-def _resume(model, out, recipe, options, patience):
+def _resume(model, out, recipe, options, patience, fit_rng):
+    """Check the checkpoint in ``out`` belongs to this run, then restore it into ``model``, its
+    optimizer and ``fit_rng`` (in place). Returns the checkpoint dict."""
     path = os.path.join(out, CHECKPOINT)
     if not os.path.exists(path):
         raise RunError(f"--resume: no checkpoint at {path}; start without --resume (or point --out at the "
@@ -93,7 +95,7 @@ def _resume(model, out, recipe, options, patience):
         if key in saved.get("options", {}) and saved["options"][key] != options.get(key):
             raise RunError(f"--resume: {path} was trained with {key}={saved['options'][key]!r}, this run asks for "
                            f"{options.get(key)!r}; resume with the same settings")
-    ck = load_checkpoint(path, model=model)
+    restore(model, model.optimizer, fit_rng, ck)
     if patience is not None and saved.get("patience"):
         best = None
         best_path = os.path.join(out, BEST)
@@ -157,9 +159,8 @@ def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, s
     callbacks += list(extra_callbacks)
     initial_epoch, history, resumed = 0, None, None
     if resume:
-        ck = _resume(model, out, recipe, options, patience)
+        ck = _resume(model, out, recipe, options, patience, fit_rng)
         initial_epoch, history, resumed = ck["epoch"], ck["history"], ck["epoch"]
-        fit_rng = ck["rng"] or fit_rng
     validation = data.get("valid") if patience is None else None
     history = model.fit(*data["train"], epochs=options["epochs"], batch_size=options["batch_size"],
                         validation_data=validation, callbacks=callbacks, shuffle=recipe.shuffle, verbose=verbose,
