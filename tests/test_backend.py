@@ -1,5 +1,6 @@
 """Device selection, moving arrays, random generators and the dtype policy."""
 
+import os
 import numpy as np
 import pytest
 
@@ -94,3 +95,20 @@ def test_float32_model_never_becomes_float64(device):
     loss = npdl.SoftmaxCrossEntropy()
     value = loss(x, g.integers(0, 5, (4,)))
     assert backend.dtype_name(value) == "float32" and backend.dtype_name(loss.backward()) == "float32"
+
+
+def test_import_sets_openblas_idle_spin_unless_user_set_it():
+    """``import npdl`` shortens OpenBLAS's idle spin before NumPy loads, and keeps a user's value."""
+    import subprocess
+    import sys
+
+    code = "import os, npdl; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "20"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, OPENBLAS_THREAD_TIMEOUT="7"))
+    assert out.stdout.strip() == "7"
+    late = "import os, numpy, npdl; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"  # too late to matter
+    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "None"

@@ -29,6 +29,8 @@ def _blas() -> dict:
     from ..kernels.numba import blas as direct
 
     info["coretype_override"] = os.environ.get("OPENBLAS_CORETYPE")
+    # set by ``import npdl`` unless NumPy was imported first (see npdl/__init__.py)
+    info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
     return info
 
@@ -129,6 +131,9 @@ def _print(info: dict) -> None:
                  f"kernels: {blas.get('architecture') or '?'}")
     if blas.get("coretype_override"):
         line("", f"OPENBLAS_CORETYPE={blas['coretype_override']} is set in the environment")
+    spin = blas.get("idle_spin")
+    line("", f"idle threads sleep after 2^{spin} cycles (OPENBLAS_THREAD_TIMEOUT)" if spin else
+         "idle threads spin for OpenBLAS's default 2^28 cycles (NumPy was imported before npdl)")
     line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (NumPy reference used)'}")
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"

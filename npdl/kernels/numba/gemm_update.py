@@ -22,7 +22,13 @@ from .blas import gemm_at_b
 
 
 def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
-    if not gemm_at_b(C, A, B, float(alpha), float(beta)):
+    # A one-row or one-column ``C`` is a matrix-vector product: NumPy's matmul calls GEMV for it,
+    # while OpenBLAS's GEMM takes ~5x longer at such shapes (LSTM regressor, one thread: 22 us
+    # against 4.4 us for the (1, 80) input weights with N = 1000; 13 against 2.6 us for a
+    # (20, 1) dense output), and the temporary of the reference is tiny there.
+    if C.ndim == 2 and 1 in C.shape:
+        _reference.gemm_update(C, A, B, alpha, beta)
+    elif not gemm_at_b(C, A, B, float(alpha), float(beta)):
         _reference.gemm_update(C, A, B, alpha, beta)
     return C
 
