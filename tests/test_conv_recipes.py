@@ -141,6 +141,16 @@ def test_chunked_conv_matches_the_im2col_reference(geo, chunk, monkeypatch):
             np.testing.assert_allclose(db, dy_t.sum(axis=1), rtol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_chunk_buffers_are_aligned(dtype):
+    for size in (1, 7, 1000):
+        buf = numba_im2col.aligned_empty(size, dtype)
+        assert buf.size == size and buf.dtype == np.dtype(dtype) and buf.flags.c_contiguous
+        assert buf.ctypes.data % numba_im2col.ALIGN == 0
+        buf[...] = 1.0  # writeable, and the whole range is ours
+        assert buf.sum() == size
+
+
 def test_conv_layer_float32_matches_the_reference_kernels():
     g = backend.Generator("cpu", 0)
     layer = Conv2D(3, 4, 5, padding="same", rng=g)

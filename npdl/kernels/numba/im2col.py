@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from . import PARALLEL_THRESHOLD
+from .blas import gemm_at_b
 
 
 @numba.njit(cache=True, inline="always")
@@ -340,11 +341,26 @@ def _run_chunks(work, n_chunks):
             lib.set_num_threads(threads)
 
 
+#: byte alignment of the chunk buffers
+ALIGN = 256
+
+
+def aligned_empty(size, dtype):
+    """A flat uninitialised array of ``size`` elements whose data starts on an :data:`ALIGN`-byte boundary.
+
+    NumPy only promises 16 bytes. OpenBLAS's small-chunk GEMMs measured up to 1.5x slower on a
+    misaligned operand (the ``dW`` product of a Keras-CNN chunk: 9.4 against 14.7 ms per step)."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(size * dtype.itemsize + ALIGN, dtype=np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + size * dtype.itemsize].view(dtype)
+
+
 def _buffers(workspace, key, n, size, dtype):
-    """``n`` flat buffers of ``size`` elements kept in ``workspace[key]`` between calls."""
+    """``n`` flat aligned buffers of ``size`` elements kept in ``workspace[key]`` between calls."""
     bufs = None if workspace is None else workspace.get(key)
     if bufs is None or len(bufs) < n or bufs[0].size != size or bufs[0].dtype != dtype:
-        bufs = [np.empty(size, dtype=dtype) for _ in range(n)]
+        bufs = [aligned_empty(size, dtype) for _ in range(n)]
         if workspace is not None:
             workspace[key] = bufs
     return bufs
@@ -407,7 +423,9 @@ def conv_backward(dy, x, W, stride, pad, has_bias, need_dx=True, workspace=None)
     pad_bufs = _buffers(workspace, "xpad", n_workers, padded, x.dtype) if any(pad) else [None] * n_workers
 
     def work(k, chunks):
-        dW2 = None
+        # dW2^T (K, C_out) accumulates cols @ d^T in place (BLAS beta = 1): in this orientation
+        # OpenBLAS's GEMM measured 1.5x faster than d @ cols^T at one-image chunks (inner dimension P)
+        dW2T = np.zeros((K, C_out), dtype=x.dtype)
         for i in chunks:
             s, e = i * nb, min(N, (i + 1) * nb)
             m = (e - s) * P
@@ -415,10 +433,8 @@ def conv_backward(dy, x, W, stride, pad, has_bias, need_dx=True, workspace=None)
             _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_bufs[k])
             d = d_bufs[k][:C_out * m].reshape(C_out, m)
             _gather_dy(dy3, s, e, d)
-            if dW2 is None:
-                dW2 = d @ cols.T
-            else:
-                dW2 += d @ cols.T
+            if not gemm_at_b(dW2T, cols.T, d.T, 1.0, 1.0):
+                dW2T += cols @ d.T
             if need_dx:
                 dcols = dcols_bufs[k][:K * m].reshape(K, m)
                 np.matmul(W2.T, d, out=dcols)
@@ -428,11 +444,11 @@ def conv_backward(dy, x, W, stride, pad, has_bias, need_dx=True, workspace=None)
                     _unpad_chunk(dxc, dx, s, e, pad[0], pad[2])
                 else:
                     _col2im_any(dcols, dx[s:e], KH, KW, tuple(stride), OH, OW)
-        return dW2
+        return dW2T
 
-    partial = [g for g in _run_chunks(work, n_chunks) if g is not None]
-    dW2 = partial[0]
+    partial = _run_chunks(work, n_chunks)
+    dW2T = partial[0]
     for g in partial[1:]:
-        dW2 += g
+        dW2T += g
     db = dy3.sum(axis=(0, 2)) if has_bias else None
-    return dx, dW2.reshape(W.shape), db
+    return dx, np.ascontiguousarray(dW2T.T).reshape(W.shape), db
