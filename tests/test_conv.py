@@ -78,6 +78,25 @@ def test_numba_pooling_matches_reference(geo, seed, dtype):
                                atol=_tol(dtype))
 
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), oh=st.integers(1, 6), ow=st.integers(1, 6),
+       levels=st.sampled_from([2, 3, 1000]), seed=st.integers(0, 2 ** 16),
+       dtype=st.sampled_from(["float32", "float64"]))
+def test_numba_2x2_max_pool_fast_path_matches_reference(n, c, oh, ow, levels, seed, dtype):
+    """2x2 windows at stride 2 on an even-sized input take the tiling fast path; few value levels make ties common."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, (n, c, 2 * oh, 2 * ow)).astype(dtype)
+    geo = ((2, 2), (2, 2), (0, 0, 0, 0))
+    assert numba_pool._tiles_2x2(x.shape, *geo)
+    y, arg = numba_pool.max_forward(x, *geo)
+    y_ref, arg_ref = ref_pool.max_forward(x, *geo)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(numba_pool.max_backward(dy, arg, x.shape, *geo),
+                                  ref_pool.max_backward(dy, arg_ref, x.shape, *geo))
+
+
 def test_parallel_paths_match_reference():
     """Shapes above PARALLEL_THRESHOLD run the prange variants."""
     rng = np.random.default_rng(0)

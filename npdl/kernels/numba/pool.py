@@ -87,6 +87,80 @@ def _max_back_parallel(dy, arg, dx, KW, sh, sw, pt, pl):
         _max_back_plane(dy, arg, dx, i, KW, sh, sw, pt, pl)
 
 
+# ---- 2x2 windows at stride 2 without padding (LeNet, network3 and the Keras CNN all pool so):
+# the windows tile the input, so forward is four loads and three branch-free compares per
+# output, and backward writes every input cell exactly once (dy or 0), with no zeroing pass
+# and no scatter-add. Same tie rule as above: a later cell must be strictly greater to win.
+
+
+@numba.njit(cache=True, inline="always")
+def _max2_plane(x, y, arg, i):
+    C = x.shape[1]
+    OH, OW = y.shape[2], y.shape[3]
+    n, c = i // C, i % C
+    for oh in range(OH):
+        for ow in range(OW):
+            h, w = 2 * oh, 2 * ow
+            best, k = x[n, c, h, w], 0
+            v = x[n, c, h, w + 1]
+            k = 1 if v > best else k
+            best = v if v > best else best
+            v = x[n, c, h + 1, w]
+            k = 2 if v > best else k
+            best = v if v > best else best
+            v = x[n, c, h + 1, w + 1]
+            k = 3 if v > best else k
+            best = v if v > best else best
+            y[n, c, oh, ow] = best
+            arg[n, c, oh, ow] = k
+
+
+@numba.njit(cache=True)
+def _max2_serial(x, y, arg):
+    for i in range(x.shape[0] * x.shape[1]):
+        _max2_plane(x, y, arg, i)
+
+
+@numba.njit(cache=True, parallel=True)
+def _max2_parallel(x, y, arg):
+    for i in numba.prange(x.shape[0] * x.shape[1]):
+        _max2_plane(x, y, arg, i)
+
+
+@numba.njit(cache=True, inline="always")
+def _max2_back_plane(dy, arg, dx, i):
+    C = dx.shape[1]
+    OH, OW = dy.shape[2], dy.shape[3]
+    n, c = i // C, i % C
+    zero = dx.dtype.type(0)
+    for oh in range(OH):
+        for ow in range(OW):
+            g, k = dy[n, c, oh, ow], arg[n, c, oh, ow]
+            h, w = 2 * oh, 2 * ow
+            dx[n, c, h, w] = g if k == 0 else zero
+            dx[n, c, h, w + 1] = g if k == 1 else zero
+            dx[n, c, h + 1, w] = g if k == 2 else zero
+            dx[n, c, h + 1, w + 1] = g if k == 3 else zero
+
+
+@numba.njit(cache=True)
+def _max2_back_serial(dy, arg, dx):
+    for i in range(dx.shape[0] * dx.shape[1]):
+        _max2_back_plane(dy, arg, dx, i)
+
+
+@numba.njit(cache=True, parallel=True)
+def _max2_back_parallel(dy, arg, dx):
+    for i in numba.prange(dx.shape[0] * dx.shape[1]):
+        _max2_back_plane(dy, arg, dx, i)
+
+
+def _tiles_2x2(shape, kernel, stride, pad):
+    """True when 2x2 windows at stride 2 tile the (even-sized, unpadded) input exactly."""
+    return (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and not any(pad)
+            and int(shape[2]) % 2 == 0 and int(shape[3]) % 2 == 0)
+
+
 @numba.njit(cache=True, inline="always")
 def _count(o, s, k, before, size):
     """How many of the window's cells along one axis lie inside the input."""
@@ -162,6 +236,9 @@ def max_forward(x, kernel, stride, pad):
     x = np.ascontiguousarray(x)
     y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
+    if _tiles_2x2(x.shape, kernel, stride, pad):
+        (_max2_parallel if x.size >= PARALLEL_THRESHOLD else _max2_serial)(x, y, arg)
+        return y, arg
     run = _max_parallel if x.size >= PARALLEL_THRESHOLD else _max_serial
     run(x, y, arg, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
     return y, arg
@@ -170,6 +247,10 @@ def max_forward(x, kernel, stride, pad):
 def max_backward(dy, arg, x_shape, kernel, stride, pad):
     dy = np.ascontiguousarray(dy)
     dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
+    if _tiles_2x2(dx.shape, kernel, stride, pad):
+        run = _max2_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max2_back_serial
+        run(dy, np.ascontiguousarray(arg, dtype=np.int32), dx)
+        return dx
     run = _max_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max_back_serial
     run(dy, np.ascontiguousarray(arg, dtype=np.int32), dx, kernel[1], stride[0], stride[1], pad[0], pad[2])
     return dx
