@@ -115,6 +115,31 @@ def test_bench_json_lines(capsys):
     assert records[1]["batch_size"] == 2
 
 
+def test_bench_profile_splits_the_step_by_layer(capsys):
+    code, out, _ = run_cli(capsys, "bench", "--workload", "lenet_b2,lstm_b3", "--profile", "3", "--json")
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert code == 0 and [r["workload"] for r in records] == ["lenet_b2", "lstm_b3"]
+    parts = records[0]["parts_ms"]
+    # every LeNet layer forward and backward (down to the first conv), the loss and the optimizer
+    assert {"0 Conv2D forward", "1 MaxPool2D forward", "9 Dense forward", "0 Conv2D backward",
+            "9 Dense backward", "loss forward", "loss backward", "optimizer step"} <= set(parts)
+    assert all(ms > 0 for ms in parts.values())
+    assert records[0]["sum_ms"] == pytest.approx(sum(parts.values()))
+    assert {"0 LSTM forward", "1 TimeDistributed backward"} <= set(records[1]["parts_ms"])
+
+
+def test_profile_leaves_the_model_unwrapped():
+    from npdl.bench import parse
+    from npdl.bench.npdl_step import npdl_step
+    from npdl.bench.profile import profile_step
+
+    step, sync = npdl_step(parse("mlp_b4"))
+    model = step.model
+    profile_step(step, sync, reps=2, warmup=1)
+    assert all("forward" not in vars(layer) and "backward" not in vars(layer) for layer in model.layers)
+    assert "step" not in vars(model.optimizer) and "forward" not in vars(model.loss)
+
+
 def test_drop_last_batches():
     assert _batches(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert _batches(10, 4, drop_last=True) == [(0, 4), (4, 8)]

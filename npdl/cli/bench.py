@@ -15,12 +15,15 @@ def run(args) -> int:
     except ValueError as exc:
         args.parser.error(str(exc))
     device = backend.get_device(args.device)
-    if not args.json:
+    if not args.json and not args.profile:
         print(f"{'workload':12s} {'device':8s} {'batch':>6s} {'median ms':>10s} {'min ms':>9s} {'reps':>6s}")
     from .train import blas_threads
 
     for w in workloads:
         step, sync = npdl_step(w, device)
+        if args.profile:
+            _print_profile(w, step, sync, args)
+            continue
         with blas_threads(args.blas_threads):
             timing = measure(step, sync, min_seconds=args.min_seconds)
         record = {"workload": w.name, "impl": "npdl", "device": args.device, "batch_size": w.batch_size, **timing}
@@ -30,6 +33,23 @@ def run(args) -> int:
             print(f"{w.name:12s} {args.device:8s} {w.batch_size:6d} {timing['median_ms']:10.3f} "
                   f"{timing['min_ms']:9.3f} {timing['reps']:6d}", flush=True)
     return 0
+
+
+def _print_profile(w, step, sync, args) -> None:
+    from ..bench.profile import profile_step
+    from .train import blas_threads
+
+    with blas_threads(args.blas_threads):
+        parts = profile_step(step, sync, reps=args.profile)
+    total = sum(ms for _, ms in parts)
+    if args.json:
+        print(json.dumps({"workload": w.name, "impl": "npdl", "device": args.device,
+                          "parts_ms": dict(parts), "sum_ms": total}), flush=True)
+        return
+    print(f"{w.name} on {args.device}: median of {args.profile} steps per part")
+    for name, ms in parts:
+        print(f"  {name:32s} {ms:9.3f} ms {100 * ms / total:5.1f}%")
+    print(f"  {'sum':32s} {total:9.3f} ms", flush=True)
 
 
 def register(sub) -> None:
@@ -46,5 +66,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--min-seconds", type=float, default=1.5, help="seconds of timed steps per workload (1.5)")
     p.add_argument("--blas-threads", type=int, metavar="N", help="limit BLAS to N threads (default: its choice)")
+    p.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="STEPS",
+                   help="instead of timing whole steps, print each layer's forward and backward, the loss "
+                        "and the optimizer: the median over STEPS steps (20)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=run, parser=p)
