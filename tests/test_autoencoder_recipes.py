@@ -95,6 +95,78 @@ def test_sda_pretrains_on_shared_weights_then_finetunes(tmp_path):
         assert {"pretraining.png", "curves.png"} <= {os.path.basename(p) for p in result.extra["pictures"]}
 
 
+SDA_KILLED = r"""
+import dataclasses, os, signal, sys
+sys.path.insert(0, {tests!r})
+from npdl.models import Sequential
+from npdl.recipes import get_recipe, train
+from npdl.training import Callback
+from test_autoencoder_recipes import tiny_images
+
+
+class Kill(Callback):
+    def on_batch_end(self, batch, logs=None):
+        if len(self.model.history) == {epoch} and batch == 2:  # mid-epoch, after {epoch} checkpoints
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+fit = Sequential.fit
+
+
+def killing_fit(self, *args, callbacks=(), **kwargs):
+    if self.name == {model!r}:
+        callbacks = list(callbacks) + [Kill()]
+    return fit(self, *args, callbacks=callbacks, **kwargs)
+
+
+Sequential.fit = killing_fit
+recipe = dataclasses.replace(get_recipe("sda"), extra={extra!r})
+train(recipe, epochs=3, batch_size=10, verbose=0, data=tiny_images(), out={out!r})
+"""
+
+SDA_TINY = {"hidden": (32, 32), "corruption": (0.1, 0.2), "pretrain_lr": 0.01}
+
+
+@pytest.mark.parametrize("model,epoch,phase", [("sda-pretrain-1", 1, "pretrain"), ("sda", 2, "finetune")])
+def test_killed_sda_resumes_bit_for_bit(tmp_path, model, epoch, phase):
+    """SIGKILL in the middle of layer 1's pretraining (or of the finetuning), then --resume: the same
+    parameters, errors and costs as a run never stopped."""
+    import subprocess
+    import sys
+
+    from npdl.training import read_checkpoint
+
+    killed = tmp_path / "killed"
+    code = SDA_KILLED.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(killed), model=model,
+                             epoch=epoch, extra=SDA_TINY)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]  # it really was killed
+    recipe, data = dataclasses.replace(get_recipe("sda"), extra=SDA_TINY), tiny_images()
+    resumed = train(recipe, epochs=3, batch_size=10, verbose=0, data=data, out=str(killed), resume=True)
+    full = train(recipe, epochs=3, batch_size=10, verbose=0, data=data, out=str(tmp_path / "full"))
+    where = resumed.extra["resumed_from"]
+    assert where["phase"] == phase and where["epoch"] == epoch and where.get("layer", 1) == 1
+    a, b = read_checkpoint(killed / "model.npz"), read_checkpoint(tmp_path / "full" / "model.npz")
+    for name in b["params"]:
+        assert np.array_equal(a["params"][name], b["params"][name]), name
+    assert (resumed.valid_error, resumed.test_error, resumed.epochs) == (full.valid_error, full.test_error,
+                                                                         full.epochs)
+    assert [p["cost"] for p in resumed.extra["pretraining"]] == [p["cost"] for p in full.extra["pretraining"]]
+    assert resumed.extra["validations"] == full.extra["validations"]
+
+
+def test_sda_resume_refuses_other_settings_and_missing_files(tmp_path):
+    recipe, data = dataclasses.replace(get_recipe("sda"), extra=SDA_TINY), tiny_images()
+    with pytest.raises(Exception, match="no checkpoint"):
+        train(recipe, epochs=2, batch_size=10, verbose=0, data=data, out=str(tmp_path), resume=True)
+    train(recipe, epochs=2, batch_size=10, verbose=0, data=data, out=str(tmp_path))
+    with pytest.raises(Exception, match="lr"):
+        train(recipe, epochs=2, batch_size=10, lr=0.5, verbose=0, data=data, out=str(tmp_path), resume=True)
+    os.remove(tmp_path / "checkpoint.npz")  # back to "pretraining done": --epochs 3 would change it
+    with pytest.raises(Exception, match="same --epochs"):
+        train(recipe, epochs=3, batch_size=10, verbose=0, data=data, out=str(tmp_path), resume=True)
+
+
 def test_homl_pretrain_compares_three_classifiers():
     data = tiny_images()
     recipe = dataclasses.replace(get_recipe("homl-pretrain"), extra={"n_labeled": 50, "classifier_epochs": 5})

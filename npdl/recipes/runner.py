@@ -57,9 +57,10 @@ class RunResult:
 class EpochCheckpoint(Callback):
     """After every epoch: ``checkpoint.npz`` (+ ``best.npz`` when the patience best moved) and ``history.csv``."""
 
-    def __init__(self, out, recipe_name, options, patience=None):
+    def __init__(self, out, recipe_name, options, patience=None, extra_fn=None):
         super().__init__()
         self.out, self.recipe_name, self.options, self.patience = out, recipe_name, options, patience
+        self.extra_fn = extra_fn  # () -> dict of more JSON-able fields for the checkpoint's extra
         self._best_written = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -73,19 +74,16 @@ class EpochCheckpoint(Callback):
             self._best_written = self.patience.best_state
         extra = {"recipe": self.recipe_name, "options": self.options,
                  "patience": None if self.patience is None else self.patience.state_dict()}
+        if self.extra_fn is not None:
+            extra.update(self.extra_fn())
         save_checkpoint(os.path.join(self.out, CHECKPOINT), model, model.optimizer, model.fit_rng, epoch + 1,
                         model.history, extra)
         model.history.to_csv(os.path.join(self.out, HISTORY) + ".tmp")
         os.replace(os.path.join(self.out, HISTORY) + ".tmp", os.path.join(self.out, HISTORY))
 
 
-def _resume(model, out, recipe, options, patience, fit_rng):
-    """Check the checkpoint in ``out`` belongs to this run, then restore it into ``model``, its
-    optimizer and ``fit_rng`` (in place). Returns the checkpoint dict."""
-    path = os.path.join(out, CHECKPOINT)
-    if not os.path.exists(path):
-        raise RunError(f"--resume: no checkpoint at {path}; start without --resume (or point --out at the "
-                       "folder of the run to continue)")
+def check_checkpoint(path, recipe, options) -> dict:
+    """Read the checkpoint at ``path`` and check this run (same recipe and settings) wrote it."""
     ck = read_checkpoint(path)
     saved = (ck.get("extra") or {})
     if saved.get("recipe") != recipe.name:
@@ -95,6 +93,18 @@ def _resume(model, out, recipe, options, patience, fit_rng):
         if key in saved.get("options", {}) and saved["options"][key] != options.get(key):
             raise RunError(f"--resume: {path} was trained with {key}={saved['options'][key]!r}, this run asks for "
                            f"{options.get(key)!r}; resume with the same settings")
+    return ck
+
+
+def _resume(model, out, recipe, options, patience, fit_rng):
+    """Check the checkpoint in ``out`` belongs to this run, then restore it into ``model``, its
+    optimizer and ``fit_rng`` (in place). Returns the checkpoint dict."""
+    path = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(path):
+        raise RunError(f"--resume: no checkpoint at {path}; start without --resume (or point --out at the "
+                       "folder of the run to continue)")
+    ck = check_checkpoint(path, recipe, options)
+    saved = ck.get("extra") or {}
     restore(model, model.optimizer, fit_rng, ck)
     if patience is not None and saved.get("patience"):
         best = None
