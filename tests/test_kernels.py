@@ -132,3 +132,31 @@ def test_direct_blas_is_numpys_own():
     except Exception:  # noqa: BLE001 -- NumPy without dict-mode config
         pytest.skip("NumPy does not report its BLAS version")
     assert version.split(".")[:3] == blas.functions()["library"].split()[1].split(".")[:3]
+
+
+# ------------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(backend.cupy_or_none() is None, reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_softmax_xent_matches_reference(dtype):
+    """The kernel the dispatch picks for CuPy arrays (numba.cuda where it can compile), with
+    ``dloss`` as the loss layer passes it (a Python float) and as a 0-d device array."""
+    import cupy
+
+    xp = backend.get_device("cuda:0").xp
+    assert kernels.implementation(xp, "softmax_xent") == ("cuda" if kernels.cuda_available() else "reference")
+    impl = kernels.get("softmax_xent", xp)
+    for n, k, scale in [(1, 1, 1.0), (7, 10, 3.0), (300, 13, 80.0)]:
+        logits, labels = _logits_labels(n, k, scale, n, dtype)
+        loss, probs = impl.forward(cupy.asarray(logits), cupy.asarray(labels))
+        loss_ref, probs_ref = ref_sx.forward(logits, labels)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        assert loss.shape == () and loss.dtype == probs.dtype == logits.dtype
+        np.testing.assert_allclose(cupy.asnumpy(probs), probs_ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(float(loss), float(loss_ref), rtol=tol, atol=tol)
+        for dloss, dloss_ref in ((1.0, 1.0), (cupy.asarray(0.7, dtype=dtype), np.asarray(0.7, dtype=dtype))):
+            d = impl.backward(dloss, probs, cupy.asarray(labels))
+            np.testing.assert_allclose(cupy.asnumpy(d), ref_sx.backward(dloss_ref, probs_ref, labels), rtol=tol,
+                                       atol=tol)

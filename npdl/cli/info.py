@@ -87,6 +87,26 @@ def _mnist() -> dict:
     return {"source": status.get("source"), "searched": [d.get("dir") for d in status.get("searched", [])]}
 
 
+def _gpu_kernels(gpu_present: bool) -> str:
+    """Which implementation serves each kernel on a GPU: numba.cuda where written, cuBLAS, else the reference.
+
+    ``numba.cuda`` is only asked whether it can compile (a driver and libNVVM) where a
+    GPU is present: elsewhere the line says what a GPU would run.
+    """
+    from .. import kernels
+
+    have_cuda = kernels.cuda_available() if gpu_present else True
+    by_impl: dict = {}
+    for op in kernels.OPS:
+        impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda)
+        by_impl.setdefault(impl, []).append(op)
+    names = {"cuda": "numba.cuda", "cupy": "cuBLAS", "reference": "reference"}
+    text = "; ".join(f"{names[impl]} for {', '.join(ops)}" for impl, ops in by_impl.items())
+    if not have_cuda:
+        text += " (numba.cuda cannot compile here: no CUDA driver or libNVVM)"
+    return text
+
+
 def collect() -> dict:
     import numpy as np
 
@@ -101,6 +121,7 @@ def collect() -> dict:
         pass
     import array_api_compat
 
+    cupy_info = _cupy()
     return {
         "npdl": __version__,
         "python": sys.version.split()[0],
@@ -110,10 +131,10 @@ def collect() -> dict:
         "array_api_compat": array_api_compat.__version__,
         "blas": _blas(),
         "numba": _numba(),
-        "cupy": _cupy(),
+        "cupy": cupy_info,
         "array_api_strict": strict,
         "kernels": {"cpu": kernels.implementation(np), "strict": "reference",
-                    "gpu": "cupy kernels where written, else reference"},
+                    "gpu": _gpu_kernels(cupy_info["available"])},
         "devices": backend.available_devices(),
         "mnist": _mnist(),
     }

@@ -12,7 +12,7 @@ def softmax_cross_entropy_forward(logits, labels):
     ``logits`` (N, K) float, ``labels`` (N,) int in ``0..K-1``.
     ``L = -(1/N) sum_n log softmax(logits)[n, labels[n]]`` (0-d array).
     Runs the fused kernel (``npdl.kernels`` ``softmax_xent``): Numba on the CPU,
-    the array-API reference elsewhere. Cache: ``(probs, labels)``.
+    numba.cuda on a GPU, the array-API reference elsewhere. Cache: ``(probs, labels)``.
     """
     k = kernels.get("softmax_xent", backend.namespace(logits))
     loss, probs = k.forward(logits, labels)

@@ -1,0 +1,86 @@
+"""Fused softmax + cross-entropy, numba.cuda version of :mod:`npdl.kernels.reference.softmax_xent`.
+
+* **forward**: one thread per row ``n`` makes the reference's passes over its K logits
+  -- the maximum ``m``, the exponentials ``exp(z - m)`` (written to ``probs``) and their
+  sum ``s``, the division by ``s``, and the row's loss ``log s - (z[t] - m)`` -- with no
+  (N, K) temporaries besides ``probs``. A classifier has a handful of classes, so a
+  thread per row is enough work and needs no reduction across threads. The loss is
+  then the mean of the N row losses, by the namespace's ``mean`` (on the device).
+* **backward**: one thread per element computes ``(p - [k == t]) * dloss / N``.
+
+Everything is computed in the logits' dtype, as in the reference; the GPU's ``expf``
+and ``logf`` are within a few ulp of NumPy's, so results agree to round-off.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from ... import backend
+from . import contiguous, launch
+
+
+@cuda.jit(cache=True)
+def _forward(logits, labels, probs, row_loss):
+    n = cuda.grid(1)
+    if n >= logits.shape[0]:
+        return
+    K = logits.shape[1]
+    m = logits[n, 0]
+    for k in range(1, K):
+        if logits[n, k] > m:
+            m = logits[n, k]
+    s = logits.dtype.type(0)
+    for k in range(K):
+        e = math.exp(logits[n, k] - m)  # <= 1: subtracting the maximum cannot overflow
+        probs[n, k] = e
+        s += e
+    for k in range(K):
+        probs[n, k] /= s  # divided, not multiplied by 1/s: the reference's rounding
+    row_loss[n] = math.log(s) - (logits[n, labels[n]] - m)
+
+
+@cuda.jit(cache=True)
+def _backward(probs, labels, scale, dlogits):
+    i = cuda.grid(1)
+    if i >= probs.size:
+        return
+    K = probs.shape[1]
+    n, k = i // K, i % K
+    p = probs[n, k]
+    if k == labels[n]:
+        p -= probs.dtype.type(1)  # a typed 1: an int literal would promote float32 to float64
+    dlogits[n, k] = p * scale[0]
+
+
+def forward(logits, labels):
+    """Returns ``(loss, probs)``: the mean cross-entropy (0-d array) and softmax (N, K)."""
+    xp = backend.namespace(logits)
+    logits, labels = contiguous(logits), contiguous(labels)
+    N = int(logits.shape[0])
+    probs = xp.empty(logits.shape, dtype=logits.dtype)
+    row_loss = xp.empty((N,), dtype=logits.dtype)
+    launch(_forward, N, logits, labels, probs, row_loss)
+    return xp.mean(row_loss), probs
+
+
+def backward(dloss, probs, labels):
+    """``dlogits = dloss * (probs - onehot(labels)) / N`` with shape (N, K).
+
+    ``dloss`` is a Python number or a 0-d array of ``probs``' namespace (what
+    ``SoftmaxCrossEntropy.backward`` passes on). ``dloss / N`` goes to the kernel as a
+    one-element array of ``probs``' dtype, computed on the device: a 0-d CuPy
+    ``dloss`` is never copied to the host, which would wait for the GPU.
+    """
+    xp = backend.namespace(probs)
+    probs, labels = contiguous(probs), contiguous(labels)
+    N = int(probs.shape[0])
+    if isinstance(dloss, (int, float)):
+        scale = xp.full((1,), dloss / N, dtype=probs.dtype)
+    else:
+        scale = xp.reshape(xp.asarray(dloss / N, dtype=probs.dtype), (1,))
+    dlogits = xp.empty(probs.shape, dtype=probs.dtype)
+    launch(_backward, probs.size, probs, labels, scale, dlogits)
+    return dlogits

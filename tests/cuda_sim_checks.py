@@ -1,0 +1,273 @@
+"""Checks of the numba.cuda kernels (``npdl.kernels.cuda``) that need no GPU; run by ``tests/test_cuda_sim.py``.
+
+Two modes, each in a fresh process (Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when
+``numba.cuda`` is first imported, so the simulator cannot be switched on inside pytest):
+
+* ``sim``: under Numba's CUDA simulator, every kernel on small NumPy arrays against
+  the array-API reference -- random geometries (odd sizes, stride > kernel, padding,
+  1x1 windows), float32 and float64, max pooling on small integers so that windows
+  hold ties -- plus the dispatch with the simulator as the "GPU". The simulator runs
+  each CUDA thread as a Python thread (about 0.2 ms each), so the arrays stay tiny.
+* ``ptx``: without the simulator, every kernel compiled to PTX for a real GPU
+  (compute capability 8.0), float32 and float64. The simulator executes the kernels
+  as Python and so never type-checks them; this catches what Numba's CUDA compiler
+  rejects, and checks that the float32 versions do no float64 arithmetic. Needs
+  libNVVM (a CUDA toolkit) but no GPU; exits with status 3 ("skip") without it.
+
+Prints what it checked and exits 0, or exits 1 listing every mismatch.
+
+    python tests/cuda_sim_checks.py sim|ptx
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "sim"
+if MODE == "sim":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before anything imports numba.cuda
+else:
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+
+import re  # noqa: E402
+import types as pytypes  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from npdl import kernels  # noqa: E402
+from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
+from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
+
+SKIP = 3
+failures: list[str] = []
+counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "dispatch": 0}
+
+
+def _tol(dtype):
+    return 1e-5 if np.dtype(dtype) == np.float32 else 1e-12
+
+
+def expect(what: str, ok: bool, detail: str = "") -> None:
+    if not ok:
+        failures.append(f"{what}: {detail}")
+
+
+def same(what, got, want, exact=False, dtype=None):
+    """``got`` equals ``want`` (in shape and dtype too); exactly, or to the dtype's tolerance."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return expect(what, False, f"shape {got.shape}, expected {want.shape}")
+    if dtype is not None and got.dtype != np.dtype(dtype):
+        return expect(what, False, f"dtype {got.dtype}, expected {np.dtype(dtype)}")
+    if exact:
+        ok = np.array_equal(got, want)
+    else:
+        tol = _tol(dtype or want.dtype)
+        ok = np.allclose(got, want, rtol=tol, atol=tol)
+    if not ok:
+        diff = np.argwhere(got != want) if exact else np.argwhere(~np.isclose(got, want, rtol=tol, atol=tol))
+        where = tuple(int(v) for v in diff[0]) if diff.size else ()
+        expect(what, False, f"{diff.shape[0]} of {got.size} elements differ, first at {where}: "
+                            f"got {got[where]!r}, expected {want[where]!r}")
+
+
+# ------------------------------------------------------------------------ geometries
+
+def _out(size, k, s, before, after):
+    return (size + before + after - k) // s + 1
+
+
+def geometries(rng, count, pool: bool):
+    """``count`` random ``(x_shape, kernel, stride, pad)`` with a non-empty, small output.
+
+    For pooling every window must hold a real cell (padding below the window size,
+    as 'same' padding makes it), else the reference's average divides by zero.
+    Fixed cases first: a 1x1 window, stride > window, 2x2 at stride 2 (LeNet), asymmetric padding.
+    """
+    fixed = [((2, 3, 5, 4), (1, 1), (1, 1), (0, 0, 0, 0)),
+             ((1, 2, 7, 6), (2, 2), (3, 3), (0, 1, 1, 0)),
+             ((2, 2, 6, 6), (2, 2), (2, 2), (0, 0, 0, 0)),
+             ((1, 3, 5, 7), (3, 2), (2, 1), (1, 1, 0, 1)),
+             ((2, 1, 7, 7), (3, 3), (1, 1), (1, 1, 1, 1))]
+    out = list(fixed)
+    while len(out) < count:
+        n, c = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        h, w = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        kh, kw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        sh, sw = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        pad = tuple(int(rng.integers(0, min(k, 3) if pool else 3)) for k in (kh, kh, kw, kw))
+        oh, ow = _out(h, kh, sh, pad[0], pad[1]), _out(w, kw, sw, pad[2], pad[3])
+        if oh < 1 or ow < 1 or c * kh * kw * n * oh * ow > 2000:  # empty, or slow in the simulator
+            continue
+        out.append(((n, c, h, w), (kh, kw), (sh, sw), pad))
+    return out
+
+
+# ----------------------------------------------------------------------------- sim
+
+def check_im2col(rng):
+    for i, (x_shape, kernel, stride, pad) in enumerate(geometries(rng, 30, pool=False)):
+        dtype = (np.float32, np.float64)[i % 2]
+        what = f"im2col {x_shape} kernel {kernel} stride {stride} pad {pad} {np.dtype(dtype).name}"
+        x = rng.standard_normal(x_shape).astype(dtype)
+        if i == 3:
+            x = np.asfortranarray(x)  # a non-contiguous input is copied first
+        want = ref_im2col.im2col(x, kernel, stride, pad)
+        same(what, cuda_im2col.im2col(x, kernel, stride, pad, workspace={}), want, exact=True, dtype=dtype)
+        cols = rng.standard_normal(want.shape).astype(dtype)
+        same("col2im" + what[6:], cuda_im2col.col2im(cols, x_shape, kernel, stride, pad),
+             ref_im2col.col2im(cols, x_shape, kernel, stride, pad), dtype=dtype)
+        counts["im2col"] += 1
+    # an empty batch: empty outputs of the right shapes, and no launch
+    x = np.zeros((0, 2, 5, 5), np.float32)
+    same("im2col of an empty batch", cuda_im2col.im2col(x, (3, 3), (1, 1), (1, 1, 1, 1)), np.zeros((18, 0), np.float32),
+         exact=True, dtype=np.float32)
+    same("col2im of an empty batch", cuda_im2col.col2im(np.zeros((18, 0)), x.shape, (3, 3), (1, 1), (1, 1, 1, 1)),
+         x.astype(np.float64), exact=True, dtype=np.float64)
+
+
+def check_pool(rng):
+    for i, (x_shape, kernel, stride, pad) in enumerate(geometries(rng, 30, pool=True)):
+        dtype = (np.float32, np.float64)[i % 2]
+        what = f"x {x_shape} window {kernel} stride {stride} pad {pad} {np.dtype(dtype).name}"
+        for values in ("ties", "normal"):
+            # integers from a small range make windows with several equal maxima: the first must win
+            x = (rng.integers(-2, 3, x_shape) if values == "ties" else rng.standard_normal(x_shape)).astype(dtype)
+            y, arg = cuda_pool.max_forward(x, kernel, stride, pad)
+            y_ref, arg_ref = ref_pool.max_forward(x, kernel, stride, pad)
+            same(f"max_forward y, {values}, {what}", y, y_ref, exact=True, dtype=dtype)
+            same(f"max_forward arg, {values}, {what}", arg, arg_ref.astype(np.int32), exact=True, dtype=np.int32)
+            dy = rng.standard_normal(y_ref.shape).astype(dtype)
+            want = ref_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad)
+            same(f"max_backward, {values}, {what}", cuda_pool.max_backward(dy, arg, x_shape, kernel, stride, pad),
+                 want, dtype=dtype)
+            # the reference's int64 arg is accepted too (converted to int32)
+            same(f"max_backward on int64 arg, {values}, {what}",
+                 cuda_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad), want, dtype=dtype)
+        # the average sums the real cells in the reference's order: exact here (IEEE on the GPU too)
+        same(f"avg_forward, {what}", cuda_pool.avg_forward(x, kernel, stride, pad),
+             ref_pool.avg_forward(x, kernel, stride, pad), exact=True, dtype=dtype)
+        same(f"avg_backward, {what}", cuda_pool.avg_backward(dy, x_shape, kernel, stride, pad),
+             ref_pool.avg_backward(dy, x_shape, kernel, stride, pad), dtype=dtype)
+        counts["pool"] += 1
+    x = np.zeros((0, 3, 4, 4), np.float32)
+    y, arg = cuda_pool.max_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    expect("max_forward of an empty batch", y.shape == arg.shape == (0, 3, 2, 2), f"shapes {y.shape}, {arg.shape}")
+    same("avg_backward of an empty batch", cuda_pool.avg_backward(y, x.shape, (2, 2), (2, 2), (0, 0, 0, 0)), x,
+         exact=True, dtype=np.float32)
+
+
+def check_softmax_xent(rng):
+    cases = [(1, 1), (1, 7), (5, 3), (4, 10), (3, 2), (6, 5)]
+    for i, (n, k) in enumerate(cases * 2):
+        dtype = (np.float32, np.float64)[i % 2]
+        scale = (0.1, 3.0, 80.0)[i % 3]  # 80: exp of the raw logits would overflow
+        label_dtype = (np.int64, np.int32)[(i // 2) % 2]
+        what = f"softmax_xent ({n}, {k}) scale {scale} {np.dtype(dtype).name} labels {np.dtype(label_dtype).name}"
+        logits = (rng.standard_normal((n, k)) * scale).astype(dtype)
+        labels = rng.integers(0, k, n).astype(label_dtype)
+        loss, probs = cuda_sx.forward(logits, labels)
+        loss_ref, probs_ref = ref_sx.forward(logits, labels)
+        same(what + " probs", probs, probs_ref, dtype=dtype)
+        same(what + " loss", loss, loss_ref, dtype=dtype)
+        expect(what + " loss", np.ndim(loss) == 0, f"loss of shape {np.shape(loss)}, expected a 0-d array")
+        # dloss as the loss layer passes it (a Python float) or as a 0-d array / NumPy scalar
+        for dloss in (1.0, 0.7, np.asarray(0.7, dtype), dtype(-2.5)):
+            same(f"{what} backward, dloss {dloss!r}", cuda_sx.backward(dloss, probs, labels),
+                 ref_sx.backward(dloss, probs_ref, labels), dtype=dtype)
+        counts["softmax_xent"] += 1
+    x = np.array([[1000.0, -1000.0, 0.0], [-1e4, -1e4, -1e4]], np.float32)
+    loss, probs = cuda_sx.forward(x, np.array([1, 2]))
+    expect("softmax_xent on extreme logits", np.isfinite(loss) and np.isfinite(probs).all(), f"loss {loss}")
+
+
+def check_dispatch_under_sim():
+    """With the simulator as the GPU, a CuPy namespace gets the numba.cuda kernels where they exist.
+
+    A stand-in module named ``cupy`` is enough: the dispatch reads the namespace's name,
+    and the wrappers take their namespace from the arrays (NumPy here).
+    """
+    fake_cupy = pytypes.ModuleType("cupy")
+    expect("cuda_available under the simulator", kernels.cuda_available(), "False")
+    want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
+            "lstm_cell": "reference", "simple_rnn": "reference"}
+    for op, impl in want.items():
+        got = kernels.implementation(fake_cupy, op)
+        expect(f"implementation(cupy, {op!r})", got == impl, f"{got!r}, expected {impl!r}")
+        counts["dispatch"] += 1
+    for op, mod in (("im2col", cuda_im2col), ("pool", cuda_pool), ("softmax_xent", cuda_sx)):
+        expect(f"get({op!r}, cupy)", kernels.get(op, fake_cupy) is mod, f"{kernels.get(op, fake_cupy)!r}")
+    expect("the Conv2D chunked path", not hasattr(kernels.get("im2col", fake_cupy), "conv_forward"),
+           "the cuda im2col module must not have conv_forward: Conv2D would call it")
+    expect("implementation(numpy)", kernels.implementation(np, "pool") == "numba", kernels.implementation(np, "pool"))
+    kernels.use("reference")
+    try:
+        expect("forced reference", kernels.implementation(fake_cupy, "pool") == "reference", "")
+    finally:
+        kernels.use(None)
+    # through the kernel a layer would get, on simulator "device" arrays
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    y, _ = kernels.get("pool", fake_cupy).max_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
+    same("max pooling through the dispatch", y, x[:, :, 1::2, 1::2], exact=True, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- ptx
+
+def check_ptx():
+    """Compile every kernel for a real GPU (sm_80), float32 and float64; float32 must stay float32."""
+    from numba import cuda, types
+    from numba.cuda.cudadrv import nvvm
+
+    if not nvvm.is_available():
+        print("libNVVM not found: the PTX check needs a CUDA toolkit (no GPU)")
+        sys.exit(SKIP)
+    i = types.int64
+    for dt in (types.float32, types.float64):
+        a4, a2, a1, i4 = dt[:, :, :, ::1], dt[:, ::1], dt[::1], types.int32[:, :, :, ::1]
+        sigs = {"im2col._im2col": (cuda_im2col._im2col, (a4, a2) + (i,) * 8),
+                "im2col._col2im": (cuda_im2col._col2im, (a2, a4) + (i,) * 8),
+                "pool._max_forward": (cuda_pool._max_forward, (a4, a4, i4) + (i,) * 6),
+                "pool._max_backward": (cuda_pool._max_backward, (a4, i4, a4) + (i,) * 5),
+                "pool._avg_forward": (cuda_pool._avg_forward, (a4, a4) + (i,) * 6),
+                "pool._avg_backward": (cuda_pool._avg_backward, (a4, a4) + (i,) * 6),
+                "softmax_xent._forward": (cuda_sx._forward, (a2, types.int64[::1], a2, a1)),
+                "softmax_xent._backward": (cuda_sx._backward, (a2, types.int32[::1], a1, a2))}
+        for name, (kernel, sig) in sigs.items():
+            try:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
+            except Exception as exc:  # report every kernel, not just the first
+                expect(f"PTX of {name} ({dt})", False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            f64 = sorted(set(re.findall(r"\b[a-z]+(?:\.[a-z0-9]+)*\.f64\b", ptx)))
+            expect(f"PTX of {name} ({dt})", dt == types.float64 or not f64,
+                   f"float64 instructions in the float32 kernel: {f64}")
+            counts[name.split(".")[0]] += 1
+
+
+def main() -> int:
+    if MODE == "sim":
+        from numba.core import config
+
+        if not config.ENABLE_CUDASIM:
+            print("the CUDA simulator is not on (numba.cuda was imported before NUMBA_ENABLE_CUDASIM was set)")
+            return 1
+        rng = np.random.default_rng(20240611)
+        check_im2col(rng)
+        check_pool(rng)
+        check_softmax_xent(rng)
+        check_dispatch_under_sim()
+    elif MODE == "ptx":
+        check_ptx()
+    else:
+        print(f"unknown mode {MODE!r}: sim or ptx")
+        return 2
+    print(f"{MODE}: checked " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    if failures:
+        print(f"{len(failures)} mismatch(es):", *failures, sep="\n  ", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
