@@ -17,12 +17,14 @@ float32 by default, float64 on request, and never a silent float32 -> float64.
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 
 import array_api_compat
 import numpy as np
 
-from .errors import DeviceError, DTypeError
+from .errors import DeviceError, DTypeError, GPUOutOfMemoryError
 
 DEFAULT_FLOAT = "float32"
 FLOAT_DTYPES = ("float32", "float64")
@@ -69,6 +71,129 @@ def _require_cupy(index: int):
         raise DeviceError(f"device 'cuda:{index}' is out of range: this machine has {count} CUDA device(s), "
                           f"cuda:0 .. cuda:{count - 1}")
     return cupy
+
+
+# ---------------------------------------------------------------- matmul precision
+
+#: CuPy's own switch: with ``CUPY_TF32=1`` its float32 matmul/dot/tensordot ask cuBLAS for TF32
+#: tensor cores (inputs rounded to a 10-bit mantissa) on Ampere and newer GPUs. CuPy reads it
+#: lazily, at its first float32 matrix product, and caches the answer for the process.
+TF32_ENV = "CUPY_TF32"
+
+
+def tf32_allowed() -> bool:
+    """Whether float32 matrix products on a GPU may use TF32 tensor cores.
+
+    Off unless asked for: :func:`allow_tf32`, ``npdl train/bench --tf32``, or ``CUPY_TF32=1``
+    in the environment. Off means exact float32 products (cuBLAS's default math mode).
+    """
+    value = os.environ.get(TF32_ENV, "").strip()
+    if not value:
+        return False
+    try:
+        return int(value) > 0  # CuPy's own reading of the variable
+    except ValueError:
+        raise DeviceError(f"{TF32_ENV}={value!r} in the environment is not an integer; CuPy reads it as "
+                          f"int(...) > 0: set {TF32_ENV}=0 (exact float32 matmuls, the default) or "
+                          f"{TF32_ENV}=1 (TF32 tensor cores)") from None
+
+
+def _cupy_linalg():
+    """CuPy's matmul module if CuPy is already imported and exposes its compute-type switch, else None."""
+    if "cupy" not in sys.modules:
+        return None
+    try:
+        from cupy._core import _routines_linalg as linalg
+    except ImportError:
+        return None
+    if not hasattr(linalg, "set_compute_type") or not hasattr(linalg, "COMPUTE_TYPE_TBD"):
+        return None
+    return linalg
+
+
+def allow_tf32(flag: bool = True) -> None:
+    """Let float32 matrix products on a GPU use TF32 tensor cores (``flag=True``) or not.
+
+    Faster on Ampere and newer GPUs, but each input is rounded to 10 mantissa bits, so results
+    differ from exact float32 around 1e-3 relative. The default is off. Works at any time:
+    before CuPy is imported it sets ``CUPY_TF32``, which CuPy reads at its first float32 product;
+    afterwards it also resets CuPy's cached choice so the next product reads it again. Where
+    an installed CuPy has already fixed the choice and offers no way to reset it, asking for a
+    different setting raises :class:`DeviceError` (set ``CUPY_TF32`` before starting Python).
+    Has no effect on the CPU, on float64, or on older GPUs (CuPy warns there).
+    """
+    flag = bool(flag)
+    try:
+        before = tf32_allowed()
+    except DeviceError:
+        before = None  # an unreadable value: replaced below
+    os.environ[TF32_ENV] = "1" if flag else "0"
+    if "cupy" not in sys.modules:
+        return
+    linalg = _cupy_linalg()
+    if linalg is not None:
+        # back to "to be decided": CuPy's next float32 product reads CUPY_TF32 again
+        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TBD)
+    elif before != flag:
+        raise DeviceError(f"cannot {'enable' if flag else 'disable'} TF32 now: CuPy is already imported and this "
+                          f"version offers no way to change its float32 matmul mode; set {TF32_ENV}="
+                          f"{int(flag)} in the environment before starting Python")
+
+
+def tf32_status() -> str:
+    """One line for ``npdl info``: the float32 matmul precision on a GPU and how to change it."""
+    if tf32_allowed():
+        return (f"TF32 allowed ({TF32_ENV}=1): float32 matmuls on Ampere+ GPUs round inputs to 10 mantissa bits; "
+                f"exact float32 with {TF32_ENV}=0")
+    return ("exact float32 (default); TF32 tensor cores only on request: --tf32, "
+            f"npdl.backend.allow_tf32() or {TF32_ENV}=1")
+
+
+# ------------------------------------------------------------------- out of memory
+
+#: extra exception types to treat as "the GPU is out of memory" (besides CuPy's, found by name)
+OOM_ERRORS: tuple = ()
+
+OOM_HINT = "try a smaller batch size, or free GPU memory held by other arrays or processes"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Is ``exc`` CuPy running out of GPU memory? Recognised without importing CuPy:
+    ``cupy.cuda.memory.OutOfMemoryError`` by class name and module, cuBLAS/CUDA allocation
+    failures by their status names, and any type listed in :data:`OOM_ERRORS`."""
+    if isinstance(exc, GPUOutOfMemoryError) or (OOM_ERRORS and isinstance(exc, OOM_ERRORS)):
+        return True
+    if any(cls.__name__ == "OutOfMemoryError" and cls.__module__.startswith("cupy")
+           for cls in type(exc).__mro__):
+        return True
+    if type(exc).__module__.startswith(("cupy", "cupy_backends")):
+        text = str(exc)
+        return "ALLOC_FAILED" in text or "cudaErrorMemoryAllocation" in text
+    return False
+
+
+def describe_allocation(shape, dtype) -> str:
+    """``"shape (60000, 784) float32, 179.4 MiB"`` (``dtype``: a dtype, a type or a name)."""
+    shape = tuple(int(d) for d in shape)
+    size = 1
+    for d in shape:
+        size *= d
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        return f"shape {shape} {str(dtype).rsplit('.', 1)[-1]}"
+    return f"shape {shape} {dt.name}, {size * dt.itemsize / 2 ** 20:.1f} MiB"
+
+
+def out_of_memory(exc: BaseException, what: str, hint: str = OOM_HINT, detail: str | None = None
+                  ) -> GPUOutOfMemoryError:
+    """The :class:`GPUOutOfMemoryError` to raise (``from exc``) for an out-of-memory ``exc`` while
+    doing ``what``. CuPy's own text (bytes asked for, allocated so far) is kept as ``detail``;
+    re-raising an npdl one with more context keeps its detail."""
+    detail = detail or getattr(exc, "detail", None) or f"CuPy: {exc}"
+    err = GPUOutOfMemoryError(f"out of GPU memory {what}: {hint} ({detail})")
+    err.detail = detail
+    return err
 
 
 # ------------------------------------------------------------------------- Device
@@ -126,7 +251,14 @@ class Device:
         with cupy.cuda.Device(self.index):
             if not array_api_compat.is_cupy_array(x):
                 x = np.asarray(to_numpy(x))
-            return cupy.asarray(x, dtype=dtype)
+            try:
+                return cupy.asarray(x, dtype=dtype)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    what = describe_allocation(x.shape, dtype if dtype is not None else x.dtype)
+                    raise out_of_memory(exc, f"on {self.name} while allocating an array of {what}",
+                                        detail=f"allocating {what}; CuPy: {exc}") from exc
+                raise
 
     def zeros(self, shape, dtype=DEFAULT_FLOAT):
         return self.xp.zeros(shape, dtype=float_dtype(self.xp, dtype) if isinstance(dtype, str) else dtype)
@@ -169,6 +301,7 @@ def get_device(spec="cpu") -> Device:
     if index is None:
         raise DeviceError(f"unknown device {spec!r}; valid devices are: " + ", ".join(VALID_DEVICE_NAMES))
     _require_cupy(index)
+    tf32_allowed()  # an unreadable CUPY_TF32 fails here, not inside CuPy's first matrix product
     return Device("cupy", index)
 
 

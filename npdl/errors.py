@@ -24,3 +24,7 @@ class LabelError(NpdlError, ValueError):
 
 class DeviceError(NpdlError, RuntimeError):
     """A device cannot be used, or arrays from different devices or libraries were mixed."""
+
+
+class GPUOutOfMemoryError(DeviceError):
+    """The GPU ran out of memory; the message says what was being allocated and what to try."""

@@ -14,6 +14,8 @@ def run(args) -> int:
         workloads = [parse(name) for name in args.workload.split(",") if name.strip()]
     except ValueError as exc:
         args.parser.error(str(exc))
+    if args.tf32:
+        backend.allow_tf32(True)
     device = backend.get_device(args.device)
     if not args.json and not args.profile:
         print(f"{'workload':12s} {'device':8s} {'batch':>6s} {'median ms':>10s} {'min ms':>9s} {'reps':>6s}")
@@ -64,6 +66,8 @@ def register(sub) -> None:
                    help=f"NAME[,NAME...] (default {','.join(DEFAULT_WORKLOADS)}); FAMILY_bBATCH with FAMILY one of "
                         f"{', '.join(FAMILIES)}")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--tf32", action="store_true",
+                   help="on a GPU, let float32 matmuls use TF32 tensor cores (default: exact float32)")
     p.add_argument("--min-seconds", type=float, default=1.5, help="seconds of timed steps per workload (1.5)")
     p.add_argument("--blas-threads", type=int, metavar="N", help="limit BLAS to N threads (default: its choice)")
     p.add_argument("--profile", type=int, nargs="?", const=20, default=0, metavar="STEPS",

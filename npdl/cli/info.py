@@ -107,6 +107,17 @@ def _gpu_kernels(gpu_present: bool) -> str:
     return text
 
 
+def _gpu_matmul() -> dict:
+    """Whether float32 matmuls on a GPU may use TF32 tensor cores (off unless asked for)."""
+    from .. import backend
+    from ..errors import DeviceError
+
+    try:
+        return {"tf32": backend.tf32_allowed(), "status": backend.tf32_status()}
+    except DeviceError as exc:  # an unreadable CUPY_TF32: say so instead of failing
+        return {"tf32": None, "status": f"unknown: {exc}"}
+
+
 def collect() -> dict:
     import numpy as np
 
@@ -136,6 +147,7 @@ def collect() -> dict:
         "kernels": {"cpu": kernels.implementation(np), "strict": "reference",
                     "gpu": _gpu_kernels(cupy_info["available"])},
         "devices": backend.available_devices(),
+        "gpu_matmul": _gpu_matmul(),
         "mnist": _mnist(),
     }
 
@@ -166,6 +178,7 @@ def _print(info: dict) -> None:
             line("", f"{g['device']}: {g['name']}, {g['memory_gib']} GiB, compute {g['compute_capability']}")
     else:
         line("cupy", f"not available: {cp['reason']}")
+    line("gpu matmul", info["gpu_matmul"]["status"])
     st = info["array_api_strict"]
     line("array-api-strict", st.get("version", "not installed"))
     line("kernels", ", ".join(f"{k}: {v}" for k, v in info["kernels"].items()))

@@ -221,7 +221,23 @@ class Sequential(ModelState):
 
     # -- one step
     def train_batch(self, xb, yb):
-        """Forward, loss + penalties, backward, optimizer step. Returns ``(loss, output)`` on the device."""
+        """Forward, loss + penalties, backward, optimizer step. Returns ``(loss, output)`` on the device.
+
+        Running out of GPU memory raises :class:`npdl.errors.GPUOutOfMemoryError` naming the model
+        and batch size (the step's cached activations are freed first, so a smaller batch can retry)."""
+        try:
+            return self._train_batch(xb, yb)
+        except Exception as exc:
+            if not backend.is_out_of_memory(exc):
+                raise
+            self.clear_caches()  # the activations: free them, so a retry with a smaller batch can fit
+            raise backend.out_of_memory(
+                exc, f"in a training step of model '{self.name}' (batch size {int(xb.shape[0])}) on {self.device}",
+                "try a smaller batch size (--batch-size, or fit(batch_size=...)), or free GPU memory held by "
+                "other arrays or processes") from exc
+
+    def _train_batch(self, xb, yb):
+        """The step itself: forward, loss + penalties, backward, optimizer step."""
         self.require_compiled("train_step")
         xp = backend.namespace(xb)
         # Plain SGD can apply a dense layer's dW = x^T dy (+ the L2 term) in one GEMM without forming

@@ -17,6 +17,16 @@ def _shape(a) -> tuple:
     return tuple(int(d) for d in a.shape)
 
 
+def _nbytes(a) -> int:
+    size = 1
+    for d in a.shape:
+        size *= int(d)
+    try:
+        return size * a.dtype.itemsize
+    except AttributeError:  # array-api-strict dtypes have no itemsize
+        return size * (8 if "64" in str(a.dtype) else 4)
+
+
 def _generator_on(device, rng):
     """``rng`` continued on ``device``: CPU and strict share NumPy's PCG64, so the state carries over
     exactly; on a GPU CuPy cannot import it and reseeds (see ``Generator.get_state``)."""
@@ -40,13 +50,22 @@ class ModelState:
     def to(self, device):
         """Move parameters, layer generators and optimizer state to ``device``; returns the model."""
         device = backend.get_device(device)
-        for layer in self.layers:
-            layer.to(device)
-            rng = getattr(layer, "rng", None)
-            if isinstance(rng, backend.Generator) and rng.device != device:
-                layer.rng = _generator_on(device, rng)
-        if getattr(self, "optimizer", None) is not None:
-            self.optimizer.to(device)
+        try:
+            for layer in self.layers:
+                layer.to(device)
+                rng = getattr(layer, "rng", None)
+                if isinstance(rng, backend.Generator) and rng.device != device:
+                    layer.rng = _generator_on(device, rng)
+            if getattr(self, "optimizer", None) is not None:
+                self.optimizer.to(device)
+        except Exception as exc:
+            if not backend.is_out_of_memory(exc):
+                raise
+            mib = sum(_nbytes(v) for v in self.parameters().values()) / 2 ** 20
+            raise backend.out_of_memory(
+                exc, f"moving model '{self.name}' ({mib:.1f} MiB of parameters) to {device}",
+                "free GPU memory held by other arrays or processes, or use a smaller model; some layers may "
+                "already be on the GPU: model.to('cpu') brings them all back") from exc
         self._device = device
         return self
 

@@ -24,7 +24,7 @@ import math
 import time
 
 from .. import backend
-from ..errors import LabelError, ShapeError
+from ..errors import GPUOutOfMemoryError, LabelError, ShapeError
 from ..losses.base import check_labels
 from . import progress as progress_mod
 from .callbacks import CallbackList
@@ -55,6 +55,33 @@ def _means(sums: dict, count: int) -> dict:
     return {k: v / count for k, v in read_scalars(sums).items()}
 
 
+# ------------------------------------------------------------------- out of memory
+
+DATA_HINT = ("the whole array goes to the device at once, before the first batch, so a smaller batch size does not "
+             "help here: keep the data on the host and pass slices of it (one fit/evaluate/predict call per slice), "
+             "or move each batch with npdl.to_device(batch, device) and call model.train_step")
+
+
+def to_model_device(device, array, what: str):
+    """``device.asarray(array)``; running out of GPU memory names ``what`` and its size."""
+    try:
+        return device.asarray(array)
+    except GPUOutOfMemoryError as exc:
+        try:
+            source = array if hasattr(array, "shape") and hasattr(array, "dtype") else backend.to_numpy(array)
+            size = f" ({backend.describe_allocation(source.shape, source.dtype)})"
+        except Exception:
+            size = ""
+        raise backend.out_of_memory(exc, f"moving {what}{size} to {device}", DATA_HINT) from exc
+
+
+def _oom_in_batches(model, exc, what: str, batch_size: int) -> GPUOutOfMemoryError:
+    """The error for running out of GPU memory in ``what``, naming the model and batch size."""
+    model.clear_caches()  # free the activations, so a retry with a smaller batch can fit
+    return backend.out_of_memory(exc, f"in {what} of model '{model.name}' (batch size {batch_size}) on {model.device}",
+                                 "try a smaller batch size, or free GPU memory held by other arrays or processes")
+
+
 # ------------------------------------------------------------------- target checks
 
 
@@ -71,7 +98,12 @@ def check_targets(model, x, y) -> int:
         raise ShapeError(f"{model.name}: x has {n} examples but y has {int(y.shape[0])}; they must match")
     if not model.is_classifier:
         return n
-    out = model.forward(x[:1, ...], training=False)
+    try:
+        out = model.forward(x[:1, ...], training=False)
+    except Exception as exc:
+        if backend.is_out_of_memory(exc):
+            raise _oom_in_batches(model, exc, "a one-example forward pass (checking the labels)", 1) from exc
+        raise
     model.clear_caches()
     who = f"{model.name} ({type(model.loss).__name__})"
     check_labels(out, y[:1, ...], who, check_range=False)  # dtype, rank, device
@@ -120,19 +152,24 @@ def evaluate_means(model, x, y, batch_size=256, metrics=None, drop_last=False) -
     ``drop_last`` scores only whole batches (see :func:`_batches`)."""
     batch_size = _check_batch_size(batch_size)
     device = model.device
-    x, y = device.asarray(x), device.asarray(y)
+    x, y = to_model_device(device, x, "the evaluation data x"), to_model_device(device, y, "the evaluation data y")
     names = model.metric_names(metrics)
     n = check_targets(model, x, y)
     sums = {}
     batches = _batches(n, batch_size, drop_last)
     n = batches[-1][1]
     with fast_labels(model.loss):
-        for start, stop in batches:
-            xb, yb = x[start:stop, ...], y[start:stop, ...]
-            out = model.forward(xb, training=False)
-            _accumulate(sums, "loss", model.loss.forward(out, yb) * (stop - start))
-            for name, value in model.batch_metrics(out, yb, names).items():
-                _accumulate(sums, name, value * (stop - start))
+        try:
+            for start, stop in batches:
+                xb, yb = x[start:stop, ...], y[start:stop, ...]
+                out = model.forward(xb, training=False)
+                _accumulate(sums, "loss", model.loss.forward(out, yb) * (stop - start))
+                for name, value in model.batch_metrics(out, yb, names).items():
+                    _accumulate(sums, name, value * (stop - start))
+        except Exception as exc:
+            if backend.is_out_of_memory(exc):
+                raise _oom_in_batches(model, exc, "evaluation", batch_size) from exc
+            raise
     model.clear_caches()
     means = {k: v / n for k, v in sums.items()}
     penalty = model.penalty_value()
@@ -144,14 +181,22 @@ def evaluate_means(model, x, y, batch_size=256, metrics=None, drop_last=False) -
 def predict(model, x, batch_size=256):
     """Outputs for ``x`` in inference mode, batch by batch, concatenated on the model's device."""
     batch_size = _check_batch_size(batch_size)
-    x = model.device.asarray(x)
+    x = to_model_device(model.device, x, "the input x of predict")
     xp = backend.namespace(x)
-    outs = [model.forward(x[start:stop, ...], training=False) for start, stop in _batches(int(x.shape[0]), batch_size)]
+    try:
+        outs = [model.forward(x[start:stop, ...], training=False)
+                for start, stop in _batches(int(x.shape[0]), batch_size)]
+        if len(outs) > 1:
+            outs = [xp.concat(outs, axis=0)]
+    except Exception as exc:
+        if backend.is_out_of_memory(exc):
+            raise _oom_in_batches(model, exc, "predict", batch_size) from exc
+        raise
     # caches hold every layer's activations: drop them so prediction keeps no memory alive
     model.clear_caches()
     if not outs:
         raise ShapeError(f"{model.name}.predict: x has no examples (shape {tuple(x.shape)})")
-    return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
+    return outs[0]
 
 
 # ------------------------------------------------------------------------- fit
@@ -217,10 +262,11 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
         raise ValueError(f"fit: need 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch}, "
                          f"epochs={epochs} (epochs is the index to stop at, as in Keras)")
     device = model.device
-    x, y = device.asarray(x), device.asarray(y)
+    x, y = to_model_device(device, x, "the training data x"), to_model_device(device, y, "the training data y")
     val = None
     if validation_data is not None:
-        val = (device.asarray(validation_data[0]), device.asarray(validation_data[1]))
+        val = (to_model_device(device, validation_data[0], "the validation data x"),
+               to_model_device(device, validation_data[1], "the validation data y"))
     n = check_targets(model, x, y)
     rng = rng if rng is not None else backend.default_generator(device)
     model.fit_rng = rng  # kept so ModelCheckpoint can save the shuffling state
