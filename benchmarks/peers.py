@@ -17,6 +17,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from npdl.bench import measure, parse  # noqa: E402
+from npdl.bench.timing import cpu_name  # noqa: E402
 
 
 def torch_step(w, device):
@@ -91,6 +92,19 @@ from peers_rnn import PEERS_RNN  # noqa: E402  (rnn, lstm)
 PEERS.update(PEERS_RNN)
 
 
+def device_name(impl, device) -> str:
+    """The GPU's name as the peer library reports it, or the CPU's model name."""
+    if device != "gpu":
+        return cpu_name()
+    if impl == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    import jax
+
+    return jax.devices()[0].device_kind
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--impl", choices=sorted(IMPLS), required=True)
@@ -102,7 +116,7 @@ def main(argv=None):
     step, sync, version = PEERS[w.family][args.impl](w, args.device)
     result = measure(step, sync, min_seconds=args.min_seconds)
     print(json.dumps({"workload": w.name, "impl": args.impl, "device": args.device, "batch_size": w.batch_size,
-                      **result, "version": version}))
+                      "device_name": device_name(args.impl, args.device), **result, "version": version}))
 
 
 if __name__ == "__main__":

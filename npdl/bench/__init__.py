@@ -1,4 +1,4 @@
 """``npdl bench``: time one training step of fixed workloads (see :mod:`.workloads`)."""
 
-from .timing import measure
-from .workloads import DEFAULT_WORKLOADS, FAMILIES, Workload, parse
+from .timing import CudaEventTimer, WallTimer, device_name, measure, timer_for
+from .workloads import DEFAULT_WORKLOADS, FAMILIES, Workload, expand, parse, parse_batch_sizes

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def fixed_batch_step(model, x, y):
-    """``step()`` running ``model.train_step(x, y)``; ``step.model`` is the model.
+    """``step()`` running ``model.train_step(x, y)``; ``step.model`` is the model, ``step.x`` and
+    ``step.y`` the batch (``npdl bench --graph`` captures the step on them).
 
     The loss's per-batch label range check is switched off (where it has one): the labels
     are in range by construction, and ``fit`` also checks them once, not every step.
@@ -15,5 +16,5 @@ def fixed_batch_step(model, x, y):
     def step():
         model.train_step(x, y)
 
-    step.model = model
+    step.model, step.x, step.y = model, x, y
     return step

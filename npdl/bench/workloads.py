@@ -21,7 +21,8 @@ library times exactly the same network, batch and loss.
   returning every step, time-distributed dense 1, MSE, SGD. See :mod:`npdl.bench.rnn_step`.
 
 ``N`` is the batch size: ``mlp_b20``, ``sda_b1`` and ``sda_b128`` are the named
-targets, and any other ``N`` works (``sda_b32``).
+targets, and any other ``N`` works (``sda_b32``). :func:`expand` turns a list of names and
+batch sizes into the sweep ``npdl bench --batch-sizes`` and ``benchmarks/run.py`` time.
 """
 
 from __future__ import annotations
@@ -71,3 +72,50 @@ def parse(name: str) -> Workload:
     family = FAMILIES[m.group(1)]
     return Workload(name.strip(), m.group(1), tuple(family.get("sizes", ())), family.get("activation", ""),
                     int(m.group(2)), family.get("lr", LEARNING_RATE))
+
+
+def expand(names, batch_sizes=None) -> list:
+    """The workloads of a sweep: every (family, batch size) pair, in the order given, no repeats.
+
+    Without ``batch_sizes`` each name must be ``FAMILY_bBATCH``. With them (a list of ints)
+    each name may be a bare family (``"mlp"``) or ``FAMILY_bBATCH`` (its batch size is then
+    replaced by the sweep's), and every family is timed at every batch size.
+    """
+    names = [n.strip() for n in names if n.strip()]
+    if batch_sizes is None:
+        for n in names:
+            if n in FAMILIES:
+                raise ValueError(f"workload {n!r} is a family without a batch size: give --batch-sizes "
+                                 f"or name it {n}_bBATCH (e.g. {n}_b20)")
+        out = [parse(n) for n in names]
+    else:
+        sizes = [int(b) for b in batch_sizes]
+        if not sizes or any(b < 1 for b in sizes):
+            raise ValueError(f"batch sizes must be positive integers, got {batch_sizes!r}")
+        families = []
+        for n in names:
+            family = n if n in FAMILIES else parse(n).family
+            if family not in families:
+                families.append(family)
+        out = [parse(f"{family}_b{b}") for family in families for b in sizes]
+    seen, unique = set(), []
+    for w in out:
+        if w.name not in seen:
+            seen.add(w.name)
+            unique.append(w)
+    return unique
+
+
+def parse_batch_sizes(text: str) -> list:
+    """``"1,8,32"`` -> ``[1, 8, 32]``; a ValueError names anything that is not a positive integer."""
+    sizes = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise ValueError(f"--batch-sizes: {part!r} is not a positive integer (use e.g. 1,8,32,128)")
+        sizes.append(int(part))
+    if not sizes:
+        raise ValueError("--batch-sizes: no batch size given (use e.g. 1,8,32,128)")
+    return sizes
