@@ -139,7 +139,9 @@ def test_killed_sda_resumes_bit_for_bit(tmp_path, model, epoch, phase):
     killed = tmp_path / "killed"
     code = SDA_KILLED.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(killed), model=model,
                              epoch=epoch, extra=SDA_TINY)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # one BLAS thread there too, as in this process (the autouse fixture): bit-identical needs the same GEMMs
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == -9, done.stderr[-2000:]  # it really was killed
     recipe, data = dataclasses.replace(get_recipe("sda"), extra=SDA_TINY), tiny_images()
     resumed = train(recipe, epochs=3, batch_size=10, verbose=0, data=data, out=str(killed), resume=True)
