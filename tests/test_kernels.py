@@ -110,6 +110,31 @@ def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts():
         np.testing.assert_allclose(C2, A.T @ B, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_gemm_update_at_batch_one_is_a_blas_rank_one_update(dtype, monkeypatch):
+    """Batch 1 goes through GER (x and y may be a strided row of a transposed view), same result."""
+    from npdl.kernels.numba import blas
+    from npdl.kernels.numba import gemm_update as cpu
+
+    if not blas.functions().get("ger"):
+        pytest.skip("the loaded BLAS has no cblas_?ger")
+    rng = np.random.default_rng(3)
+    A = np.asarray(rng.standard_normal((7, 1)), dtype).T      # (1, 7): a row of an F-ordered view
+    B = np.asarray(rng.standard_normal((5, 2)), dtype)[:, :1].T  # (1, 5) with stride 2 items
+    C = rng.standard_normal((7, 5)).astype(dtype)
+    expected = C + -0.5 * A.T.astype("float64") @ B.astype("float64")
+    calls = []
+    real_ger = cpu.ger
+    monkeypatch.setattr(cpu, "ger", lambda *a: calls.append(a) or real_ger(*a))
+    cpu.gemm_update(C, A, B, -0.5, 1.0)
+    assert len(calls) == 1 and C.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
+    # beta != 1 is not a rank-1 update: GEMM (or the reference) does it
+    cpu.gemm_update(C, A, B, 1.0, 0.5)
+    assert len(calls) == 1
+    assert not blas.ger(C, A[0].astype("float16"), B[0], 1.0)  # dtype mismatch: refused, not miscomputed
+
+
 def test_reference_gemm_update_on_strict(device):
     from npdl.kernels.reference import gemm_update as ref
 

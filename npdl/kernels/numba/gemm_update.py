@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference import gemm_update as _reference
-from .blas import gemm_at_b
+from .blas import gemm_at_b, ger
 
 
 def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
@@ -28,6 +28,8 @@ def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
     # (20, 1) dense output), and the temporary of the reference is tiny there.
     if C.ndim == 2 and 1 in C.shape:
         _reference.gemm_update(C, A, B, alpha, beta)
+    elif A.ndim == 2 and A.shape[0] == 1 and beta == 1.0 and ger(C, A[0], B[0], float(alpha)):
+        pass  # batch 1: a rank-1 update, BLAS GER (see .blas: ~2.7x faster than GEMM with k = 1)
     elif not gemm_at_b(C, A, B, float(alpha), float(beta)):
         _reference.gemm_update(C, A, B, alpha, beta)
     return C
