@@ -37,11 +37,13 @@ import numpy as np  # noqa: E402
 
 from npdl import kernels  # noqa: E402
 from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
+from npdl.kernels.cuda import activation_backward as cuda_act, adam_update as cuda_adam  # noqa: E402
 from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
+from npdl.kernels.reference import activation_backward as ref_act, adam_update as ref_adam  # noqa: E402
 
 SKIP = 3
 failures: list[str] = []
-counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "dispatch": 0}
+counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "adam_update": 0, "dispatch": 0}
 
 
 def _tol(dtype):
@@ -182,6 +184,40 @@ def check_softmax_xent(rng):
     expect("softmax_xent on extreme logits", np.isfinite(loss) and np.isfinite(probs).all(), f"loss {loss}")
 
 
+def check_activation_backward(rng):
+    """One thread per element, the reference's operations in its order: bit-identical (the simulator
+    runs them as NumPy scalars; on a GPU the same single-rounded float ops)."""
+    for i, shape in enumerate([(1,), (7,), (3, 5), (2, 3, 4), (0, 4)]):
+        dtype = (np.float32, np.float64)[i % 2]
+        dy = rng.standard_normal(shape).astype(dtype)
+        y = rng.uniform(-1.0, 1.0, shape).astype(dtype)
+        if y.size:
+            y.flat[0] = 0.0  # ReLU's kink: slope 0 there
+        for name in ("sigmoid", "tanh", "relu"):
+            same(f"activation_backward.{name} {shape} {np.dtype(dtype).name}", getattr(cuda_act, name)(dy, y),
+                 getattr(ref_act, name)(dy, y), exact=True, dtype=dtype)
+        # a transposed (F-ordered) input is made contiguous first: same numbers
+        if len(shape) == 2:
+            same(f"activation_backward.sigmoid of transposed arrays {shape}", cuda_act.sigmoid(dy.T, y.T),
+                 ref_act.sigmoid(dy.T, y.T), exact=True, dtype=dtype)
+        counts["activation_backward"] += 1
+
+
+def check_adam_update(rng):
+    for i, shape in enumerate([(1,), (9,), (4, 3), (2, 3, 5)]):
+        dtype = (np.float32, np.float64)[i % 2]
+        p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+        v = np.abs(rng.standard_normal(shape)).astype(dtype)
+        want = [a.copy() for a in (p, g, m, v)]
+        for t in (1, 2, 50):  # several steps, so m and v carry over
+            step_size, sqrt_c2 = 0.01 / (1.0 - 0.9 ** t), (1.0 - 0.999 ** t) ** 0.5
+            cuda_adam.update(p, g, m, v, 0.9, 0.999, 1e-7, step_size, sqrt_c2)
+            ref_adam.update(*want, 0.9, 0.999, 1e-7, step_size, sqrt_c2)
+        for name, got, ref in zip("pmv", (p, m, v), (want[0], want[2], want[3])):
+            same(f"adam_update {name} {shape} {np.dtype(dtype).name}", got, ref, dtype=dtype)
+        counts["adam_update"] += 1
+
+
 def check_dispatch_under_sim():
     """With the simulator as the GPU, a CuPy namespace gets the numba.cuda kernels where they exist.
 
@@ -191,7 +227,8 @@ def check_dispatch_under_sim():
     fake_cupy = pytypes.ModuleType("cupy")
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
     want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
-            "lstm_cell": "reference", "simple_rnn": "reference"}
+            "lstm_cell": "reference", "simple_rnn": "reference", "activation_backward": "cuda",
+            "adam_update": "cuda"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
         expect(f"implementation(cupy, {op!r})", got == impl, f"{got!r}, expected {impl!r}")
@@ -232,7 +269,11 @@ def check_ptx():
                 "pool._avg_forward": (cuda_pool._avg_forward, (a4, a4) + (i,) * 6),
                 "pool._avg_backward": (cuda_pool._avg_backward, (a4, a4) + (i,) * 6),
                 "softmax_xent._forward": (cuda_sx._forward, (a2, types.int64[::1], a2, a1)),
-                "softmax_xent._backward": (cuda_sx._backward, (a2, types.int32[::1], a1, a2))}
+                "softmax_xent._backward": (cuda_sx._backward, (a2, types.int32[::1], a1, a2)),
+                "activation_backward._sigmoid": (cuda_act._sigmoid, (a1, a1, a1)),
+                "activation_backward._tanh": (cuda_act._tanh, (a1, a1, a1)),
+                "activation_backward._relu": (cuda_act._relu, (a1, a1, a1)),
+                "adam_update._update": (cuda_adam._update, (a1,) * 4 + (dt,) * 7)}
         for name, (kernel, sig) in sigs.items():
             try:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
@@ -256,6 +297,8 @@ def main() -> int:
         check_im2col(rng)
         check_pool(rng)
         check_softmax_xent(rng)
+        check_activation_backward(rng)
+        check_adam_update(rng)
         check_dispatch_under_sim()
     elif MODE == "ptx":
         check_ptx()

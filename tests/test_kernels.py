@@ -135,6 +135,61 @@ def test_cpu_gemm_update_at_batch_one_is_a_blas_rank_one_update(dtype, monkeypat
     assert not blas.ger(C, A[0].astype("float16"), B[0], 1.0)  # dtype mismatch: refused, not miscomputed
 
 
+# ------------------------------------------------------------ activation_backward
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(0, 7), min_size=1, max_size=4).map(tuple), dtype=st.sampled_from(["float32", "float64"]),
+       transposed=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_cpu_activation_backward_is_bit_identical_to_reference(shape, dtype, transposed, seed):
+    """One Numba pass with the reference's operations in its order: the same bits, float32 kept float32."""
+    from npdl.kernels.numba import activation_backward as cpu
+    from npdl.kernels.reference import activation_backward as ref
+
+    rng = np.random.default_rng(seed)
+    dy = rng.standard_normal(shape).astype(dtype)
+    y = rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    if y.size:
+        y.flat[0] = 0.0  # ReLU's kink
+    if transposed:  # another layout: the kernel hands it to the reference
+        dy, y = dy.T, y.T
+    for name in ("sigmoid", "tanh", "relu"):
+        got, want = getattr(cpu, name)(dy, y), getattr(ref, name)(dy, y)
+        assert got.dtype == want.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_cpu_activation_backward_parallel_path_and_special_values():
+    from npdl.kernels import numba as numba_kernels
+    from npdl.kernels.numba import activation_backward as cpu
+    from npdl.kernels.reference import activation_backward as ref
+
+    rng = np.random.default_rng(1)
+    n = numba_kernels.PARALLEL_THRESHOLD + 3  # the prange loop
+    dy = rng.standard_normal(n).astype(np.float32)
+    y = rng.uniform(-1.0, 1.0, n).astype(np.float32)
+    dy[:4] = [np.inf, -np.inf, np.nan, -0.0]
+    y[:4] = [-0.5, 0.5, 0.5, -0.5]
+    with np.errstate(invalid="ignore"):  # inf * 0 is nan, in both
+        for name in ("sigmoid", "tanh", "relu"):
+            np.testing.assert_array_equal(getattr(cpu, name)(dy, y), getattr(ref, name)(dy, y))
+
+
+def test_activation_layers_use_the_kernel(monkeypatch):
+    """Sigmoid/Tanh/ReLU backward go through kernels.get("activation_backward", xp)."""
+    from npdl.layers import get_activation
+
+    calls = []
+    real_get = kernels.get
+    monkeypatch.setattr(kernels, "get", lambda op, xp: calls.append(op) or real_get(op, xp))
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    for name in ("sigmoid", "tanh", "relu"):
+        layer = get_activation(name)
+        layer.forward(x, training=True)
+        layer.backward(np.ones_like(x))
+    assert calls.count("activation_backward") == 3
+
+
 def test_reference_gemm_update_on_strict(device):
     from npdl.kernels.reference import gemm_update as ref
 
