@@ -323,6 +323,9 @@ def available_devices() -> list[str]:
 # ---------------------------------------------------------------- arrays and namespaces
 
 
+_CPU = Device("numpy")  # Devices are frozen values: one shared instance for the common case
+
+
 def _is_strict(x) -> bool:
     """Is ``x`` an array-api-strict array? (Checked by module, so the library need not be imported.)"""
     return type(x).__module__.startswith("array_api_strict")
@@ -364,8 +367,10 @@ def namespace(*arrays):
 
 def device_of(x) -> Device:
     """The :class:`Device` an array lives on."""
+    if type(x) is np.ndarray:  # the common case first: checks call this several times per step
+        return _CPU
     if isinstance(x, np.ndarray) or np.isscalar(x):
-        return Device("numpy")
+        return _CPU
     if _is_strict(x):
         return Device("strict")
     if array_api_compat.is_cupy_array(x):

@@ -110,7 +110,7 @@ def implementation(xp, op: str = OPS[0]) -> str:
 
 def get(op: str, xp):
     """The module implementing kernel ``op`` for array namespace ``xp``."""
-    key = (op, getattr(xp, "__name__", str(xp)), _forced)
+    key = (op, xp, _forced)  # namespaces are modules: hashable, and cheaper to key on than their names
     mod = _cache.get(key)
     if mod is None:
         if op not in OPS:
