@@ -378,6 +378,25 @@ def device_of(x) -> Device:
     raise DeviceError(f"not an array npdl can use: {type(x).__module__}.{type(x).__name__}")
 
 
+def row_major(x):
+    """``x`` with C-contiguous (row-major) storage: ``x`` itself when it has it, else a copy.
+
+    Array-API code has no notion of memory layout, but NumPy's and CuPy's elementwise
+    loops slow down when one operand is row-major and another column-major (a transposed
+    matrix product's result): a (20, 784) reconstruction cross-entropy took 0.061 ms on a
+    column-major input against 0.035 ms row-major, and the copy 0.006 ms. Libraries
+    without the notion (array-api-strict) get ``x`` back.
+    """
+    if type(x) is np.ndarray:
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    flags = getattr(x, "flags", None)
+    if flags is not None and array_api_compat.is_cupy_array(x):
+        import cupy
+
+        return x if flags.c_contiguous else cupy.ascontiguousarray(x)
+    return x
+
+
 def to_numpy(x) -> np.ndarray:
     """A NumPy copy (or view, on the CPU) of any array npdl handles."""
     if isinstance(x, np.ndarray):

@@ -112,3 +112,15 @@ def test_import_sets_openblas_idle_spin_unless_user_set_it():
     late = "import os, numpy, npdl; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"  # too late to matter
     out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_row_major_copies_only_column_major_numpy_arrays():
+    x = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    assert backend.row_major(x) is x
+    y = backend.row_major(x.T)
+    assert y.flags.c_contiguous and y.dtype == np.float32
+    np.testing.assert_array_equal(y, x.T)
+    import array_api_strict as xs
+
+    t = xs.asarray([[1.0, 2.0], [3.0, 4.0]]).T
+    assert backend.row_major(t) is t  # no layout notion there: returned as is
