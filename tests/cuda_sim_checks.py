@@ -38,12 +38,15 @@ import numpy as np  # noqa: E402
 from npdl import kernels  # noqa: E402
 from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
 from npdl.kernels.cuda import activation_backward as cuda_act, adam_update as cuda_adam  # noqa: E402
+from npdl.kernels.cuda import lstm_cell as cuda_lstm  # noqa: E402
 from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
 from npdl.kernels.reference import activation_backward as ref_act, adam_update as ref_adam  # noqa: E402
+from npdl.kernels.reference import lstm_cell as ref_lstm  # noqa: E402
 
 SKIP = 3
 failures: list[str] = []
-counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "adam_update": 0, "dispatch": 0}
+counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "adam_update": 0, "lstm_cell": 0,
+          "dispatch": 0}
 
 
 def _tol(dtype):
@@ -218,6 +221,29 @@ def check_adam_update(rng):
         counts["adam_update"] += 1
 
 
+def check_lstm_cell(rng):
+    """The fused steps inside the reference's own loops: whole sequences forward and backward, with
+    per-step outputs or the last one only, and truncated BPTT (the None gradients become zeros)."""
+    for i, (T, N, H) in enumerate([(1, 1, 1), (3, 2, 3), (4, 3, 2)]):
+        dtype = (np.float32, np.float64)[i % 2]
+        Z_in = rng.standard_normal((T, N, 4 * H)).astype(dtype)
+        Wh = (rng.standard_normal((H, 4 * H)) * 0.5).astype(dtype)
+        h0, c0 = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
+        what = f"lstm_cell T={T} N={N} H={H} {np.dtype(dtype).name}"
+        got, want = cuda_lstm.forward_sequence(Z_in, Wh, h0, c0), ref_lstm.forward_sequence(Z_in, Wh, h0, c0)
+        for name, a, b in zip(("hs", "cs", "gates", "tanh_cs"), got, want):
+            same(f"{what} forward {name}", a, b, dtype=dtype)
+        hs, cs, gates, tanh_cs = want
+        dy_seq = rng.standard_normal((T, N, H)).astype(dtype)
+        for label, args, trunc in (("every step", (dy_seq, None), None), ("last step", (None, dy_seq[-1]), None),
+                                   ("truncated", (dy_seq, None), 2)):
+            got = cuda_lstm.backward_sequence(*args, gates, tanh_cs, cs, Wh, trunc)
+            want = ref_lstm.backward_sequence(*args, gates, tanh_cs, cs, Wh, trunc)
+            for name, a, b in zip(("dZ", "dh0", "dc0"), got, want):
+                same(f"{what} backward ({label}) {name}", a, b, dtype=dtype)
+        counts["lstm_cell"] += 1
+
+
 def check_dispatch_under_sim():
     """With the simulator as the GPU, a CuPy namespace gets the numba.cuda kernels where they exist.
 
@@ -227,7 +253,7 @@ def check_dispatch_under_sim():
     fake_cupy = pytypes.ModuleType("cupy")
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
     want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
-            "lstm_cell": "reference", "simple_rnn": "reference", "activation_backward": "cuda",
+            "lstm_cell": "cuda", "simple_rnn": "reference", "activation_backward": "cuda",
             "adam_update": "cuda"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
@@ -273,7 +299,9 @@ def check_ptx():
                 "activation_backward._sigmoid": (cuda_act._sigmoid, (a1, a1, a1)),
                 "activation_backward._tanh": (cuda_act._tanh, (a1, a1, a1)),
                 "activation_backward._relu": (cuda_act._relu, (a1, a1, a1)),
-                "adam_update._update": (cuda_adam._update, (a1,) * 4 + (dt,) * 7)}
+                "adam_update._update": (cuda_adam._update, (a1,) * 4 + (dt,) * 7),
+                "lstm_cell._forward": (cuda_lstm._forward, (a2,) * 7),
+                "lstm_cell._backward": (cuda_lstm._backward, (a2,) * 7)}
         for name, (kernel, sig) in sigs.items():
             try:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
@@ -299,6 +327,7 @@ def main() -> int:
         check_softmax_xent(rng)
         check_activation_backward(rng)
         check_adam_update(rng)
+        check_lstm_cell(rng)
         check_dispatch_under_sim()
     elif MODE == "ptx":
         check_ptx()

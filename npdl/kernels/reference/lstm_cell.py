@@ -53,16 +53,17 @@ def _cut(t, bptt_truncate):
     return bool(bptt_truncate) and t > 0 and t % int(bptt_truncate) == 0
 
 
-def forward_sequence(Z_in, Wh, h0, c0):
+def forward_sequence(Z_in, Wh, h0, c0, step=forward_step):
     """The whole forward loop. ``Z_in`` (T, N, 4H) is ``x_t Wx + b`` for every step, ``Wh`` (H, 4H),
     ``h0``/``c0`` (N, H). Per step: one fused product ``h_{t-1} Wh`` (N, 4H), then :func:`forward_step`.
     Returns ``(hs, cs, gates, tanh_cs)``: (T+1, N, H) with ``h_0 .. h_T``, (T+1, N, H) with
-    ``c_0 .. c_T``, (T, N, 4H) with ``G_1 .. G_T`` and (T, N, H) with ``tanh(c_1) .. tanh(c_T)``."""
+    ``c_0 .. c_T``, (T, N, 4H) with ``G_1 .. G_T`` and (T, N, H) with ``tanh(c_1) .. tanh(c_T)``.
+    ``step`` does one step's elementwise work (a fused GPU kernel passes its own)."""
     xp = backend.namespace(Z_in, Wh, h0, c0)
     h, c = h0, c0
     hs, cs, gates, tanh_cs = [h0], [c0], [], []
     for t in range(int(Z_in.shape[0])):
-        G, c, tc, h = forward_step(h @ Wh, Z_in[t, ...], c)
+        G, c, tc, h = step(h @ Wh, Z_in[t, ...], c)
         hs.append(h)
         cs.append(c)
         gates.append(G)
@@ -70,12 +71,13 @@ def forward_sequence(Z_in, Wh, h0, c0):
     return xp.stack(hs), xp.stack(cs), xp.stack(gates), xp.stack(tanh_cs)
 
 
-def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
+def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None, step=backward_step):
     """The whole backward loop, from step T down to 1. ``dy_seq`` (T, N, H) is the output
     gradient of every step (``return_sequences``) or None; ``dy_last`` (N, H) that of ``h_T``
     alone, or None. Per step: :func:`backward_step`, then ``dh_{t-1} = dz_t Wh^T`` (N, 4H) @
     (4H, H) and ``dc_{t-1} = dc_t f_t`` (both cut to zero where ``bptt_truncate`` says).
-    Returns ``(dZ, dh0, dc0)``: every ``dz_t`` as (T, N, 4H), and the initial states' gradients."""
+    Returns ``(dZ, dh0, dc0)``: every ``dz_t`` as (T, N, 4H), and the initial states' gradients.
+    ``step`` is :func:`backward_step` or a fused kernel with its signature."""
     xp = backend.namespace(gates, Wh)
     T = int(gates.shape[0])
     WhT = Wh.T
@@ -83,7 +85,7 @@ def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=Non
     dh_next = dc_next = None                      # None: no gradient arrives along that path
     for t in range(T - 1, -1, -1):
         dy_t = dy_seq[t, ...] if dy_seq is not None else (dy_last if t == T - 1 else None)
-        dz, dc_prev = backward_step(dh_next, dy_t, dc_next, gates[t, ...], tanh_cs[t, ...], cs[t, ...])
+        dz, dc_prev = step(dh_next, dy_t, dc_next, gates[t, ...], tanh_cs[t, ...], cs[t, ...])
         dZ[t] = dz
         if _cut(t, bptt_truncate):
             dh_next = dc_next = None              # the earlier chunk gets only its own outputs' gradient

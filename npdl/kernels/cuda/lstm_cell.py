@@ -1,0 +1,96 @@
+"""The LSTM's per-step elementwise work as one launch each way, numba.cuda version of
+:mod:`npdl.kernels.reference.lstm_cell`.
+
+The reference's :func:`~npdl.kernels.reference.lstm_cell.forward_step` is about a dozen
+CuPy operations (the gates' sigmoids and tanh, the cell update, ``tanh(c)``, ``h``) and its
+``backward_step`` about fifteen: on a GPU, one kernel launch each, per time step, for arrays
+of a few thousand elements. Here one thread per ``(n, j)``, ``j < H``, does all four gates of
+hidden unit ``j`` of example ``n``; the sequence loops (one recurrent matrix product per step,
+cuBLAS through CuPy) are the reference's own, given these steps. The same operations in the
+same order as the reference, in the arrays' dtype (typed constants), so results agree with it
+to round-off (the GPU may fuse a multiply and an add; its ``tanhf`` is within a few ulp).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from ... import backend
+from ..reference import lstm_cell as _reference
+from . import contiguous, launch
+
+
+@cuda.jit(cache=True)
+def _forward(z_rec, z_in, c_prev, G, c, tc, h):
+    k = cuda.grid(1)
+    N, H = c_prev.shape
+    if k >= N * H:
+        return
+    n, j = k // H, k % H
+    half, one = c_prev.dtype.type(0.5), c_prev.dtype.type(1)
+    zi = z_rec[n, j] + z_in[n, j]
+    zf = z_rec[n, H + j] + z_in[n, H + j]
+    zg = z_rec[n, 2 * H + j] + z_in[n, 2 * H + j]
+    zo = z_rec[n, 3 * H + j] + z_in[n, 3 * H + j]
+    i = (math.tanh(zi * half) + one) * half  # sigmoid in its tanh form, as the reference
+    f = (math.tanh(zf * half) + one) * half
+    g = math.tanh(zg)
+    o = (math.tanh(zo * half) + one) * half
+    G[n, j], G[n, H + j], G[n, 2 * H + j], G[n, 3 * H + j] = i, f, g, o
+    cn = f * c_prev[n, j] + i * g
+    t = math.tanh(cn)
+    c[n, j], tc[n, j], h[n, j] = cn, t, o * t
+
+
+@cuda.jit(cache=True)
+def _backward(dh, dc_next, G, tc, c_prev, dz, dc_prev):
+    k = cuda.grid(1)
+    N, H = tc.shape
+    if k >= N * H:
+        return
+    n, j = k // H, k % H
+    one = tc.dtype.type(1)
+    i, f, g, o = G[n, j], G[n, H + j], G[n, 2 * H + j], G[n, 3 * H + j]
+    d = dh[n, j]
+    t = tc[n, j]
+    dc = d * o * (one - t * t) + dc_next[n, j]
+    dz[n, j] = i * (one - i) * (dc * g)
+    dz[n, H + j] = f * (one - f) * (dc * c_prev[n, j])
+    dz[n, 2 * H + j] = (one - g * g) * (dc * i)
+    dz[n, 3 * H + j] = o * (one - o) * (d * t)
+    dc_prev[n, j] = dc * f
+
+
+def forward_step(z_rec, z_in, c_prev):
+    """As the reference's: returns ``(G, c, tc, h)``."""
+    xp = backend.namespace(z_rec, c_prev)
+    z_rec, z_in, c_prev = contiguous(z_rec), contiguous(z_in), contiguous(c_prev)
+    N, H = (int(d) for d in c_prev.shape)
+    G = xp.empty((N, 4 * H), dtype=c_prev.dtype)
+    c, tc, h = (xp.empty((N, H), dtype=c_prev.dtype) for _ in range(3))
+    launch(_forward, N * H, z_rec, z_in, c_prev, G, c, tc, h)
+    return G, c, tc, h
+
+
+def backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
+    """As the reference's: returns ``(dz, dc_prev)``; a missing gradient (None) counts as zeros."""
+    xp = backend.namespace(G, tc)
+    dh = dh_rec if dy_t is None else (dy_t if dh_rec is None else dh_rec + dy_t)
+    dh = xp.zeros_like(tc) if dh is None else contiguous(dh)
+    dc_next = xp.zeros_like(tc) if dc_next is None else contiguous(dc_next)
+    G, tc, c_prev = contiguous(G), contiguous(tc), contiguous(c_prev)
+    dz = xp.empty(G.shape, dtype=G.dtype)
+    dc_prev = xp.empty(tc.shape, dtype=tc.dtype)
+    launch(_backward, int(tc.shape[0]) * int(tc.shape[1]), dh, dc_next, G, tc, c_prev, dz, dc_prev)
+    return dz, dc_prev
+
+
+def forward_sequence(Z_in, Wh, h0, c0):
+    return _reference.forward_sequence(Z_in, Wh, h0, c0, step=forward_step)
+
+
+def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
+    return _reference.backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate,
+                                        step=backward_step)
