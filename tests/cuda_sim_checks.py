@@ -37,15 +37,15 @@ import numpy as np  # noqa: E402
 
 from npdl import kernels  # noqa: E402
 from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
-from npdl.kernels.cuda import activation_backward as cuda_act, adam_update as cuda_adam  # noqa: E402
+from npdl.kernels.cuda import activation_backward as cuda_act, optimizer_update as cuda_opt  # noqa: E402
 from npdl.kernels.cuda import lstm_cell as cuda_lstm  # noqa: E402
 from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
-from npdl.kernels.reference import activation_backward as ref_act, adam_update as ref_adam  # noqa: E402
+from npdl.kernels.reference import activation_backward as ref_act, optimizer_update as ref_opt  # noqa: E402
 from npdl.kernels.reference import lstm_cell as ref_lstm  # noqa: E402
 
 SKIP = 3
 failures: list[str] = []
-counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "adam_update": 0, "lstm_cell": 0,
+counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "optimizer_update": 0, "lstm_cell": 0,
           "dispatch": 0}
 
 
@@ -206,19 +206,30 @@ def check_activation_backward(rng):
         counts["activation_backward"] += 1
 
 
-def check_adam_update(rng):
+def check_optimizer_update(rng):
+    """Each rule over several steps (the state carries over), float32 and float64, against the reference."""
+    rules = {"momentum": lambda t: (0.05, 0.9), "nesterov": lambda t: (0.05, 0.9),
+             "rmsprop": lambda t: (0.01, 0.9, 1e-7),
+             "adam": lambda t: (0.9, 0.999, 1e-7, 0.01 / (1.0 - 0.9 ** t), (1.0 - 0.999 ** t) ** 0.5)}
     for i, shape in enumerate([(1,), (9,), (4, 3), (2, 3, 5)]):
         dtype = (np.float32, np.float64)[i % 2]
-        p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
-        v = np.abs(rng.standard_normal(shape)).astype(dtype)
-        want = [a.copy() for a in (p, g, m, v)]
-        for t in (1, 2, 50):  # several steps, so m and v carry over
-            step_size, sqrt_c2 = 0.01 / (1.0 - 0.9 ** t), (1.0 - 0.999 ** t) ** 0.5
-            cuda_adam.update(p, g, m, v, 0.9, 0.999, 1e-7, step_size, sqrt_c2)
-            ref_adam.update(*want, 0.9, 0.999, 1e-7, step_size, sqrt_c2)
-        for name, got, ref in zip("pmv", (p, m, v), (want[0], want[2], want[3])):
-            same(f"adam_update {name} {shape} {np.dtype(dtype).name}", got, ref, dtype=dtype)
-        counts["adam_update"] += 1
+        for rule, scalars in rules.items():
+            p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+            v = np.abs(rng.standard_normal(shape)).astype(dtype)
+            slots = (m, v) if rule == "adam" else (v,)
+            got = [p] + list(slots)
+            want = [a.copy() for a in got]
+            for t in (1, 2, 50):
+                getattr(cuda_opt, rule)(got[0], g, *got[1:], *scalars(t))
+                getattr(ref_opt, rule)(want[0], g, *want[1:], *scalars(t))
+            for k, (a, b) in enumerate(zip(got, want)):
+                same(f"optimizer_update.{rule} array {k} {shape} {np.dtype(dtype).name}", a, b, dtype=dtype)
+            counts["optimizer_update"] += 1
+    # a strided parameter cannot be updated in place by the flat kernel: the reference does it
+    p = np.zeros((4, 6), np.float32)[:, ::2]
+    v = np.zeros((4, 3), np.float32)
+    cuda_opt.momentum(p, np.ones((4, 3), np.float32), v, 0.1, 0.9)
+    same("optimizer_update.momentum on a strided parameter", p, np.full((4, 3), -0.1, np.float32), dtype=np.float32)
 
 
 def check_lstm_cell(rng):
@@ -254,7 +265,7 @@ def check_dispatch_under_sim():
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
     want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
             "lstm_cell": "cuda", "simple_rnn": "reference", "activation_backward": "cuda",
-            "adam_update": "cuda"}
+            "optimizer_update": "cuda"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
         expect(f"implementation(cupy, {op!r})", got == impl, f"{got!r}, expected {impl!r}")
@@ -299,7 +310,10 @@ def check_ptx():
                 "activation_backward._sigmoid": (cuda_act._sigmoid, (a1, a1, a1)),
                 "activation_backward._tanh": (cuda_act._tanh, (a1, a1, a1)),
                 "activation_backward._relu": (cuda_act._relu, (a1, a1, a1)),
-                "adam_update._update": (cuda_adam._update, (a1,) * 4 + (dt,) * 7),
+                "optimizer_update._momentum": (cuda_opt._momentum, (a1,) * 3 + (dt,) * 2),
+                "optimizer_update._nesterov": (cuda_opt._nesterov, (a1,) * 3 + (dt,) * 2),
+                "optimizer_update._rmsprop": (cuda_opt._rmsprop, (a1,) * 3 + (dt,) * 4),
+                "optimizer_update._adam": (cuda_opt._adam, (a1,) * 4 + (dt,) * 7),
                 "lstm_cell._forward": (cuda_lstm._forward, (a2,) * 7),
                 "lstm_cell._backward": (cuda_lstm._backward, (a2,) * 7)}
         for name, (kernel, sig) in sigs.items():
@@ -326,7 +340,7 @@ def main() -> int:
         check_pool(rng)
         check_softmax_xent(rng)
         check_activation_backward(rng)
-        check_adam_update(rng)
+        check_optimizer_update(rng)
         check_lstm_cell(rng)
         check_dispatch_under_sim()
     elif MODE == "ptx":

@@ -45,12 +45,12 @@ class Adam(Optimizer):
         t = self.iterations + 1
         step_size = lr / (1.0 - self.beta1 ** t)  # Python floats: no dtype reaches the arrays
         sqrt_correction2 = math.sqrt(1.0 - self.beta2 ** t)
-        # the ``adam_update`` kernel, whose reference is, in place:
+        # the ``optimizer_update`` kernel's ``adam``, whose reference is, in place:
         #   m *= beta1;  m += (1 - beta1) g;  v *= beta2;  v += (1 - beta2) g^2
         #   p -= step_size m / (sqrt(v) / sqrt_correction2 + eps)
         # (one launch per parameter on a GPU instead of ten)
-        kernels.get("adam_update", xp).update(p, g, m, v, self.beta1, self.beta2, self.eps, step_size,
-                                              sqrt_correction2)
+        kernels.get("optimizer_update", xp).adam(p, g, m, v, self.beta1, self.beta2, self.eps, step_size,
+                                                 sqrt_correction2)
 
     def get_config(self):
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import kernels
 from .base import Optimizer, check_number
 
 
@@ -30,15 +31,8 @@ class RMSprop(Optimizer):
 
     def _update(self, name, p, g, lr, xp):
         v = self._slot("v", name, p)
-        g2 = g * g
-        g2 *= 1.0 - self.rho
-        v *= self.rho
-        v += g2
-        denom = xp.sqrt(v)
-        denom += self.eps
-        step = g / denom
-        step *= lr
-        p -= step
+        # the ``optimizer_update`` kernel: v *= rho; v += (1 - rho) g^2; p -= lr g / (sqrt(v) + eps)
+        kernels.get("optimizer_update", xp).rmsprop(p, g, v, lr, self.rho, self.eps)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "eps": self.eps}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, kernels
 from .base import Optimizer, check_number
 
 
@@ -28,8 +28,6 @@ class SGD(Optimizer):
         p -= g * lr
 
     def step_products(self, params, products, lr, shrink):
-        from .. import kernels
-
         for name, p in params.items():
             kernel = kernels.get("gemm_update", backend.namespace(p))
             pairs = products[name]
@@ -60,9 +58,8 @@ class Momentum(Optimizer):
 
     def _update(self, name, p, g, lr, xp):
         v = self._slot("velocity", name, p)
-        v *= self.momentum
-        v -= g * lr
-        p += v
+        # the ``optimizer_update`` kernel: v *= mu; v -= lr g; p += v (one launch on a GPU)
+        kernels.get("optimizer_update", xp).momentum(p, g, v, lr, self.momentum)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum}
@@ -91,8 +88,5 @@ class Nesterov(Momentum):
 
     def _update(self, name, p, g, lr, xp):
         v = self._slot("velocity", name, p)
-        lr_g = g * lr  # the one temporary, used twice
-        v *= self.momentum
-        v -= lr_g
-        p += v * self.momentum
-        p -= lr_g
+        # the ``optimizer_update`` kernel: v *= mu; v -= lr g; p += mu v; p -= lr g
+        kernels.get("optimizer_update", xp).nesterov(p, g, v, lr, self.momentum)
