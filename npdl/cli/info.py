@@ -32,6 +32,7 @@ def _blas() -> dict:
     # set by ``import npdl`` unless NumPy was imported first (see npdl/__init__.py)
     info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
+    info["direct_ger"] = bool(direct.functions().get("ger")) if direct.available() else False
     return info
 
 
@@ -167,7 +168,8 @@ def _print(info: dict) -> None:
     spin = blas.get("idle_spin")
     line("", f"idle threads sleep after 2^{spin} cycles (OPENBLAS_THREAD_TIMEOUT)" if spin else
          "idle threads spin for OpenBLAS's default 2^28 cycles (NumPy was imported before npdl)")
-    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (NumPy reference used)'}")
+    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (NumPy reference used)'}"
+             + ("; batch 1 through ?ger" if blas.get("direct_ger") else ""))
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"
          if nb["available"] else f"not available ({nb['reason']})")
