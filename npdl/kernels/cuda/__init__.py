@@ -60,11 +60,3 @@ def launch(kernel, n: int, *args) -> None:
     args = tuple(cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a for a in args)
     stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
     kernel[blocks, threads, stream](*args)
-
-
-def contiguous(a):
-    """``a`` itself when C-contiguous, else a C-contiguous copy (NumPy and CuPy arrays alike).
-
-    The kernels index any strides, but every distinct layout is one more compilation.
-    """
-    return a if a.flags.c_contiguous else a.copy()

@@ -12,7 +12,7 @@ from numba import cuda
 
 from ... import backend
 from ..reference import activation_backward as _reference
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -40,7 +40,7 @@ def _run(kernel, reference, dy, y):
     if dy.shape != y.shape or dy.dtype != y.dtype:
         return reference(dy, y)
     xp = backend.namespace(dy, y)
-    dy, y = contiguous(dy), contiguous(y)
+    dy, y = backend.row_major(dy), backend.row_major(y)
     dx = xp.empty(dy.shape, dtype=dy.dtype)
     launch(kernel, dx.size, xp.reshape(dy, (-1,)), xp.reshape(y, (-1,)), xp.reshape(dx, (-1,)))
     return dx

@@ -22,7 +22,7 @@ from __future__ import annotations
 from numba import cuda
 
 from ... import backend
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -76,7 +76,7 @@ def _geometry(kernel, stride, pad, OH, OW):
 def im2col(x, kernel, stride, pad, workspace=None):
     """``cols`` (C*KH*KW, N*OH*OW) for ``x`` (N, C, H, W); ``workspace`` is ignored (CuPy's memory pool reuses)."""
     xp = backend.namespace(x)
-    x = contiguous(x)
+    x = backend.row_major(x)
     N, C, H, W, KH, KW, OH, OW = _sizes(x.shape, kernel, stride, pad)
     cols = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
     launch(_im2col, cols.size, x, cols, *_geometry(kernel, stride, pad, OH, OW))
@@ -86,7 +86,7 @@ def im2col(x, kernel, stride, pad, workspace=None):
 def col2im(cols, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): each entry of ``cols`` added (atomically) to the input pixel it came from."""
     xp = backend.namespace(cols)
-    cols = contiguous(cols)
+    cols = backend.row_major(cols)
     N, C, H, W, KH, KW, OH, OW = _sizes(x_shape, kernel, stride, pad)
     dx = xp.zeros((N, C, H, W), dtype=cols.dtype)  # zeros: the threads only add
     launch(_col2im, cols.size, cols, dx, *_geometry(kernel, stride, pad, OH, OW))

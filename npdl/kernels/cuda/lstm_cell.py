@@ -19,7 +19,7 @@ from numba import cuda
 
 from ... import backend
 from ..reference import lstm_cell as _reference
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -66,7 +66,7 @@ def _backward(dh, dc_next, G, tc, c_prev, dz, dc_prev):
 def forward_step(z_rec, z_in, c_prev):
     """As the reference's: returns ``(G, c, tc, h)``."""
     xp = backend.namespace(z_rec, c_prev)
-    z_rec, z_in, c_prev = contiguous(z_rec), contiguous(z_in), contiguous(c_prev)
+    z_rec, z_in, c_prev = backend.row_major(z_rec), backend.row_major(z_in), backend.row_major(c_prev)
     N, H = (int(d) for d in c_prev.shape)
     G = xp.empty((N, 4 * H), dtype=c_prev.dtype)
     c, tc, h = (xp.empty((N, H), dtype=c_prev.dtype) for _ in range(3))
@@ -77,10 +77,9 @@ def forward_step(z_rec, z_in, c_prev):
 def backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
     """As the reference's: returns ``(dz, dc_prev)``; a missing gradient (None) counts as zeros."""
     xp = backend.namespace(G, tc)
-    dh = dh_rec if dy_t is None else (dy_t if dh_rec is None else dh_rec + dy_t)
-    dh = xp.zeros_like(tc) if dh is None else contiguous(dh)
-    dc_next = xp.zeros_like(tc) if dc_next is None else contiguous(dc_next)
-    G, tc, c_prev = contiguous(G), contiguous(tc), contiguous(c_prev)
+    dh = backend.row_major(_reference.incoming_dh(dh_rec, dy_t, tc))
+    dc_next = xp.zeros_like(tc) if dc_next is None else backend.row_major(dc_next)
+    G, tc, c_prev = backend.row_major(G), backend.row_major(tc), backend.row_major(c_prev)
     dz = xp.empty(G.shape, dtype=G.dtype)
     dc_prev = xp.empty(tc.shape, dtype=tc.dtype)
     launch(_backward, int(tc.shape[0]) * int(tc.shape[1]), dh, dc_next, G, tc, c_prev, dz, dc_prev)

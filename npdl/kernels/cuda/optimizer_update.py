@@ -16,8 +16,9 @@ import math
 
 from numba import cuda
 
+from ... import backend
 from ..reference import optimizer_update as _reference
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -75,26 +76,26 @@ def momentum(p, g, v, lr: float, mu: float):
     if not _fits(p, g, v):
         return _reference.momentum(p, g, v, lr, mu)
     t = p.dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
-    launch(_momentum, p.size, *_flat(p, contiguous(g), v), t(lr), t(mu))
+    launch(_momentum, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(mu))
 
 
 def nesterov(p, g, v, lr: float, mu: float):
     if not _fits(p, g, v):
         return _reference.nesterov(p, g, v, lr, mu)
     t = p.dtype.type
-    launch(_nesterov, p.size, *_flat(p, contiguous(g), v), t(lr), t(mu))
+    launch(_nesterov, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(mu))
 
 
 def rmsprop(p, g, v, lr: float, rho: float, eps: float):
     if not _fits(p, g, v):
         return _reference.rmsprop(p, g, v, lr, rho, eps)
     t = p.dtype.type
-    launch(_rmsprop, p.size, *_flat(p, contiguous(g), v), t(lr), t(rho), t(1.0 - rho), t(eps))
+    launch(_rmsprop, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(rho), t(1.0 - rho), t(eps))
 
 
 def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
     if not _fits(p, g, m, v):
         return _reference.adam(p, g, m, v, beta1, beta2, eps, step_size, sqrt_correction2)
     t = p.dtype.type
-    launch(_adam, p.size, *_flat(p, contiguous(g), m, v), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
+    launch(_adam, p.size, *_flat(p, backend.row_major(g), m, v), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
            t(eps), t(step_size), t(sqrt_correction2))

@@ -26,7 +26,7 @@ import math
 from numba import cuda
 
 from ... import backend
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -124,7 +124,7 @@ def _window(kernel, stride, pad):
 def max_forward(x, kernel, stride, pad):
     """``(y, arg)``: the window maxima (N, C, OH, OW) and the int32 offset of each (the first on ties)."""
     xp = backend.namespace(x)
-    x = contiguous(x)
+    x = backend.row_major(x)
     shape = _out_shape(x.shape, kernel, stride, pad)
     y = xp.empty(shape, dtype=x.dtype)
     arg = xp.empty(shape, dtype=xp.int32)
@@ -135,8 +135,8 @@ def max_forward(x, kernel, stride, pad):
 def max_backward(dy, arg, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): each window's ``dy`` added to the cell that held its maximum."""
     xp = backend.namespace(dy)
-    dy = contiguous(dy)
-    arg = contiguous(arg if arg.dtype == xp.int32 else arg.astype(xp.int32))
+    dy = backend.row_major(dy)
+    arg = backend.row_major(arg if arg.dtype == xp.int32 else arg.astype(xp.int32))
     dx = xp.zeros(tuple(int(d) for d in x_shape), dtype=dy.dtype)  # zeros: the threads only add
     KH, KW, sh, sw, pt, pl = _window(kernel, stride, pad)
     launch(_max_backward, dy.size, dy, arg, dx, KW, sh, sw, pt, pl)
@@ -146,7 +146,7 @@ def max_backward(dy, arg, x_shape, kernel, stride, pad):
 def avg_forward(x, kernel, stride, pad):
     """``y`` (N, C, OH, OW): the mean of each window's real cells (padding not counted)."""
     xp = backend.namespace(x)
-    x = contiguous(x)
+    x = backend.row_major(x)
     y = xp.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     launch(_avg_forward, y.size, x, y, *_window(kernel, stride, pad))
     return y
@@ -155,7 +155,7 @@ def avg_forward(x, kernel, stride, pad):
 def avg_backward(dy, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): every real cell of a window receives ``dy / count`` of that window."""
     xp = backend.namespace(dy)
-    dy = contiguous(dy)
+    dy = backend.row_major(dy)
     dx = xp.zeros(tuple(int(d) for d in x_shape), dtype=dy.dtype)  # zeros: the threads only add
     launch(_avg_backward, dy.size, dy, dx, *_window(kernel, stride, pad))
     return dx

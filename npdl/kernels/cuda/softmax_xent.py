@@ -19,7 +19,7 @@ import math
 from numba import cuda
 
 from ... import backend
-from . import contiguous, launch
+from . import launch
 
 
 @cuda.jit(cache=True)
@@ -58,7 +58,7 @@ def _backward(probs, labels, scale, dlogits):
 def forward(logits, labels):
     """Returns ``(loss, probs)``: the mean cross-entropy (0-d array) and softmax (N, K)."""
     xp = backend.namespace(logits)
-    logits, labels = contiguous(logits), contiguous(labels)
+    logits, labels = backend.row_major(logits), backend.row_major(labels)
     N = int(logits.shape[0])
     probs = xp.empty(logits.shape, dtype=logits.dtype)
     row_loss = xp.empty((N,), dtype=logits.dtype)
@@ -75,7 +75,7 @@ def backward(dloss, probs, labels):
     ``dloss`` is never copied to the host, which would wait for the GPU.
     """
     xp = backend.namespace(probs)
-    probs, labels = contiguous(probs), contiguous(labels)
+    probs, labels = backend.row_major(probs), backend.row_major(labels)
     N = int(probs.shape[0])
     if isinstance(dloss, (int, float)):
         scale = xp.full((1,), dloss / N, dtype=probs.dtype)

@@ -28,6 +28,15 @@ def forward_step(z_rec, z_in, c_prev):
     return G, c, tc, o * tc
 
 
+def incoming_dh(dh_rec, dy_t, like):
+    """``dh_t = dh_rec + dy_t``, the gradient reaching ``h_t`` from the next step and from the
+    step's own output; either may be None (no gradient on that path), and zeros shaped like
+    ``like`` when both are (truncated BPTT without per-step outputs)."""
+    if dh_rec is None and dy_t is None:
+        return backend.namespace(like).zeros_like(like)
+    return dh_rec if dy_t is None else (dy_t if dh_rec is None else dh_rec + dy_t)
+
+
 def backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
     """``dh = dh_rec + dy_t`` (either may be None: no gradient from that path), then
     ``dc = dc_next + dh * o * (1 - tc^2)`` and ``dz = [dc g, dc c_prev, dc i, dh tc] * [i(1-i), f(1-f),
@@ -35,9 +44,7 @@ def backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
     gradient that reaches ``c_{t-1}`` through ``c_t = f * c_{t-1} + ...``."""
     xp = backend.namespace(G, tc)
     H = int(tc.shape[1])
-    dh = dh_rec if dy_t is None else (dy_t if dh_rec is None else dh_rec + dy_t)
-    if dh is None:  # cut off from both paths (truncated BPTT without per-step outputs)
-        dh = xp.zeros_like(tc)
+    dh = incoming_dh(dh_rec, dy_t, tc)
     i, f, g, o = G[:, :H], G[:, H:2 * H], G[:, 2 * H:3 * H], G[:, 3 * H:]
     dc = dh * o * (1.0 - tc * tc)
     if dc_next is not None:
