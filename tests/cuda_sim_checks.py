@@ -38,15 +38,15 @@ import numpy as np  # noqa: E402
 from npdl import kernels  # noqa: E402
 from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
 from npdl.kernels.cuda import activation_backward as cuda_act, optimizer_update as cuda_opt  # noqa: E402
-from npdl.kernels.cuda import lstm_cell as cuda_lstm  # noqa: E402
+from npdl.kernels.cuda import bias_activation as cuda_bias_act, lstm_cell as cuda_lstm  # noqa: E402
 from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
 from npdl.kernels.reference import activation_backward as ref_act, optimizer_update as ref_opt  # noqa: E402
-from npdl.kernels.reference import lstm_cell as ref_lstm  # noqa: E402
+from npdl.kernels.reference import bias_activation as ref_bias_act, lstm_cell as ref_lstm  # noqa: E402
 
 SKIP = 3
 failures: list[str] = []
 counts = {"im2col": 0, "pool": 0, "softmax_xent": 0, "activation_backward": 0, "optimizer_update": 0, "lstm_cell": 0,
-          "dispatch": 0}
+          "bias_activation": 0, "dispatch": 0}
 
 
 def _tol(dtype):
@@ -65,13 +65,16 @@ def same(what, got, want, exact=False, dtype=None):
         return expect(what, False, f"shape {got.shape}, expected {want.shape}")
     if dtype is not None and got.dtype != np.dtype(dtype):
         return expect(what, False, f"dtype {got.dtype}, expected {np.dtype(dtype)}")
+    nan_ok = want.dtype.kind == "f"  # a nan where the reference has one is a match
     if exact:
-        ok = np.array_equal(got, want)
+        ok = np.array_equal(got, want, equal_nan=nan_ok)
     else:
         tol = _tol(dtype or want.dtype)
-        ok = np.allclose(got, want, rtol=tol, atol=tol)
+        ok = np.allclose(got, want, rtol=tol, atol=tol, equal_nan=nan_ok)
     if not ok:
-        diff = np.argwhere(got != want) if exact else np.argwhere(~np.isclose(got, want, rtol=tol, atol=tol))
+        diff = (np.argwhere((got != want) & ~(np.isnan(got) & np.isnan(want))) if exact and nan_ok
+                else np.argwhere(got != want) if exact
+                else np.argwhere(~np.isclose(got, want, rtol=tol, atol=tol, equal_nan=nan_ok)))
         where = tuple(int(v) for v in diff[0]) if diff.size else ()
         expect(what, False, f"{diff.shape[0]} of {got.size} elements differ, first at {where}: "
                             f"got {got[where]!r}, expected {want[where]!r}")
@@ -206,6 +209,41 @@ def check_activation_backward(rng):
         counts["activation_backward"] += 1
 
 
+def check_bias_activation(rng):
+    """``f(a + b)`` in one launch against the reference: with and without a bias, in place and not,
+    float32 and float64, rank 1 to 3 (the bias runs along the last axis), special values."""
+    for i, shape in enumerate([(1,), (7,), (3, 5), (2, 3, 4), (0, 4)]):
+        dtype = (np.float32, np.float64)[i % 2]
+        a = (rng.standard_normal(shape) * 3).astype(dtype)
+        b = rng.standard_normal(shape[-1:]).astype(dtype)
+        for name in ("sigmoid", "tanh", "relu", "linear"):
+            what = f"bias_activation.{name} {shape} {np.dtype(dtype).name}"
+            before = a.copy()
+            want = getattr(ref_bias_act, name)(a, b)
+            same(f"{what} with bias", getattr(cuda_bias_act, name)(a, b), want, dtype=dtype)
+            same(f"{what} without bias", getattr(cuda_bias_act, name)(a), getattr(ref_bias_act, name)(a), dtype=dtype)
+            same(f"{what} leaves a alone without overwrite", a, before, exact=True, dtype=dtype)
+            scratch = a.copy()
+            got = getattr(cuda_bias_act, name)(scratch, b, overwrite=True)
+            same(f"{what} in place", got, want, dtype=dtype)
+            expect(f"{what} in place writes over a", got is scratch, "returned a new array")
+        if len(shape) == 2:  # a transposed (F-ordered) product: a row-major copy, same numbers
+            at = np.ascontiguousarray(a.T).T.copy(order="F")
+            bt = rng.standard_normal(at.shape[-1:]).astype(dtype)
+            same(f"bias_activation.sigmoid of a transposed product {shape}",
+                 cuda_bias_act.sigmoid(at, bt, overwrite=True), ref_bias_act.sigmoid(at.copy(), bt), dtype=dtype)
+        counts["bias_activation"] += 1
+    a = np.array([[np.nan, -0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 100.0]], np.float32)
+    zero = np.zeros(8, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name in ("sigmoid", "tanh", "relu"):
+            same(f"bias_activation.{name} of nan, -0.0, inf", getattr(cuda_bias_act, name)(a, zero),
+                 getattr(ref_bias_act, name)(a, zero), dtype=np.float32)
+    relu = cuda_bias_act.relu(a, zero)
+    expect("bias_activation.relu keeps nan and gives +0.0 for -0.0",
+           np.isnan(relu[0, 0]) and not np.signbit(relu[0, 1]), f"{relu[0, :2]}")
+
+
 def check_optimizer_update(rng):
     """Each rule over several steps (the state carries over), float32 and float64, against the reference."""
     rules = {"momentum": lambda t: (0.05, 0.9), "nesterov": lambda t: (0.05, 0.9),
@@ -265,7 +303,7 @@ def check_dispatch_under_sim():
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
     want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
             "lstm_cell": "cuda", "simple_rnn": "reference", "activation_backward": "cuda",
-            "optimizer_update": "cuda"}
+            "optimizer_update": "cuda", "bias_activation": "cuda"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
         expect(f"implementation(cupy, {op!r})", got == impl, f"{got!r}, expected {impl!r}")
@@ -314,6 +352,10 @@ def check_ptx():
                 "optimizer_update._nesterov": (cuda_opt._nesterov, (a1,) * 3 + (dt,) * 2),
                 "optimizer_update._rmsprop": (cuda_opt._rmsprop, (a1,) * 3 + (dt,) * 4),
                 "optimizer_update._adam": (cuda_opt._adam, (a1,) * 4 + (dt,) * 7),
+                "bias_activation._sigmoid": (cuda_bias_act._sigmoid, (a1, a1, a1)),
+                "bias_activation._sigmoid_no_bias": (cuda_bias_act._sigmoid_no_bias, (a1, a1)),
+                "bias_activation._tanh": (cuda_bias_act._tanh, (a1, a1, a1)),
+                "bias_activation._relu": (cuda_bias_act._relu, (a1, a1, a1)),
                 "lstm_cell._forward": (cuda_lstm._forward, (a2,) * 7),
                 "lstm_cell._backward": (cuda_lstm._backward, (a2,) * 7)}
         for name, (kernel, sig) in sigs.items():
@@ -341,6 +383,7 @@ def main() -> int:
         check_softmax_xent(rng)
         check_activation_backward(rng)
         check_optimizer_update(rng)
+        check_bias_activation(rng)
         check_lstm_cell(rng)
         check_dispatch_under_sim()
     elif MODE == "ptx":

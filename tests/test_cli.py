@@ -37,7 +37,7 @@ def test_gradcheck_json_records(capsys):
     assert code == 0
     assert [(r["layer"], r["wrt"]) for r in records] == [
         ("Dense", "x"), ("Dense", "W"), ("Dense", "b"), ("Dense[no_bias]", "x"), ("Dense[no_bias]", "W"),
-        ("Tanh", "x")]
+        *[(f"Dense[{act}]", wrt) for act in ("sigmoid", "tanh") for wrt in ("x", "W", "b")], ("Tanh", "x")]
     for r in records:
         for key in ("layer", "wrt", "backend", "dtype", "numeric_rel_err", "autodiff", "autodiff_rel_err", "passed"):
             assert key in r

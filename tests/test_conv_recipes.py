@@ -10,7 +10,7 @@ import npdl
 from npdl import backend, cli
 from npdl.kernels.numba import im2col as numba_im2col
 from npdl.kernels.reference import im2col as ref_im2col
-from npdl.layers import ChannelBias, Conv2D, MaxPool2D
+from npdl.layers import ChannelBias, Conv2D, Dense, MaxPool2D
 from npdl.recipes import get_recipe, train
 
 CONV_RECIPES = ("lenet", "network3", "network3-2conv", "network3-dropout", "keras-cnn")
@@ -186,7 +186,8 @@ def test_conv_workload_specs_match_the_recipes_networks():
 
     model = build_conv_model(parse("lenet_b4"))
     assert [type(layer).__name__ for layer in model.layers] == [
-        "Conv2D", "MaxPool2D", "Tanh", "Conv2D", "MaxPool2D", "Tanh", "Flatten", "Dense", "Tanh", "Dense"]
+        "Conv2D", "MaxPool2D", "Tanh", "Conv2D", "MaxPool2D", "Tanh", "Flatten", "Dense", "Dense"]
+    assert [layer.activation for layer in model.layers if isinstance(layer, Dense)] == ["tanh", "linear"]
     assert not any(layer.bias for layer in model.layers if isinstance(layer, Conv2D))
     kcnn = build_conv_model(parse("kcnn_b4"))
     assert [layer.padding for layer in kcnn.layers if isinstance(layer, (Conv2D, MaxPool2D))] == ["same"] * 4

@@ -47,6 +47,7 @@ def test_cuda_kernels_compile_to_ptx():
     ("im2col", "cuda", "reference"), ("pool", "cuda", "reference"), ("softmax_xent", "cuda", "reference"),
     ("gemm_update", "cupy", "cupy"), ("lstm_cell", "cuda", "reference"), ("simple_rnn", "reference", "reference"),
     ("activation_backward", "cuda", "reference"), ("optimizer_update", "cuda", "reference"),
+    ("bias_activation", "cuda", "reference"),
 ])
 def test_gpu_dispatch_rule(op, with_cuda, without_cuda):
     """CuPy arrays: numba.cuda where a kernel is written and numba.cuda works, else CuPy's, else the reference."""

@@ -81,6 +81,7 @@ def test_missing_autodiff_reference_is_reported_not_fatal(monkeypatch):
 
 def test_select_by_name_is_case_insensitive_and_covers_variants():
     names = [c.name for c in gradcheck.select(["mse", "dense"])]
-    assert names == ["MeanSquaredError", "MeanSquaredError[batch_mean]", "Dense", "Dense[no_bias]"]
+    assert names == ["MeanSquaredError", "MeanSquaredError[batch_mean]", "Dense", "Dense[no_bias]", "Dense[sigmoid]",
+                     "Dense[tanh]"]
     with pytest.raises(KeyError, match="no gradient check named"):
         gradcheck.select(["conv9d"])

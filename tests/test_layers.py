@@ -24,6 +24,56 @@ def test_dense_layer_uses_the_pure_functions(device):
     assert layer.parameter_count() == 4 * 3 + 3
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "elu", "leaky_relu"])
+def test_dense_with_activation_equals_dense_then_activation(device, activation):
+    """Dense(activation=f) is Dense followed by f's layer: same output, input gradient, parameter
+    gradients, and the same step when plain SGD applies x^T da without forming it."""
+    g = backend.Generator(device, 1)
+    x, dy = g.normal((6, 4), dtype="float64"), g.normal((6, 3), dtype="float64")
+    fused = npdl.Dense(4, 3, dtype="float64", device=device, rng=backend.Generator(device, 2), activation=activation)
+    plain = npdl.Dense(4, 3, dtype="float64", device=device, rng=backend.Generator(device, 2))
+    fused.params["b"][...] = g.normal((3,), dtype="float64")
+    plain.params["b"][...] = fused.params["b"]
+    act = npdl.get_activation(activation)
+    y = fused.forward(x, training=True)
+    y_ref = act.forward(plain.forward(x, training=True), training=True)
+    assert relative_error(y, y_ref) < 1e-14
+    dx = fused.backward(dy)
+    dx_ref = plain.backward(act.backward(dy))
+    assert relative_error(dx, dx_ref) < 1e-14
+    for k in ("W", "b"):
+        assert relative_error(fused.grads[k], plain.grads[k]) < 1e-14
+    assert fused.get_config()["activation"] == activation and "activation" not in plain.get_config()
+    rebuilt = npdl.Dense(**fused.get_config())
+    assert rebuilt.activation == activation
+    # the product path: SGD adds -lr x^T da into W with da the pre-activation gradient
+    models = []
+    for layers in ([npdl.Dense(4, 3, dtype="float64", device=device, rng=backend.Generator(device, 5),
+                               activation=activation)],
+                   [npdl.Dense(4, 3, dtype="float64", device=device, rng=backend.Generator(device, 5)),
+                    npdl.get_activation(activation)]):
+        model = npdl.Sequential(layers)
+        model.compile(loss="mse", optimizer=npdl.optim.SGD(0.1))
+        deferred, backward = [], layers[0].backward
+        layers[0].backward = lambda d, layer=layers[0]: deferred.append(layer.defer_products) or backward(d)
+        model.train_step(x, y_ref * 0.5)
+        assert deferred == [True]  # the fused update path was taken
+        models.append(model)
+    for k in ("W", "b"):
+        assert relative_error(models[0].layers[0].params[k], models[1].layers[0].params[k]) < 1e-13
+
+
+def test_summary_shows_a_dense_layers_activation():
+    model = npdl.Sequential([npdl.Dense(4, 3, activation="tanh"), npdl.Dense(3, 2)])
+    text = model.summary(input_shape=(4,))
+    assert "(Dense, tanh)" in text and "(Dense)" in text
+
+
+def test_dense_rejects_an_unknown_activation():
+    with pytest.raises(ValueError, match="Dense: unknown activation 'softplus'"):
+        npdl.Dense(3, 2, activation="softplus")
+
+
 @pytest.mark.parametrize("name, bound", [("glorot_uniform", math.sqrt(6 / 700)),
                                          ("glorot_uniform_sigmoid", 4 * math.sqrt(6 / 700))])
 def test_uniform_initialisers_fill_their_range(name, bound):

@@ -35,15 +35,18 @@ def build_conv_model(w: Workload, device="cpu", seed: int = 0) -> Sequential:
     rng = backend.Generator(device, seed)
     shape = tuple(w.spec["input"])
     layers = []
-    for spec in ARCHS[w.spec["arch"]]:
+    specs = list(ARCHS[w.spec["arch"]])
+    while specs:
+        spec = specs.pop(0)
         kind = spec[0]
         if kind == "conv":
             _, out, k, padding, bias = spec
             layer = Conv2D(shape[0], out, k, padding=padding, bias=bias, device=device, rng=rng)
         elif kind == "maxpool":
             layer = MaxPool2D(spec[1], padding=spec[2])
-        elif kind == "dense":
-            layer = Dense(shape[0], spec[1], device=device, rng=rng)
+        elif kind == "dense":  # the activation after it goes inside it, as the recipes build it
+            fused = specs.pop(0)[0] if specs and specs[0][0] in ("tanh", "relu") else None
+            layer = Dense(shape[0], spec[1], device=device, rng=rng, activation=fused)
         else:
             layer = {"tanh": Tanh, "relu": ReLU, "flatten": Flatten}[kind]()
         shape = layer.output_shape(shape)

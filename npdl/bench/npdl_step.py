@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import backend
-from ..layers import Dense, get_activation
+from ..layers import Dense
 from ..models import Sequential
 from ..optim import SGD
 from .fixed_batch import fixed_batch_step
@@ -11,15 +11,13 @@ from .workloads import Workload
 
 
 def build_model(w: Workload, device="cpu", seed: int = 0) -> Sequential:
-    """The workload's network (Glorot-uniform weights, zero biases) on ``device``, compiled with SGD."""
+    """The workload's network (Glorot-uniform weights, zero biases, the activation inside each hidden
+    Dense) on ``device``, compiled with SGD."""
     device = backend.get_device(device)
     rng = backend.Generator(device, seed)
-    layers = []
     pairs = list(zip(w.sizes[:-1], w.sizes[1:]))
-    for i, (n_in, n_out) in enumerate(pairs):
-        layers.append(Dense(n_in, n_out, device=device, rng=rng))
-        if i < len(pairs) - 1:
-            layers.append(get_activation(w.activation))
+    layers = [Dense(n_in, n_out, device=device, rng=rng, activation=w.activation if i < len(pairs) - 1 else None)
+              for i, (n_in, n_out) in enumerate(pairs)]
     model = Sequential(layers, name=w.name)
     model.compile("softmax_cross_entropy", SGD(lr=w.lr), metrics=())
     return model

@@ -65,6 +65,12 @@ def _cases():
         Case("Dense[no_bias]", lambda g, d: {"x": g.normal((3, 4), dtype=d), "W": g.normal((4, 2), dtype=d)},
              ("x", "W"), lambda x, W: L.dense_forward(x, W, None),
              lambda dy, c: _grads(("x", "W"), L.dense_backward(dy, c))),
+        # the activation applied inside the layer, the bias fused into it (bias_activation)
+        *[Case(f"Dense[{act}]",
+               lambda g, d: {"x": g.normal((4, 5), dtype=d), "W": g.normal((5, 3), dtype=d), "b": g.normal((3,), dtype=d)},
+               ("x", "W", "b"), lambda x, W, b, act=act: L.dense_forward(x, W, b, act),
+               lambda dy, c: _grads(("x", "W", "b"), L.dense_backward(dy, c)), options={"activation": act})
+          for act in ("sigmoid", "tanh")],
         _elementwise("Sigmoid", L.sigmoid_forward, L.sigmoid_backward),
         _elementwise("Tanh", L.tanh_forward, L.tanh_backward),
         _elementwise("ReLU", L.relu_forward, L.relu_backward, kink=True),

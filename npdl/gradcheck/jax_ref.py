@@ -36,7 +36,8 @@ def forward_fn(case):
         return a[jnp.arange(a.shape[0]), labels]
 
     table = {
-        "Dense": lambda x, W, b=None: x @ W + (0.0 if b is None else b),
+        "Dense": lambda x, W, b=None: {"sigmoid": sigmoid, "tanh": jnp.tanh}.get(opt.get("activation"), lambda a: a)(
+            x @ W + (0.0 if b is None else b)),
         "Sigmoid": sigmoid,
         "Tanh": lambda x: jnp.tanh(x),
         "ReLU": lambda x: jnp.maximum(x, 0.0),

@@ -27,7 +27,8 @@ def forward_fn(case):
         return a[torch.arange(a.shape[0]), labels]
 
     table = {
-        "Dense": lambda x, W, b=None: x @ W + (0.0 if b is None else b),
+        "Dense": lambda x, W, b=None: {"sigmoid": sigmoid, "tanh": torch.tanh}.get(opt.get("activation"), lambda a: a)(
+            x @ W + (0.0 if b is None else b)),
         "Sigmoid": sigmoid,
         "Tanh": lambda x: torch.tanh(x),
         "ReLU": lambda x: torch.clamp(x, min=0.0),

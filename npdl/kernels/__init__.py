@@ -28,7 +28,7 @@ import array_api_compat
 
 #: the kernels npdl has; each is a module with the same name in each implementation package
 OPS = ("softmax_xent", "im2col", "pool", "gemm_update", "lstm_cell", "simple_rnn", "activation_backward",
-       "optimizer_update")
+       "optimizer_update", "bias_activation")
 
 _forced = os.environ.get("NPDL_KERNELS", "").strip().lower() or None
 _cache: dict = {}

@@ -28,42 +28,21 @@ from .. import backend, checks
 from ..errors import DeviceError, DTypeError, ShapeError
 from ..init import get_initializer, initializer_name
 from . import activations as A
+from .activations import linear_backward, linear_forward  # noqa: F401  (re-exported, as before)
 from .base import Layer
 from .dense import Dense, dense_backward, dense_forward
 
 
 # --------------------------------------------------------------------------- activations
 
-def linear_forward(x):
-    """``y = x`` (a linear code or a linear output, e.g. logits for the fused loss). Cache: nothing."""
-    return x, None
-
-
-def linear_backward(dy, cache):
-    """Slope 1 everywhere: ``dx = dy``."""
-    return dy
-
-
-#: activation name -> (forward, backward); forward takes only ``x`` (ELU alpha 1, leaky ReLU alpha 0.01)
-AUTOENCODER_ACTIVATIONS = {
-    "sigmoid": (A.sigmoid_forward, A.sigmoid_backward),
-    "tanh": (A.tanh_forward, A.tanh_backward),
-    "relu": (A.relu_forward, A.relu_backward),
-    "leaky_relu": (A.leaky_relu_forward, A.leaky_relu_backward),
-    "elu": (A.elu_forward, A.elu_backward),
-    "linear": (linear_forward, linear_backward),
-}
-
-_ALIASES = {"identity": "linear", "none": "linear", None: "linear"}
+#: activation name -> (forward, backward); forward takes ``x`` and optionally a fused ``bias`` (ELU alpha 1,
+#: leaky ReLU alpha 0.01). The table of :mod:`npdl.layers.activations`, which Dense uses too.
+AUTOENCODER_ACTIVATIONS = A.ELEMENTWISE
 
 
 def check_activation(name, who="autoencoder") -> str:
     """The canonical name of an autoencoder activation (``"identity"`` and ``None`` mean ``"linear"``)."""
-    key = _ALIASES.get(name.lower() if isinstance(name, str) else name, name)
-    key = key.lower() if isinstance(key, str) else key
-    if key not in AUTOENCODER_ACTIVATIONS:
-        raise ValueError(f"{who}: unknown activation {name!r}; choose one of {', '.join(AUTOENCODER_ACTIVATIONS)}")
-    return key
+    return A.check_elementwise(name, who)
 
 
 def _act(name):
@@ -88,24 +67,20 @@ def tied_autoencoder_forward(x_tilde, W, b, b_prime, encoder_act="sigmoid", deco
     """
     f_forward = _act(encoder_act)[0]
     g_forward = _act(decoder_act)[0]
-    a_enc = x_tilde @ W
-    a_enc += b  # fresh array: add in place
-    h, enc_cache = f_forward(a_enc)
+    # the bias add is fused into the activation (one GPU launch); the product is fresh, so it may be overwritten
+    h, enc_cache = f_forward(x_tilde @ W, bias=b, overwrite=True)
     # h W^T computed as (W h^T)^T: the same numbers, but BLAS reads W without transposing it,
     # which some CPU kernels do much faster (OpenBLAS's AVX-512 sgemm: 0.23 ms vs 0.42 ms at N=20).
     # The result is column-major; it is copied to row-major (0.006 ms at N=20) because the loss
     # that compares it with the row-major input runs 1.7x slower on mixed layouts.
     a_dec = backend.row_major((W @ h.T).T)
-    a_dec += b_prime
-    z, dec_cache = g_forward(a_dec)
+    z, dec_cache = g_forward(a_dec, bias=b_prime, overwrite=True)
     return z, (x_tilde, W, h, enc_cache, dec_cache, encoder_act, decoder_act)
 
 
 def tied_autoencoder_encode(x, W, b, encoder_act="sigmoid"):
     """The codes ``h = f(x W + b)`` (N, n_hidden) alone, with no cache (inference)."""
-    a_enc = x @ W
-    a_enc += b
-    return _act(encoder_act)[0](a_enc)[0]
+    return _act(encoder_act)[0](x @ W, bias=b, overwrite=True)[0]
 
 
 def tied_autoencoder_backward(dz, cache, need_dx=True):
@@ -180,21 +155,16 @@ def autoencoder_forward(x_tilde, W_enc, b, W_dec, b_prime, encoder_act="sigmoid"
     """An untied autoencoder: two Dense maps with their own weights.
 
     ``h = f(x_tilde W_enc + b)`` with ``W_enc`` (n_visible, n_hidden), then
-    ``z = g(h W_dec + b_prime)`` with ``W_dec`` (n_hidden, n_visible). Reuses
-    :func:`npdl.layers.dense_forward` for both maps. Cache: both Dense caches and
-    both activation caches.
+    ``z = g(h W_dec + b_prime)`` with ``W_dec`` (n_hidden, n_visible). Each is one
+    :func:`npdl.layers.dense_forward` with its activation. Cache: both Dense caches.
     """
-    f_forward = _act(encoder_act)[0]
-    g_forward = _act(decoder_act)[0]
-    a_enc, enc_dense = dense_forward(x_tilde, W_enc, b)
-    h, enc_cache = f_forward(a_enc)
-    a_dec, dec_dense = dense_forward(h, W_dec, b_prime)
-    z, dec_cache = g_forward(a_dec)
-    return z, (enc_dense, enc_cache, dec_dense, dec_cache, encoder_act, decoder_act)
+    h, enc_dense = dense_forward(x_tilde, W_enc, b, check_activation(encoder_act))
+    z, dec_dense = dense_forward(h, W_dec, b_prime, check_activation(decoder_act))
+    return z, (enc_dense, dec_dense)
 
 
 def autoencoder_backward(dz, cache, need_dx=True):
-    """Two Dense backward passes with the activations' slopes between them:
+    """Two Dense backward passes, each through its activation's slope first:
 
     ``dA_dec = dz * g'(a_dec)``; Dense gives ``dh = dA_dec W_dec^T``, ``dW_dec = h^T dA_dec``
     (n_hidden, n_visible), ``db_prime = sum_n dA_dec``; then ``dA_enc = dh * f'(a_enc)`` and
@@ -203,11 +173,9 @@ def autoencoder_backward(dz, cache, need_dx=True):
 
     Returns ``(dx, dW_enc, db, dW_dec, db_prime)``.
     """
-    enc_dense, enc_cache, dec_dense, dec_cache, encoder_act, decoder_act = cache
-    dA_dec = _act(decoder_act)[1](dz, dec_cache)
-    dh, dW_dec, db_prime = dense_backward(dA_dec, dec_dense)
-    dA_enc = _act(encoder_act)[1](dh, enc_cache)
-    dx, dW_enc, db = dense_backward(dA_enc, enc_dense, need_dx)
+    enc_dense, dec_dense = cache
+    dh, dW_dec, db_prime = dense_backward(dz, dec_dense)
+    dx, dW_enc, db = dense_backward(dh, enc_dense, need_dx)
     return dx, dW_enc, db, dW_dec, db_prime
 
 
@@ -312,21 +280,20 @@ class TiedAutoencoder(_AutoencoderBase):
     def decode(self, h):
         """The reconstruction ``z = g(h W^T + b_prime)`` of codes ``h`` (N, n_hidden); keeps no cache."""
         self._check_input(h, self.n_hidden, "codes")
-        a_dec = h @ self.params["W"].T
-        a_dec += self.params["b_prime"]
-        return _act(self.decoder)[0](a_dec)[0]
+        return _act(self.decoder)[0](h @ self.params["W"].T, bias=self.params["b_prime"], overwrite=True)[0]
 
     def encoder_layers(self, name: str | None = None) -> list:
-        """``[Dense, activation]`` computing :meth:`encode`, holding *this layer's* ``W`` and ``b``.
+        """``[Dense(activation=encoder)]`` computing :meth:`encode`, holding *this layer's* ``W`` and ``b``.
 
         For stacking (the Theano SdA): after pretraining, build the MLP from these
         layers; fine-tuning then updates the very arrays the autoencoder holds, and
-        pretraining updates the MLP's. A ``"linear"`` encoder gives ``[Dense]`` alone.
+        pretraining updates the MLP's. (A list, to be spliced into a layer list.)
         """
         dense = Dense(self.n_visible, self.n_hidden, init="zeros", dtype=self.dtype, device=self.device,
-                      rng=backend.Generator(self.device, 0), name=name or f"{self.name}_encoder")
+                      rng=backend.Generator(self.device, 0), name=name or f"{self.name}_encoder",
+                      activation=self.encoder)
         share_params(self, dense)
-        return [dense] if self.encoder == "linear" else [dense, A.get_activation(self.encoder)]
+        return [dense]
 
 
 class Autoencoder(_AutoencoderBase):
@@ -424,16 +391,13 @@ def stacked_tied_forward(x, Ws, bs, cs, encoder_act="elu", decoder_act="elu", ou
     enc, dec = [None] * L, [None] * L
     h = x
     for k in range(L):
-        a = h @ Ws[k]
-        a += bs[k]
-        h_next, c = _act(encoder_act)[0](a)
+        h_next, c = _act(encoder_act)[0](h @ Ws[k], bias=bs[k], overwrite=True)
         enc[k] = (h, c)
         h = h_next
     r = h
     for k in range(L - 1, -1, -1):
         a = backend.row_major((Ws[k] @ r.T).T)  # r W_k^T, read as W_k r^T (see tied_autoencoder_forward)
-        a += cs[k]
-        r_next, c = _act(output_act if k == 0 else decoder_act)[0](a)
+        r_next, c = _act(output_act if k == 0 else decoder_act)[0](a, bias=cs[k], overwrite=True)
         dec[k] = (r, c)
         r = r_next
     return r, (Ws, enc, dec, (encoder_act, decoder_act, output_act))
@@ -545,16 +509,17 @@ class StackedTiedAutoencoder(Layer):
         return h
 
     def encoder_layers(self, levels=None, rng=None) -> list:
-        """``[Dense, activation] * levels`` computing the first ``levels`` encoder maps, with
+        """``levels`` layers ``Dense(activation=encoder)`` computing the first ``levels`` encoder maps, with
         *copies* of this layer's weights (every classifier starts from the same pretrained values)."""
         levels = self.depth if levels is None else int(levels)
         out = []
         for k in range(levels):
             dense = Dense(self.sizes[k], self.sizes[k + 1], init="zeros", dtype=self.dtype, device=self.device,
-                          rng=rng or backend.Generator(self.device, 0), name=f"{self.name}_dense{k}")
+                          rng=rng or backend.Generator(self.device, 0), name=f"{self.name}_dense{k}",
+                          activation=self.encoder)
             dense.params["W"][...] = self.params[f"W{k}"]
             dense.params["b"][...] = self.params[f"b{k}"]
-            out += [dense] if self.encoder == "linear" else [dense, A.get_activation(self.encoder)]
+            out.append(dense)
         return out
 
     def output_shape(self, input_shape):

@@ -1,56 +1,76 @@
-"""Dense (fully connected) layer: ``y = x W + b``."""
+"""Dense (fully connected) layer: ``y = f(x W + b)``, ``f`` the identity unless an activation is given."""
 
 from __future__ import annotations
 
 from .. import backend, checks
 from ..init import get_initializer, initializer_name
+from .activations import ELEMENTWISE, check_elementwise
 from .base import Layer
 
 
-def dense_forward(x, W, b):
-    """Affine map of a batch.
+def dense_forward(x, W, b, activation="linear"):
+    """Affine map of a batch, then an elementwise activation (none by default).
 
     Shapes: ``x`` (N, n_in), ``W`` (n_in, n_out), ``b`` (n_out,) or ``None``.
-    Returns ``y`` (N, n_out) with ``y[n, j] = sum_i x[n, i] W[i, j] + b[j]``, and the
-    cache ``(x, W, has_bias)``: the backward pass needs ``x`` for ``dW`` and ``W``
-    for ``dx``, and nothing else.
+    ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]`` is the pre-activation (N, n_out), and
+    ``y = f(a)`` with ``f`` one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
+    ``y = a``). The bias add is fused into ``f`` (one GPU launch for both; ``x W`` is a fresh
+    product, so it is overwritten). Returns ``y`` and the cache ``(x, W, has_bias,
+    activation, f_cache)``: the backward pass needs ``x`` for ``dW``, ``W`` for ``dx``, and
+    the activation's own cache (its output ``y`` for sigmoid and tanh) for ``f'``.
     """
-    y = x @ W
-    if b is not None:
-        y += b  # y is a fresh array: add in place, one temporary fewer
-    return y, (x, W, b is not None)
+    forward = ELEMENTWISE[activation][0]
+    y, f_cache = forward(x @ W, bias=b, overwrite=True)
+    return y, (x, W, b is not None, activation, f_cache)
+
+
+def dense_pre_activation_grad(dy, cache):
+    """``da = dL/da = dy * f'(a)`` (N, n_out), the activation's backward; ``dy`` itself when linear."""
+    _, _, _, activation, f_cache = cache
+    return ELEMENTWISE[activation][1](dy, f_cache)
 
 
 def dense_backward(dy, cache, need_dx=True, need_dW=True):
-    """Gradients of the affine map, given ``dy = dL/dy`` of shape (N, n_out).
+    """Gradients of the layer, given ``dy = dL/dy`` of shape (N, n_out).
 
-    From ``y[n, j] = sum_i x[n, i] W[i, j] + b[j]``:
+    First through the activation: ``da = dy * f'(a)`` (:func:`dense_pre_activation_grad`;
+    ``da = dy`` without one). Then, from ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]``:
 
-    * ``dL/dx[n, i] = sum_j dy[n, j] W[i, j]``, i.e. ``dx = dy W^T``:
+    * ``dL/dx[n, i] = sum_j da[n, j] W[i, j]``, i.e. ``dx = da W^T``:
       (N, n_out) @ (n_out, n_in) -> (N, n_in).
-    * ``dL/dW[i, j] = sum_n x[n, i] dy[n, j]``, i.e. ``dW = x^T dy``:
+    * ``dL/dW[i, j] = sum_n x[n, i] da[n, j]``, i.e. ``dW = x^T da``:
       (n_in, N) @ (N, n_out) -> (n_in, n_out). Each example adds the outer
       product of its input and its upstream gradient; the matrix product sums them.
-    * ``dL/db[j] = sum_n dy[n, j]``, i.e. ``db = dy`` summed over the batch axis:
+    * ``dL/db[j] = sum_n da[n, j]``, i.e. ``db = da`` summed over the batch axis:
       (n_out,). ``b`` was broadcast over the N rows in the forward pass, and a
       broadcast in the forward pass is a sum in the backward pass.
 
     Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
     is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
     the gradient of the data, and skipping it saves a third of the layer's work).
-    ``need_dW=False`` returns ``dW = None``: the caller applies ``x.T @ dy`` itself,
+    ``need_dW=False`` returns ``dW = None``: the caller applies ``x.T @ da`` itself,
     fused into the weight update (see :meth:`Dense.backward`).
     """
-    x, W, has_bias = cache
-    xp = backend.namespace(dy, W)
-    dx = dy @ W.T if need_dx else None
-    dW = x.T @ dy if need_dW else None
-    db = xp.sum(dy, axis=0) if has_bias else None
+    return affine_backward(dense_pre_activation_grad(dy, cache), cache, need_dx, need_dW)
+
+
+def affine_backward(da, cache, need_dx=True, need_dW=True):
+    """The three affine formulas of :func:`dense_backward`, from ``da = dL/da`` (N, n_out)."""
+    x, W, has_bias = cache[:3]
+    xp = backend.namespace(da, W)
+    dx = da @ W.T if need_dx else None
+    dW = x.T @ da if need_dW else None
+    db = xp.sum(da, axis=0) if has_bias else None
     return dx, dW, db
 
 
 class Dense(Layer):
-    """Fully connected layer ``y = x W + b`` for inputs of shape (N, n_in).
+    """Fully connected layer ``y = f(x W + b)`` for inputs of shape (N, n_in).
+
+    ``activation`` is ``None``/``"linear"`` (no ``f``, the default), ``"sigmoid"``, ``"tanh"``,
+    ``"relu"``, ``"leaky_relu"`` (alpha 0.01) or ``"elu"`` (alpha 1), as Keras's
+    ``Dense(units, activation=...)``: the same numbers as a Dense followed by that
+    activation layer, in one layer (one GPU launch for the bias and ``f`` together).
 
     ``init`` names an initialiser from :mod:`npdl.init` (``glorot_uniform``,
     ``glorot_uniform_sigmoid``, ``he_normal``, ``normal(0.01)``, ``zeros``) or is a
@@ -63,11 +83,12 @@ class Dense(Layer):
     product_grads = ("W",)
 
     def __init__(self, n_in: int, n_out: int, init="glorot_uniform", bias: bool = True,
-                 dtype=None, device="cpu", rng=None, name: str | None = None):
+                 dtype=None, device="cpu", rng=None, name: str | None = None, activation=None):
         super().__init__(name)
         if int(n_in) <= 0 or int(n_out) <= 0:
             raise ValueError(f"Dense: n_in and n_out must be positive, got n_in={n_in}, n_out={n_out}")
         self.n_in, self.n_out, self.bias = int(n_in), int(n_out), bool(bias)
+        self.activation = check_elementwise(activation, "Dense")
         self.init = get_initializer(init)
         self.dtype = backend.resolve_float(dtype)
         device = backend.get_device(device)
@@ -82,15 +103,16 @@ class Dense(Layer):
         checks.check_rank(x, 2, who, layout="(batch, features)")
         checks.check_dim(x, 1, self.n_in, who)
         checks.check_same_device(x, self.params["W"], who)
-        y, self.cache = dense_forward(x, self.params["W"], self.params.get("b"))
+        y, self.cache = dense_forward(x, self.params["W"], self.params.get("b"), self.activation)
         return y
 
     def backward(self, dy):
-        dx, dW, db = dense_backward(dy, self.cache, self.need_input_grad, need_dW=not self.defer_products)
+        da = dense_pre_activation_grad(dy, self.cache)
+        dx, dW, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=not self.defer_products)
         if self.defer_products:
-            # dW = x.T @ dy is left unformed: plain SGD adds -lr * x.T @ dy straight into W in one
+            # dW = x.T @ da is left unformed: plain SGD adds -lr * x.T @ da straight into W in one
             # GEMM (kernels.gemm_update), saving a (n_in, n_out) temporary and a pass over W
-            self.products["W"] = (self.cache[0], dy)
+            self.products["W"] = (self.cache[0], da)
         self.grads["W"] = dW
         if db is not None:
             self.grads["b"] = db
@@ -100,5 +122,8 @@ class Dense(Layer):
         return (self.n_out,)
 
     def get_config(self):
-        return {"n_in": self.n_in, "n_out": self.n_out, "init": initializer_name(self.init),
-                "bias": self.bias, "dtype": self.dtype, "name": self.name}
+        config = {"n_in": self.n_in, "n_out": self.n_out, "init": initializer_name(self.init),
+                  "bias": self.bias, "dtype": self.dtype, "name": self.name}
+        if self.activation != "linear":  # configs of plain Dense layers stay as they were
+            config["activation"] = self.activation
+        return config

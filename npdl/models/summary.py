@@ -65,7 +65,10 @@ def summary_table(model, input_shape=None) -> str:
             shown = "?"
         count = layer.parameter_count()
         flag = ("yes" if layer.trainable else "frozen") if count else "-"
-        lines.append(_row((index, f"{layer.name} ({type(layer).__name__})", shown, f"{count:,}", flag)))
+        kind = type(layer).__name__
+        if getattr(layer, "activation", "linear") not in ("linear", None):  # Dense(activation=...): show it
+            kind += f", {layer.activation}"
+        lines.append(_row((index, f"{layer.name} ({kind})", shown, f"{count:,}", flag)))
     trainable, frozen = parameter_counts(model)
     lines += ["=" * _RULE, f"Total params: {trainable + frozen:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {frozen:,}"]

@@ -29,7 +29,7 @@ import os
 import time
 
 from .. import backend
-from ..layers import ELU, Dense, ReLU, Tanh
+from ..layers import Dense
 from ..layers.autoencoder import StackedTiedAutoencoder, TiedAutoencoder
 from ..layers.noise import DropoutNoise, GaussianNoise, MaskingNoise
 from ..models import Sequential
@@ -457,9 +457,8 @@ def _run_homl_denoising(recipe, options, device, data, out, resume, verbose):
     layers = [noise]
     widths = (784, 300, 150, 300, 784)
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense(a, b, init="he_normal", dtype=options["dtype"], device=device, rng=rng))
-        if i < len(widths) - 2:
-            layers.append(ReLU())
+        layers.append(Dense(a, b, init="he_normal", dtype=options["dtype"], device=device, rng=rng,
+                            activation="relu" if i < len(widths) - 2 else None))
     model = Sequential(layers, name=recipe.name)
     model.compile("mse", Adam(lr=options["lr"]))
     (x_train, _), _ = _homl_split(data)
@@ -501,7 +500,8 @@ def _run_homl_pretrain(recipe, options, device, data, out, resume, verbose):
         if variant == "scratch":
             hidden = []
             for a, b in zip(HOML_SIZES[:-1], HOML_SIZES[1:]):
-                hidden += [Dense(a, b, init="he_normal", dtype=options["dtype"], device=device, rng=crng), ELU()]
+                hidden.append(Dense(a, b, init="he_normal", dtype=options["dtype"], device=device, rng=crng,
+                                    activation="elu"))
         else:
             hidden = stacked.encoder_layers()
         top = Dense(HOML_SIZES[-1], 10, init="he_normal", dtype=options["dtype"], device=device, rng=crng)
@@ -566,13 +566,11 @@ def _run_autoencoder2d(recipe, options, device, data, out, resume, verbose):
     widths = AE2D_ENCODER + AE2D_ENCODER[-2::-1]
     layers, n_encoder = [], None
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense(a, b, dtype=options["dtype"], device=device, rng=rng))
-        if b == AE2D_ENCODER[-1]:
-            n_encoder = len(layers)  # the linear code: no activation
-        elif i == len(widths) - 2:
-            layers.append(Tanh())
-        else:
-            layers.append(ReLU())
+        code = b == AE2D_ENCODER[-1]  # the linear code: no activation
+        layers.append(Dense(a, b, dtype=options["dtype"], device=device, rng=rng,
+                            activation=None if code else "tanh" if i == len(widths) - 2 else "relu"))
+        if code:
+            n_encoder = len(layers)
     model = Sequential(layers, name=recipe.name)
     model.compile("mse", Adam(lr=options["lr"]))
     x_train = _device_x(device, data["train"][0]) - 0.5

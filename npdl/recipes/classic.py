@@ -8,7 +8,7 @@ the layer objects are npdl's.
 from __future__ import annotations
 
 from ..datasets import and_gate, linear_regression, load_mnist
-from ..layers import Dense, ReLU, Tanh
+from ..layers import Dense
 from ..models import Sequential
 from ..optim import SGD, RMSprop
 from .base import Recipe, register
@@ -24,8 +24,9 @@ def mnist_keras(options) -> dict:
     return load_mnist("keras", data_dir=options.get("data_dir"), dtype=options.get("dtype", "float32"))
 
 
-def _dense(n_in, n_out, options, device, rng, init_name="glorot_uniform"):
-    return Dense(n_in, n_out, init=init_name, dtype=options.get("dtype"), device=device, rng=rng)
+def _dense(n_in, n_out, options, device, rng, init_name="glorot_uniform", activation=None):
+    return Dense(n_in, n_out, init=init_name, dtype=options.get("dtype"), device=device, rng=rng,
+                 activation=activation)
 
 
 # ---------------------------------------------------------------- Theano DeepLearningTutorials
@@ -40,7 +41,7 @@ def build_logreg(options, device, rng):
 def build_mlp(options, device, rng):
     """``mlp.py``: tanh hidden layer with W ~ U(+-sqrt(6 / (n_in + n_out))) (Glorot), a zero-initialised
     logistic-regression layer on top, cost = NLL + 0.0 * L1 + 1e-4 * L2_sqr over both weight matrices."""
-    model = Sequential([_dense(784, 500, options, device, rng), Tanh(),
+    model = Sequential([_dense(784, 500, options, device, rng, activation="tanh"),
                         _dense(500, 10, options, device, rng, "zeros")], name="mlp")
     return model.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["error"], l2=1e-4)
 
@@ -64,8 +65,8 @@ register(Recipe(
 def build_keras_mlp(options, device, rng):
     """Keras "getting started" classifier: Dense(32) relu, Dense(10) softmax, RMSprop(0.001),
     categorical cross-entropy (here fused with the softmax on logits: the same function)."""
-    model = Sequential([_dense(784, 32, options, device, rng), ReLU(), _dense(32, 10, options, device, rng)],
-                       name="keras-mlp")
+    model = Sequential([_dense(784, 32, options, device, rng, activation="relu"),
+                        _dense(32, 10, options, device, rng)], name="keras-mlp")
     return model.compile("softmax_cross_entropy", RMSprop(lr=options["lr"]), metrics=["accuracy"])
 
 

@@ -48,7 +48,7 @@ def build_lenet(options, device, rng):
     dtype = options.get("dtype")
     layers = (_conv_pool(1, 20, options, device, rng, Tanh, init="lenet_conv")
               + _conv_pool(20, 50, options, device, rng, Tanh, init="lenet_conv")
-              + [Flatten(), Dense(50 * 4 * 4, 500, dtype=dtype, device=device, rng=rng), Tanh(),
+              + [Flatten(), Dense(50 * 4 * 4, 500, dtype=dtype, device=device, rng=rng, activation="tanh"),
                  Dense(500, 10, init="zeros", dtype=dtype, device=device, rng=rng)])
     model = Sequential(layers, name="lenet")
     return model.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["error"])
@@ -80,9 +80,9 @@ def _n3_bias(rng, shape, dtype):
 
 
 def _n3_dense(n_in, n_out, options, device, rng, zero=False):
-    """``FullyConnectedLayer``: w ~ N(0, 1/n_out), b ~ N(0, 1); ``SoftmaxLayer``: w = b = 0."""
+    """``FullyConnectedLayer``: w ~ N(0, 1/n_out), b ~ N(0, 1), ReLU here; ``SoftmaxLayer``: w = b = 0, linear."""
     dense = Dense(n_in, n_out, init="zeros" if zero else normal(math.sqrt(1.0 / n_out)),
-                  dtype=options.get("dtype"), device=device, rng=rng)
+                  dtype=options.get("dtype"), device=device, rng=rng, activation=None if zero else "relu")
     if not zero:
         dense.params["b"][...] = _n3_bias(rng, (n_out,), options.get("dtype"))
     return dense
@@ -97,7 +97,7 @@ def _n3_conv_pool(c_in, c_out, options, device, rng):
 def build_network3(options, device, rng):
     """The chapter 6 walkthrough's net: conv-pool 20 5x5 ReLU, FC 100 ReLU, softmax; L2 lmbda 0.1."""
     layers = (_n3_conv_pool(1, 20, options, device, rng)
-              + [Flatten(), _n3_dense(20 * 12 * 12, 100, options, device, rng), ReLU(),
+              + [Flatten(), _n3_dense(20 * 12 * 12, 100, options, device, rng),
                  _n3_dense(100, 10, options, device, rng, zero=True)])
     model = Sequential(layers, name="network3")
     return model.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["accuracy"],
@@ -107,7 +107,7 @@ def build_network3(options, device, rng):
 def build_network3_2conv(options, device, rng):
     """The book's best plain net: conv-pool 20 and conv-pool 40 (5x5, ReLU), FC 100 ReLU, softmax; L2 0.1."""
     layers = (_n3_conv_pool(1, 20, options, device, rng) + _n3_conv_pool(20, 40, options, device, rng)
-              + [Flatten(), _n3_dense(40 * 4 * 4, 100, options, device, rng), ReLU(),
+              + [Flatten(), _n3_dense(40 * 4 * 4, 100, options, device, rng),
                  _n3_dense(100, 10, options, device, rng, zero=True)])
     model = Sequential(layers, name="network3-2conv")
     return model.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["accuracy"],
@@ -121,8 +121,8 @@ def build_network3_dropout(options, device, rng):
         return Dropout(0.5, rng=rng)
 
     layers = (_n3_conv_pool(1, 20, options, device, rng) + _n3_conv_pool(20, 40, options, device, rng)
-              + [Flatten(), drop(), _n3_dense(40 * 4 * 4, 1000, options, device, rng), ReLU(),
-                 drop(), _n3_dense(1000, 1000, options, device, rng), ReLU(),
+              + [Flatten(), drop(), _n3_dense(40 * 4 * 4, 1000, options, device, rng),
+                 drop(), _n3_dense(1000, 1000, options, device, rng),
                  drop(), _n3_dense(1000, 10, options, device, rng, zero=True)])
     model = Sequential(layers, name="network3-dropout")
     return model.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["accuracy"])
@@ -163,7 +163,7 @@ def build_keras_cnn(options, device, rng):
               MaxPool2D(2, 2, "same"),
               Conv2D(32, 64, 5, padding="same", dtype=dtype, device=device, rng=rng), ReLU(),
               MaxPool2D(2, 2, "same"),
-              Flatten(), Dense(64 * 7 * 7, 1024, dtype=dtype, device=device, rng=rng), ReLU(),
+              Flatten(), Dense(64 * 7 * 7, 1024, dtype=dtype, device=device, rng=rng, activation="relu"),
               Dense(1024, 10, dtype=dtype, device=device, rng=rng)]
     model = Sequential(layers, name="keras-cnn")
     return model.compile("softmax_cross_entropy", Adam(lr=options["lr"]), metrics=["accuracy"])

@@ -14,7 +14,6 @@ Files written into ``out`` (when given):
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
