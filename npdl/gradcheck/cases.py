@@ -67,7 +67,8 @@ def _cases():
              lambda dy, c: _grads(("x", "W"), L.dense_backward(dy, c))),
         # the activation applied inside the layer, the bias fused into it (bias_activation)
         *[Case(f"Dense[{act}]",
-               lambda g, d: {"x": g.normal((4, 5), dtype=d), "W": g.normal((5, 3), dtype=d), "b": g.normal((3,), dtype=d)},
+               lambda g, d: {"x": g.normal((4, 5), dtype=d), "W": g.normal((5, 3), dtype=d),
+                             "b": g.normal((3,), dtype=d)},
                ("x", "W", "b"), lambda x, W, b, act=act: L.dense_forward(x, W, b, act),
                lambda dy, c: _grads(("x", "W", "b"), L.dense_backward(dy, c)), options={"activation": act})
           for act in ("sigmoid", "tanh")],
