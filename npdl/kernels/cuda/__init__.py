@@ -58,5 +58,17 @@ def launch(kernel, n: int, *args) -> None:
     from numba import cuda
 
     args = tuple(cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a for a in args)
-    stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-    kernel[blocks, threads, stream](*args)
+    kernel[blocks, threads, _numba_stream(cupy, cuda)](*args)
+
+
+_streams: dict = {}
+
+
+def _numba_stream(cupy, cuda):
+    """Numba's handle on CuPy's current stream, made once per (device, stream) and kept: a launch
+    is bound by host time at small sizes, and a new external-stream object per launch is part of it."""
+    key = (cupy.cuda.runtime.getDevice(), cupy.cuda.get_current_stream().ptr)
+    stream = _streams.get(key)
+    if stream is None:
+        stream = _streams[key] = cuda.external_stream(key[1])
+    return stream
