@@ -46,10 +46,11 @@ for spec in "logreg:30:" "mlp:30:--epochs 3" "da:40:--epochs 2" "sda:50:--epochs
     step "train-$model" "$limit" python -m npdl train "$model" --device gpu --json --quiet $args
 done
 # numba.cuda launches cost more host time than CuPy's (numba-cuda#477), so at small batches a fused
-# kernel may lose to the several CuPy launches it replaces: the same GPU steps both ways, alternated
-step kernels-ab 40 bash -c 'set -o pipefail; for k in auto reference auto reference; do
-    NPDL_KERNELS=$k python -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
-        --min-seconds 0.15 --json | sed "s/^/$k /"; done'
+# kernel may lose to the several CuPy launches it replaces: the same GPU steps both ways
+# (unbuffered, so a timeout keeps what was printed)
+step kernels-ab 40 bash -c 'set -o pipefail; for k in auto reference; do
+    NPDL_KERNELS=$k python -u -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
+        --min-seconds 0.2 --json | sed -u "s/^/$k /"; done'
 step bench 100 python benchmarks/run.py --workload sda_b1,sda_b128,lenet_b500,kcnn_b64,mlp_b20 \
     --device cpu,gpu --impls npdl,torch --graph --rounds 1 --min-seconds 0.3 --csv "$OUT/bench.csv" --no-plots
 echo "done; see $SUMMARY"

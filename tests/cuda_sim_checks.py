@@ -234,7 +234,7 @@ def check_bias_activation(rng):
                  cuda_bias_act.sigmoid(at, bt, overwrite=True), ref_bias_act.sigmoid(at.copy(), bt), dtype=dtype)
         counts["bias_activation"] += 1
     a = np.array([[np.nan, -0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 100.0]], np.float32)
-    zero = np.zeros(8, np.float32)
+    zero = np.full(8, -0.0, np.float32)  # -0.0 + -0.0 stays -0.0: the kernel's v <= 0 branch must make it +0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for name in ("sigmoid", "tanh", "relu"):
             same(f"bias_activation.{name} of nan, -0.0, inf", getattr(cuda_bias_act, name)(a, zero),

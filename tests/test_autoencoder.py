@@ -313,7 +313,8 @@ def test_share_params_checks_the_layers():
         npdl.share_params(ae, npdl.Dense(6, 3, device="strict", rng=backend.Generator("strict", 0)))
     with pytest.raises(TypeError, match="expected a TiedAutoencoder and a Dense"):
         npdl.share_params(npdl.Autoencoder(6, 3, rng=g), dense)
-    assert len(npdl.TiedAutoencoder(6, 3, encoder="linear", rng=g).encoder_layers()) == 1
+    linear = npdl.TiedAutoencoder(6, 3, encoder="linear", rng=g).encoder_layers()
+    assert len(linear) == 1 and linear[0].activation == "linear"
 
 
 # -------------------------------------------------------------------------------- training

@@ -250,3 +250,53 @@ def test_non_json_extra_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="JSON"):
         save_checkpoint(tmp_path / "x.npz", model, extra={"f": object()})
     assert json.dumps(model.get_config())  # the model config itself is plain JSON
+
+
+# ------------------------------------------------ checkpoints of separate activation layers
+
+def _activation_net(folded, seed):
+    rng = backend.Generator("cpu", seed)
+    if folded:
+        layers = [Dense(4, 6, rng=rng, activation="tanh"), Dropout(0.3, rng=backend.Generator("cpu", 9)),
+                  Dense(6, 5, rng=rng, activation="elu"), Dense(5, 2, rng=rng)]
+    else:
+        layers = [Dense(4, 6, rng=rng), Tanh(), Dropout(0.3, rng=backend.Generator("cpu", 9)),
+                  Dense(6, 5, rng=rng), npdl.ELU(), Dense(5, 2, rng=rng)]
+    return Sequential(layers, name="net").compile("softmax_cross_entropy", Momentum(lr=0.05))
+
+
+def test_a_checkpoint_with_activation_layers_resumes_into_dense_with_activation(tmp_path):
+    """Runs saved when the recipes built ``Dense, Tanh`` resume into ``Dense(activation="tanh")``: the
+    parameters, momentum slots and Dropout's generator move to the renumbered layers, and the
+    continued training is the one the old network would have done."""
+    from npdl.training import restore
+    from npdl.training.checkpoint import rename_parameters
+
+    x, y = data()
+    old = _activation_net(folded=False, seed=0)
+    for i in range(3):
+        old.train_step(x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)])
+    path = save_checkpoint(tmp_path / "ck.npz", old, old.optimizer, epoch=1)
+    new = _activation_net(folded=True, seed=1)  # other initial values: all must come from the file
+    ck = restore(new, new.optimizer, None, path)
+    assert ck["layer_map"] == {0: 0, 1: 0, 2: 1, 3: 2, 4: 2, 5: 3}
+    assert rename_parameters({"3.W": 1}, ck) == {"2.W": 1}
+    for k_old, k_new in (("0.W", "0.W"), ("3.W", "2.W"), ("5.b", "3.b")):
+        np.testing.assert_array_equal(old.state_dict()[k_old], new.state_dict()[k_new])
+    for model in (old, new):
+        for i in range(3, 6):
+            model.train_step(x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)])
+    for k_old, k_new in (("0.W", "0.W"), ("3.W", "2.W"), ("5.W", "3.W"), ("5.b", "3.b")):
+        np.testing.assert_array_equal(old.state_dict()[k_old], new.state_dict()[k_new])
+
+
+def test_a_checkpoint_with_other_activations_is_refused(tmp_path):
+    from npdl.training import restore
+
+    old = _activation_net(folded=False, seed=0)
+    path = save_checkpoint(tmp_path / "ck.npz", old, old.optimizer)
+    rng = backend.Generator("cpu", 0)
+    other = Sequential([Dense(4, 6, rng=rng, activation="relu"), Dropout(0.3), Dense(6, 5, rng=rng, activation="elu"),
+                        Dense(5, 2, rng=rng)]).compile("softmax_cross_entropy", Momentum(lr=0.05))
+    with pytest.raises(CheckpointError, match="do not fit this model"):
+        restore(other, other.optimizer, None, path)

@@ -64,9 +64,21 @@ def test_dense_with_activation_equals_dense_then_activation(device, activation):
 
 
 def test_summary_shows_a_dense_layers_activation():
-    model = npdl.Sequential([npdl.Dense(4, 3, activation="tanh"), npdl.Dense(3, 2)])
-    text = model.summary(input_shape=(4,))
-    assert "(Dense, tanh)" in text and "(Dense)" in text
+    model = npdl.Sequential([npdl.SimpleRNN(3, 4, return_sequences=True),
+                             npdl.TimeDistributed(npdl.Dense(4, 3, activation="relu")),
+                             npdl.Flatten(), npdl.Dense(21, 5, activation="tanh"), npdl.Dense(5, 2)])
+    text = model.summary(input_shape=(7, 3))
+    assert "(Dense, tanh)" in text and "(Dense)" in text and "(SimpleRNN)" in text
+    assert "(TimeDistributed(Dense, relu)) (None, 7, 3)" in text  # a long name still leaves a space
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "elu", "leaky_relu", "linear"])
+def test_dense_with_activation_keeps_float32(device, activation):
+    g = backend.Generator(device, 0)
+    layer = npdl.Dense(4, 3, device=device, rng=g, activation=activation)
+    y = layer.forward(g.normal((5, 4)), training=True)
+    dx = layer.backward(g.normal((5, 3)))
+    assert [backend.dtype_name(a) for a in (y, dx, layer.grads["W"], layer.grads["b"])] == ["float32"] * 4
 
 
 def test_dense_rejects_an_unknown_activation():

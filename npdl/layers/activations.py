@@ -12,7 +12,9 @@ autoencoder) passes the product ``x W`` and ``b``, with ``overwrite=True`` since
 product is its own to reuse. The bias is a constant shift inside ``f``, so the
 backward pass is unchanged: ``dL/d(x W) = dy * f'`` as before, and the layer sums
 the same array over the batch for ``db``. Sigmoid, tanh and ReLU do the add and
-``f`` through the ``bias_activation`` kernel: on a GPU one launch instead of two to four.
+``f`` through the ``bias_activation`` kernel: on a GPU one launch instead of two (tanh,
+ReLU) or five (sigmoid: the add, ``* 1/2``, ``tanh``, ``+ 1``, ``* 1/2``). Leaky ReLU and ELU add
+the bias first and then run their own expression.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def tied_autoencoder_forward(x_tilde, W, b, b_prime, encoder_act="sigmoid", deco
     """
     f_forward = _act(encoder_act)[0]
     g_forward = _act(decoder_act)[0]
-    # the bias add is fused into the activation (one GPU launch); the product is fresh, so it may be overwritten
+    # the bias goes to the activation with the product (one GPU launch for sigmoid/tanh/ReLU); the product
+    # is fresh, so it may be overwritten
     h, enc_cache = f_forward(x_tilde @ W, bias=b, overwrite=True)
     # h W^T computed as (W h^T)^T: the same numbers, but BLAS reads W without transposing it,
     # which some CPU kernels do much faster (OpenBLAS's AVX-512 sgemm: 0.23 ms vs 0.42 ms at N=20).
@@ -442,8 +443,8 @@ class StackedTiedAutoencoder(Layer):
     mirrors them with the transposed weights. Parameters ``W0 .. W{L-1}`` (weights, for
     L1/L2), encoder biases ``b0 ..`` and decoder biases ``c0 ..`` (``c0`` is the output's).
     ``encoder`` and ``decoder`` activations (default ELU, He init) and a ``"linear"``
-    ``output``. :meth:`encode` gives the codes ``h_L``; :meth:`encoder_layers` gives Dense +
-    activation layers holding copies of the encoder's weights (for a classifier on top).
+    ``output``. :meth:`encode` gives the codes ``h_L``; :meth:`encoder_layers` gives
+    ``Dense(activation=encoder)`` layers holding copies of the encoder's weights (for a classifier on top).
     """
 
     def __init__(self, sizes, encoder="elu", decoder=None, output="linear", init=None, dtype=None,

@@ -14,13 +14,13 @@ def dense_forward(x, W, b, activation="linear"):
     Shapes: ``x`` (N, n_in), ``W`` (n_in, n_out), ``b`` (n_out,) or ``None``.
     ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]`` is the pre-activation (N, n_out), and
     ``y = f(a)`` with ``f`` one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
-    ``y = a``). The bias add is fused into ``f`` (one GPU launch for both; ``x W`` is a fresh
-    product, so it is overwritten). Returns ``y`` and the cache ``(x, W, has_bias,
+    ``y = a``). The bias is handed to ``f`` with the product (for sigmoid, tanh and ReLU the
+    add and ``f`` are one GPU launch; ``x W`` is a fresh product, so it may be overwritten). Returns ``y`` and the cache ``(x, W, has_bias,
     activation, f_cache)``: the backward pass needs ``x`` for ``dW``, ``W`` for ``dx``, and
     the activation's own cache (its output ``y`` for sigmoid and tanh) for ``f'``.
     """
-    forward = ELEMENTWISE[activation][0]
-    y, f_cache = forward(x @ W, bias=b, overwrite=True)
+    activation = check_elementwise(activation, "dense_forward")  # "identity", None ... -> "linear"
+    y, f_cache = ELEMENTWISE[activation][0](x @ W, bias=b, overwrite=True)
     return y, (x, W, b is not None, activation, f_cache)
 
 
@@ -70,7 +70,8 @@ class Dense(Layer):
     ``activation`` is ``None``/``"linear"`` (no ``f``, the default), ``"sigmoid"``, ``"tanh"``,
     ``"relu"``, ``"leaky_relu"`` (alpha 0.01) or ``"elu"`` (alpha 1), as Keras's
     ``Dense(units, activation=...)``: the same numbers as a Dense followed by that
-    activation layer, in one layer (one GPU launch for the bias and ``f`` together).
+    activation layer, in one layer (for sigmoid, tanh and ReLU one GPU launch for the bias and
+    ``f`` together).
 
     ``init`` names an initialiser from :mod:`npdl.init` (``glorot_uniform``,
     ``glorot_uniform_sigmoid``, ``he_normal``, ``normal(0.01)``, ``zeros``) or is a

@@ -39,7 +39,19 @@ def _first_input_shape(model):
 
 
 def _row(cells) -> str:
-    return " " + "".join(str(c).ljust(w) for c, w in zip(cells, _WIDTHS)).rstrip()
+    # a cell longer than its column pushes the rest right, always after one space
+    return " " + "".join(f"{c} ".ljust(w) for c, w in zip(cells, _WIDTHS)).rstrip()
+
+
+def _kind(layer) -> str:
+    """``Dense``; ``Dense, tanh`` for a dense layer with its activation inside; ``TimeDistributed(Dense)``."""
+    kind = type(layer).__name__
+    inner = getattr(layer, "layer", None)
+    if inner is not None:
+        return f"{kind}({_kind(inner)})"
+    if kind == "Dense" and layer.activation != "linear":
+        kind += f", {layer.activation}"
+    return kind
 
 
 def parameter_counts(model) -> tuple[int, int]:
@@ -65,10 +77,7 @@ def summary_table(model, input_shape=None) -> str:
             shown = "?"
         count = layer.parameter_count()
         flag = ("yes" if layer.trainable else "frozen") if count else "-"
-        kind = type(layer).__name__
-        if getattr(layer, "activation", "linear") not in ("linear", None):  # Dense(activation=...): show it
-            kind += f", {layer.activation}"
-        lines.append(_row((index, f"{layer.name} ({kind})", shown, f"{count:,}", flag)))
+        lines.append(_row((index, f"{layer.name} ({_kind(layer)})", shown, f"{count:,}", flag)))
     trainable, frozen = parameter_counts(model)
     lines += ["=" * _RULE, f"Total params: {trainable + frozen:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {frozen:,}"]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from .. import backend
 from ..errors import NpdlError
 from ..training import Callback, PatienceEarlyStopping, read_checkpoint, restore, save_checkpoint
-from ..training.checkpoint import read_arrays, write_arrays
+from ..training.checkpoint import read_arrays, rename_parameters, write_arrays
 from .base import Recipe
 
 CHECKPOINT, BEST, HISTORY, MODEL, CURVES = "checkpoint.npz", "best.npz", "history.csv", "model.npz", "curves.png"
@@ -104,12 +104,12 @@ def _resume(model, out, recipe, options, patience, fit_rng):
                        "folder of the run to continue)")
     ck = check_checkpoint(path, recipe, options)
     saved = ck.get("extra") or {}
-    restore(model, model.optimizer, fit_rng, ck)
+    ck = restore(model, model.optimizer, fit_rng, ck)  # renamed, for a run saved with activation layers
     if patience is not None and saved.get("patience"):
         best = None
         best_path = os.path.join(out, BEST)
         if os.path.exists(best_path):
-            best = {k: model.device.asarray(v) for k, v in read_arrays(best_path).items()}
+            best = {k: model.device.asarray(v) for k, v in rename_parameters(read_arrays(best_path), ck).items()}
         patience.resume_from(saved["patience"], best)
     return ck
 

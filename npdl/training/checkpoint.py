@@ -153,16 +153,95 @@ def _load_params(model, checkpoint) -> None:
         raise CheckpointError(f"{checkpoint['path']}: its parameters do not fit this model: {exc}") from exc
 
 
+# ------------------------------------------------- checkpoints of separate activation layers
+
+#: activation layers that ``Dense(activation=...)`` now holds, with the parameters it assumes
+_FOLDABLE = {"Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "ReLU": ("relu", {}),
+             "LeakyReLU": ("leaky_relu", {"alpha": 0.01}), "ELU": ("elu", {"alpha": 1.0})}
+
+
+def _folded_layout(model_config: dict, model) -> dict | None:
+    """Old layer index -> index in ``model``, when ``model`` is the saved network with every activation
+    layer that followed a plain Dense held by that Dense (``Dense(activation=...)``), else None.
+
+    Until 2026-11-26 the recipes built ``Dense, Tanh`` where they now build ``Dense(activation="tanh")``,
+    which renumbers the layers (and so the parameter names ``"2.W"`` -> ``"1.W"``); this lets their
+    checkpoints resume. Nothing is guessed: each folded activation must be the one the new Dense holds.
+    """
+    mapping, j, folded, previous_plain_dense = {}, -1, [], False
+    for i, entry in enumerate(model_config.get("layers", [])):
+        name, defaults = _FOLDABLE.get(entry.get("class"), (None, None))
+        config = {k: v for k, v in (entry.get("config") or {}).items() if k != "name"}
+        if previous_plain_dense and name is not None and config == defaults:
+            mapping[i] = j
+            folded.append((j, name))
+            previous_plain_dense = False
+            continue
+        j += 1
+        mapping[i] = j
+        config = entry.get("config") or {}
+        previous_plain_dense = entry.get("class") == "Dense" and config.get("activation") in (None, "linear")
+    if not folded or j != len(model.layers) - 1:
+        return None
+    if any(getattr(model.layers[k], "activation", None) != name for k, name in folded):
+        return None
+    return mapping
+
+
+def _renamed(names: dict, mapping: dict) -> dict:
+    """``{"2.W": ...}`` -> ``{"1.W": ...}`` (and ``"m/2.W"`` -> ``"m/1.W"``) under an old -> new layer index map."""
+    out = {}
+    for key, value in names.items():
+        prefix, _, rest = key.rpartition("/")
+        index, _, param = rest.partition(".")
+        new = f"{mapping[int(index)]}.{param}"
+        out[f"{prefix}/{new}" if prefix else new] = value
+    return out
+
+
+def with_folded_activations(checkpoint: dict, model) -> dict | None:
+    """``checkpoint`` renamed to fit ``model`` when :func:`_folded_layout` applies, else None.
+
+    The returned dict has ``"layer_map"`` (old -> new layer index) for arrays saved beside it
+    (a run's ``best.npz``: rename them with :func:`rename_parameters`)."""
+    mapping = _folded_layout(checkpoint.get("model_config") or {}, model)
+    if mapping is None:
+        return None
+    out = dict(checkpoint, params=_renamed(checkpoint["params"], mapping), layer_map=mapping)
+    if checkpoint.get("optimizer") is not None:
+        out["optimizer"] = dict(checkpoint["optimizer"], slots=_renamed(checkpoint["optimizer"]["slots"], mapping))
+    rng = dict(checkpoint.get("rng") or {})
+    rng["layers"] = {str(mapping[int(k)]): v for k, v in (rng.get("layers") or {}).items()}
+    out["rng"] = rng
+    return out
+
+
+def rename_parameters(arrays: dict, checkpoint: dict) -> dict:
+    """Parameter arrays saved with ``checkpoint`` (e.g. ``best.npz``), renamed as :func:`restore` renamed it."""
+    mapping = checkpoint.get("layer_map")
+    return arrays if mapping is None else _renamed(arrays, mapping)
+
+
 def restore(model, optimizer=None, rng=None, checkpoint=None) -> dict:
     """Put a checkpoint (a path or a :func:`read_checkpoint` dict) into existing objects.
 
     Loads the parameters and layer generators into ``model`` (on its device), the
     optimizer state into ``optimizer`` and the shuffling state into ``rng`` (a
     :class:`npdl.backend.Generator`), each when given. Returns the checkpoint dict.
+    A checkpoint of the same network written with its activations as layers of their
+    own (see :func:`with_folded_activations`) is renamed to fit, and the returned dict
+    is the renamed one.
     """
     if not isinstance(checkpoint, dict):
         checkpoint = read_checkpoint(checkpoint)
-    _load_params(model, checkpoint)
+    try:
+        _load_params(model, checkpoint)
+    except CheckpointError:
+        folded = with_folded_activations(checkpoint, model)
+        if folded is None:
+            raise
+        checkpoint = folded
+        _load_params(model, checkpoint)
     model.set_rng_state(checkpoint["rng"].get("layers") or {})
     saved = checkpoint["optimizer"]
     if optimizer is not None and saved is not None:

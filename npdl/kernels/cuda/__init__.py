@@ -70,5 +70,7 @@ def _numba_stream(cupy, cuda):
     key = (cupy.cuda.runtime.getDevice(), cupy.cuda.get_current_stream().ptr)
     stream = _streams.get(key)
     if stream is None:
+        if len(_streams) >= 64:  # a program that makes a stream per batch: keep the table small
+            _streams.clear()
         stream = _streams[key] = cuda.external_stream(key[1])
     return stream

@@ -2,8 +2,8 @@
 
 One thread per element of ``a`` (read as flat, C-ordered), whose bias is
 ``b[i % K]`` with ``K = a.shape[-1]``. CuPy would launch one kernel for the bias add
-and one for ``tanh``, plus two more for the sigmoid's ``+ 1`` and ``* 1/2``; this is one
-launch and no temporaries. The reference's operations in its order, in the arrays'
+and one for ``tanh``, and for the sigmoid three more (``* 1/2`` before the ``tanh``, ``+ 1``
+and ``* 1/2`` after it); this is one launch and no temporaries. The reference's operations in its order, in the arrays'
 dtype (typed constants, never a float64 literal); the GPU's ``tanhf``/``tanh`` are
 not NumPy's, so results agree with the reference to round-off. ReLU keeps NumPy's
 ``maximum`` semantics: ``nan`` stays ``nan`` and ``-0.0`` becomes ``0.0``.
@@ -55,7 +55,7 @@ def _relu(a, b, y):
 
 
 def _run(kernel, kernel_no_bias, reference, a, b, overwrite):
-    if b is not None and (b.dtype != a.dtype or tuple(b.shape) != tuple(a.shape[-1:])):
+    if a.ndim == 0 or b is not None and (b.dtype != a.dtype or tuple(b.shape) != tuple(a.shape[-1:])):
         return reference(a, b, overwrite)  # promotion or broadcasting the layers never ask for
     if kernel_no_bias is None and b is None:
         return reference(a, b, overwrite)  # one CuPy launch already (tanh, maximum)

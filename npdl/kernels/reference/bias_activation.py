@@ -8,7 +8,8 @@ is three. On a GPU each pass is a kernel launch, and a small batch's step is bou
 launches, so the GPU version does the whole ``f(a + b)`` in one.
 
 Every function takes the pre-activation ``a`` (any shape), the bias ``b`` (shape
-``a.shape[-1:]``, broadcast over the other axes) or ``None``, and ``overwrite``: with
+``a.shape[-1:]`` and ``a``'s dtype, as a layer's parameter is; broadcast over the other
+axes) or ``None``, and ``overwrite``: with
 ``True`` it may use ``a``'s memory (a layer passes a product it no longer needs: the
 reference adds the bias in place, the GPU kernel writes ``y`` over ``a``); with
 ``False`` ``a`` is left as it is. ``linear`` returns ``a`` itself when there is no bias.
