@@ -15,9 +15,10 @@ def dense_forward(x, W, b, activation="linear"):
     ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]`` is the pre-activation (N, n_out), and
     ``y = f(a)`` with ``f`` one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
     ``y = a``). The bias is handed to ``f`` with the product (for sigmoid, tanh and ReLU the
-    add and ``f`` are one GPU launch; ``x W`` is a fresh product, so it may be overwritten). Returns ``y`` and the cache ``(x, W, has_bias,
-    activation, f_cache)``: the backward pass needs ``x`` for ``dW``, ``W`` for ``dx``, and
-    the activation's own cache (its output ``y`` for sigmoid and tanh) for ``f'``.
+    add and ``f`` are one GPU launch; ``x W`` is a fresh product, so it may be overwritten).
+    Returns ``y`` and the cache ``(x, W, has_bias, activation, f_cache)``: the backward pass
+    needs ``x`` for ``dW``, ``W`` for ``dx``, and the activation's own cache (its output ``y``
+    for sigmoid and tanh) for ``f'``.
     """
     activation = check_elementwise(activation, "dense_forward")  # "identity", None ... -> "linear"
     y, f_cache = ELEMENTWISE[activation][0](x @ W, bias=b, overwrite=True)
