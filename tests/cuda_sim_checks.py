@@ -245,29 +245,48 @@ def check_bias_activation(rng):
 
 
 def check_optimizer_update(rng):
-    """Each rule over several steps (the state carries over), float32 and float64, against the reference."""
+    """Each rule on a whole model's parameters at once (mixed shapes, float32 and float64 in one call: one
+    launch per dtype, an empty parameter) over several steps, the state carrying over, against the
+    reference; one parameter alone; a strided parameter (updated by the reference where it lies)."""
     rules = {"momentum": lambda t: (0.05, 0.9), "nesterov": lambda t: (0.05, 0.9),
              "rmsprop": lambda t: (0.01, 0.9, 1e-7),
              "adam": lambda t: (0.9, 0.999, 1e-7, 0.01 / (1.0 - 0.9 ** t), (1.0 - 0.999 ** t) ** 0.5)}
-    for i, shape in enumerate([(1,), (9,), (4, 3), (2, 3, 5)]):
-        dtype = (np.float32, np.float64)[i % 2]
-        for rule, scalars in rules.items():
-            p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
-            v = np.abs(rng.standard_normal(shape)).astype(dtype)
-            slots = (m, v) if rule == "adam" else (v,)
-            got = [p] + list(slots)
-            want = [a.copy() for a in got]
+    models = [[((1,), np.float32)], [((9,), np.float64)],
+              [((4, 3), np.float32), ((3,), np.float32), ((2, 3, 5), np.float32), ((7,), np.float64),
+               ((0, 2), np.float32), ((1, 1), np.float64)]]
+    for rule, scalars in rules.items():
+        n_slots = 2 if rule == "adam" else 1
+        for model in models:
+            got = {"p": [], "g": [], "slots": [[] for _ in range(n_slots)]}
+            for shape, dtype in model:
+                got["p"].append(rng.standard_normal(shape).astype(dtype))
+                got["g"].append(rng.standard_normal(shape).astype(dtype))
+                for k in range(n_slots):  # v >= 0 for the square-root rules
+                    got["slots"][k].append(np.abs(rng.standard_normal(shape)).astype(dtype))
+            want = {"p": [a.copy() for a in got["p"]], "slots": [[a.copy() for a in lst] for lst in got["slots"]]}
             for t in (1, 2, 50):
-                getattr(cuda_opt, rule)(got[0], g, *got[1:], *scalars(t))
-                getattr(ref_opt, rule)(want[0], g, *want[1:], *scalars(t))
-            for k, (a, b) in enumerate(zip(got, want)):
-                same(f"optimizer_update.{rule} array {k} {shape} {np.dtype(dtype).name}", a, b, dtype=dtype)
+                cuda_opt.update_all(rule, got["p"], got["g"], got["slots"], scalars(t))
+                ref_opt.update_all(rule, want["p"], got["g"], want["slots"], scalars(t))
+            for i, (shape, dtype) in enumerate(model):
+                what = f"optimizer_update.{rule} parameter {i} of {len(model)} {shape} {np.dtype(dtype).name}"
+                same(f"{what} p", got["p"][i], want["p"][i], dtype=dtype)
+                for k in range(n_slots):
+                    same(f"{what} slot {k}", got["slots"][k][i], want["slots"][k][i], dtype=dtype)
             counts["optimizer_update"] += 1
-    # a strided parameter cannot be updated in place by the flat kernel: the reference does it
+    # the one-parameter functions are update_all of one
+    p, g, v = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3))
+    v = np.abs(v)
+    p2, v2 = p.copy(), v.copy()
+    cuda_opt.rmsprop(p, g, v, 0.01, 0.9, 1e-7)
+    ref_opt.rmsprop(p2, g, v2, 0.01, 0.9, 1e-7)
+    same("optimizer_update.rmsprop of one parameter", p, p2, dtype=np.float32)
+    # a strided parameter cannot be updated in place by the flat kernel: the reference does it, the rest launch
     p = np.zeros((4, 6), np.float32)[:, ::2]
-    v = np.zeros((4, 3), np.float32)
-    cuda_opt.momentum(p, np.ones((4, 3), np.float32), v, 0.1, 0.9)
+    q = np.zeros(5, np.float32)
+    cuda_opt.update_all("momentum", [p, q], [np.ones((4, 3), np.float32), np.ones(5, np.float32)],
+                        [[np.zeros((4, 3), np.float32), np.zeros(5, np.float32)]], (0.1, 0.9))
     same("optimizer_update.momentum on a strided parameter", p, np.full((4, 3), -0.1, np.float32), dtype=np.float32)
+    same("optimizer_update.momentum beside a strided parameter", q, np.full(5, -0.1, np.float32), dtype=np.float32)
 
 
 def check_lstm_cell(rng):
@@ -337,6 +356,7 @@ def check_ptx():
     i = types.int64
     for dt in (types.float32, types.float64):
         a4, a2, a1, i4 = dt[:, :, :, ::1], dt[:, ::1], dt[::1], types.int32[:, :, :, ::1]
+        t3, off = types.UniTuple(a1, 3), types.UniTuple(i, 4)  # three parameters and their offsets
         sigs = {"im2col._im2col": (cuda_im2col._im2col, (a4, a2) + (i,) * 8),
                 "im2col._col2im": (cuda_im2col._col2im, (a2, a4) + (i,) * 8),
                 "pool._max_forward": (cuda_pool._max_forward, (a4, a4, i4) + (i,) * 6),
@@ -348,10 +368,10 @@ def check_ptx():
                 "activation_backward._sigmoid": (cuda_act._sigmoid, (a1, a1, a1)),
                 "activation_backward._tanh": (cuda_act._tanh, (a1, a1, a1)),
                 "activation_backward._relu": (cuda_act._relu, (a1, a1, a1)),
-                "optimizer_update._momentum": (cuda_opt._momentum, (a1,) * 3 + (dt,) * 2),
-                "optimizer_update._nesterov": (cuda_opt._nesterov, (a1,) * 3 + (dt,) * 2),
-                "optimizer_update._rmsprop": (cuda_opt._rmsprop, (a1,) * 3 + (dt,) * 4),
-                "optimizer_update._adam": (cuda_opt._adam, (a1,) * 4 + (dt,) * 7),
+                "optimizer_update._momentum": (cuda_opt._momentum, (t3,) * 3 + (off,) + (dt,) * 2),
+                "optimizer_update._nesterov": (cuda_opt._nesterov, (t3,) * 3 + (off,) + (dt,) * 2),
+                "optimizer_update._rmsprop": (cuda_opt._rmsprop, (t3,) * 3 + (off,) + (dt,) * 4),
+                "optimizer_update._adam": (cuda_opt._adam, (t3,) * 4 + (off,) + (dt,) * 7),
                 "bias_activation._sigmoid": (cuda_bias_act._sigmoid, (a1, a1, a1)),
                 "bias_activation._sigmoid_no_bias": (cuda_bias_act._sigmoid_no_bias, (a1, a1)),
                 "bias_activation._tanh": (cuda_bias_act._tanh, (a1, a1, a1)),

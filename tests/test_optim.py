@@ -325,3 +325,33 @@ def test_matches_torch_optim(ours, theirs):
         for k, t in tensors.items():
             np.testing.assert_allclose(got[step][k], t.detach().numpy(), rtol=1e-10, atol=1e-13,
                                        err_msg=f"step {step + 1}, {k}")
+
+
+@pytest.mark.parametrize("name, kw", [("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("adam", {})])
+def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
+    """Momentum, Nesterov, RMSprop and Adam hand all of a device's parameters to the optimizer_update
+    kernel's update_all at once (one GPU launch), with their state slots aligned."""
+    from npdl import kernels
+
+    calls = []
+    real_get = kernels.get
+
+    def spy(op, xp):
+        module = real_get(op, xp)
+        if op != "optimizer_update":
+            return module
+
+        class Spy:
+            @staticmethod
+            def update_all(rule, ps, gs, slots, scalars):
+                calls.append((rule, len(ps), [len(s) for s in slots]))
+                return module.update_all(rule, ps, gs, slots, scalars)
+        return Spy
+
+    monkeypatch.setattr(kernels, "get", spy)
+    opt = optim.get_optimizer(name, lr=0.1, **kw)
+    params = make_params(backend.get_device("cpu"))
+    opt.step(params, grads_of(params))
+    n_slots = 2 if name == "adam" else 1
+    assert calls == [(name, 2, [2] * n_slots)]
+    assert len(opt._slots) == 2 * n_slots

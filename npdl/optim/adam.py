@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-from .. import kernels
 from .base import Optimizer, check_number
 
 
@@ -40,17 +39,17 @@ class Adam(Optimizer):
         self.beta2 = check_number("Adam", "beta2", beta2, 0.0, 1.0)
         self.eps = check_number("Adam", "eps", eps, 0.0)
 
-    def _update(self, name, p, g, lr, xp):
-        m, v = self._slot("m", name, p), self._slot("v", name, p)
+    # the ``optimizer_update`` kernel's ``adam``, whose reference is, per parameter and in place:
+    #   m *= beta1;  m += (1 - beta1) g;  v *= beta2;  v += (1 - beta2) g^2
+    #   p -= step_size m / (sqrt(v) / sqrt_correction2 + eps)
+    # (on a GPU one launch for all the parameters instead of ten per parameter)
+    kernel_rule = "adam"
+
+    def _rule_scalars(self, lr):
         t = self.iterations + 1
         step_size = lr / (1.0 - self.beta1 ** t)  # Python floats: no dtype reaches the arrays
         sqrt_correction2 = math.sqrt(1.0 - self.beta2 ** t)
-        # the ``optimizer_update`` kernel's ``adam``, whose reference is, in place:
-        #   m *= beta1;  m += (1 - beta1) g;  v *= beta2;  v += (1 - beta2) g^2
-        #   p -= step_size m / (sqrt(v) / sqrt_correction2 + eps)
-        # (one launch per parameter on a GPU instead of ten)
-        kernels.get("optimizer_update", xp).adam(p, g, m, v, self.beta1, self.beta2, self.eps, step_size,
-                                                 sqrt_correction2)
+        return (self.beta1, self.beta2, self.eps, step_size, sqrt_correction2)
 
     def get_config(self):
         return {**super().get_config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import kernels
 from .base import Optimizer, check_number
 
 
@@ -23,16 +22,16 @@ class RMSprop(Optimizer):
     """
 
     slot_kinds = ("v",)
+    # the ``optimizer_update`` kernel's rule, per parameter: v *= rho; v += (1 - rho) g^2; p -= lr g / (sqrt(v) + eps)
+    kernel_rule = "rmsprop"
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kw):
         super().__init__(lr, **kw)
         self.rho = check_number("RMSprop", "rho", rho, 0.0, 1.0)
         self.eps = check_number("RMSprop", "eps", eps, 0.0)
 
-    def _update(self, name, p, g, lr, xp):
-        v = self._slot("v", name, p)
-        # the ``optimizer_update`` kernel: v *= rho; v += (1 - rho) g^2; p -= lr g / (sqrt(v) + eps)
-        kernels.get("optimizer_update", xp).rmsprop(p, g, v, lr, self.rho, self.eps)
+    def _rule_scalars(self, lr):
+        return (lr, self.rho, self.eps)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "eps": self.eps}

@@ -51,15 +51,15 @@ class Momentum(Optimizer):
     """
 
     slot_kinds = ("velocity",)
+    # the ``optimizer_update`` kernel's rule, per parameter: v *= mu; v -= lr g; p += v
+    kernel_rule = "momentum"
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kw):
         super().__init__(lr, **kw)
         self.momentum = check_number(type(self).__name__, "momentum", momentum, 0.0, 1.0)
 
-    def _update(self, name, p, g, lr, xp):
-        v = self._slot("velocity", name, p)
-        # the ``optimizer_update`` kernel: v *= mu; v -= lr g; p += v (one launch on a GPU)
-        kernels.get("optimizer_update", xp).momentum(p, g, v, lr, self.momentum)
+    def _rule_scalars(self, lr):
+        return (lr, self.momentum)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum}
@@ -86,7 +86,5 @@ class Nesterov(Momentum):
     ``v`` starts at zero, so before the first step ``p = theta``.
     """
 
-    def _update(self, name, p, g, lr, xp):
-        v = self._slot("velocity", name, p)
-        # the ``optimizer_update`` kernel: v *= mu; v -= lr g; p += mu v; p -= lr g
-        kernels.get("optimizer_update", xp).nesterov(p, g, v, lr, self.momentum)
+    # the ``optimizer_update`` kernel's rule, per parameter: v *= mu; v -= lr g; p += mu v; p -= lr g
+    kernel_rule = "nesterov"

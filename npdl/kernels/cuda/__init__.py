@@ -44,20 +44,25 @@ def launch(kernel, n: int, *args) -> None:
     argument per launch) and then launch on its own default stream; launching on
     CuPy's stream instead keeps the kernel ordered after the CuPy operations that
     produced its inputs and before those that read its outputs, without any host
-    wait.
+    wait. A tuple argument (of arrays, for kernels over several parameters at once, or of
+    ints) stays a tuple, its arrays handed over the same way.
     """
     n = int(n)
     if n <= 0:
         return
     threads = min(THREADS_PER_BLOCK, -(-n // WARP) * WARP)
     blocks = -(-n // threads)
-    if not any(hasattr(a, "__cuda_array_interface__") for a in args):  # NumPy arrays: the simulator
+    members = [x for a in args for x in (a if isinstance(a, tuple) else (a,))]  # a tuple of arrays is one argument
+    if not any(hasattr(a, "__cuda_array_interface__") for a in members):  # NumPy arrays: the simulator
         kernel[blocks, threads](*args)
         return
     import cupy
     from numba import cuda
 
-    args = tuple(cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a for a in args)
+    def device(a):
+        return cuda.as_cuda_array(a, sync=False) if hasattr(a, "__cuda_array_interface__") else a
+
+    args = tuple(tuple(device(x) for x in a) if isinstance(a, tuple) else device(a) for a in args)
     kernel[blocks, threads, _numba_stream(cupy, cuda)](*args)
 
 

@@ -1,13 +1,20 @@
 """The optimizer rules, numba.cuda version of :mod:`npdl.kernels.reference.optimizer_update`.
 
-One launch per parameter with one thread per element reads ``p``, ``g`` and the state once and
-writes ``p`` and the state once, where the reference's CuPy operations launch three (momentum)
-to ten (Adam) kernels and allocate temporaries. The scalars are passed as the parameter's own
-float type (``np.float32(lr)`` ...), as NumPy casts a Python float against a float32 array, so
-the arithmetic is float32 throughout with the reference's operations in its order. (The GPU
-compiler may fuse a multiply and an add into one FMA, so results agree with the reference to
-round-off, not always bit for bit.) Arrays the kernels cannot take in place (another layout or
-dtype) go to the reference.
+:func:`update_all` updates every parameter of a model in one launch, one thread per element
+of all of them together: the parameters, gradients and state arrays come as tuples (Numba
+passes a tuple of arrays to a kernel as its members), with the offsets where each parameter's
+elements start, and a thread finds its parameter by walking the offsets. Each thread reads its
+``p``, ``g`` and state once and writes ``p`` and the state once, where the reference's CuPy
+operations launch three (momentum) to ten (Adam) kernels per parameter and allocate
+temporaries. A model's step thus ends with one launch instead of dozens (the launch itself
+costs host time per array argument, so the saving is the per-launch part).
+
+The scalars are passed as the parameters' own float type (``np.float32(lr)`` ...), as NumPy
+casts a Python float against a float32 array, so the arithmetic is float32 throughout with the
+reference's operations in its order. (The GPU compiler may fuse a multiply and an add into one
+FMA, so results agree with the reference to round-off, not always bit for bit.) Parameters are
+grouped by dtype, one launch per group; an array the kernel cannot update in place (another
+layout, shape or dtype than its parameter's) sends that parameter to the reference.
 """
 
 from __future__ import annotations
@@ -20,82 +27,120 @@ from ... import backend
 from ..reference import optimizer_update as _reference
 from . import launch
 
-
-@cuda.jit(cache=True)
-def _momentum(p, g, v, lr, mu):
-    i = cuda.grid(1)
-    if i < p.size:
-        vi = v[i] * mu - g[i] * lr
-        v[i] = vi
-        p[i] += vi
+# One kernel per rule over all parameters: ps, gs and the state are tuples of flat arrays, and
+# thread i first finds its parameter t (offsets[t] <= i < offsets[t + 1]) and its element j there.
+# (Written out in each kernel, not as a device function: compiling a call to a device function
+# needs a GPU, and the tests compile every kernel to PTX without one.)
 
 
 @cuda.jit(cache=True)
-def _nesterov(p, g, v, lr, mu):
+def _momentum(ps, gs, vs, offsets, lr, mu):
     i = cuda.grid(1)
-    if i < p.size:
-        lr_g = g[i] * lr
-        vi = v[i] * mu - lr_g
-        v[i] = vi
-        p[i] = (p[i] + vi * mu) - lr_g
+    if i < offsets[len(offsets) - 1]:
+        t = 0
+        while offsets[t + 1] <= i:
+            t += 1
+        p, g, v, j = ps[t], gs[t], vs[t], i - offsets[t]
+        vj = v[j] * mu - g[j] * lr
+        v[j] = vj
+        p[j] += vj
 
 
 @cuda.jit(cache=True)
-def _rmsprop(p, g, v, lr, rho, one_minus_rho, eps):
+def _nesterov(ps, gs, vs, offsets, lr, mu):
     i = cuda.grid(1)
-    if i < p.size:
-        gi = g[i]
-        vi = v[i] * rho + (gi * gi) * one_minus_rho
-        v[i] = vi
-        p[i] -= (gi / (math.sqrt(vi) + eps)) * lr
+    if i < offsets[len(offsets) - 1]:
+        t = 0
+        while offsets[t + 1] <= i:
+            t += 1
+        p, g, v, j = ps[t], gs[t], vs[t], i - offsets[t]
+        lr_g = g[j] * lr
+        vj = v[j] * mu - lr_g
+        v[j] = vj
+        p[j] = (p[j] + vj * mu) - lr_g
 
 
 @cuda.jit(cache=True)
-def _adam(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, sqrt_correction2):
+def _rmsprop(ps, gs, vs, offsets, lr, rho, one_minus_rho, eps):
     i = cuda.grid(1)
-    if i < p.size:
-        gi = g[i]
-        mi = m[i] * beta1 + gi * one_minus_beta1
-        vi = v[i] * beta2 + (gi * gi) * one_minus_beta2
-        m[i] = mi
-        v[i] = vi
-        p[i] -= (mi / (math.sqrt(vi) / sqrt_correction2 + eps)) * step_size
+    if i < offsets[len(offsets) - 1]:
+        t = 0
+        while offsets[t + 1] <= i:
+            t += 1
+        p, g, v, j = ps[t], gs[t], vs[t], i - offsets[t]
+        gj = g[j]
+        vj = v[j] * rho + (gj * gj) * one_minus_rho
+        v[j] = vj
+        p[j] -= (gj / (math.sqrt(vj) + eps)) * lr
 
 
-def _fits(p, g, *slots) -> bool:
+@cuda.jit(cache=True)
+def _adam(ps, gs, ms, vs, offsets, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, step_size, sqrt_correction2):
+    i = cuda.grid(1)
+    if i < offsets[len(offsets) - 1]:
+        t = 0
+        while offsets[t + 1] <= i:
+            t += 1
+        p, g, m, v, j = ps[t], gs[t], ms[t], vs[t], i - offsets[t]
+        gj = g[j]
+        mj = m[j] * beta1 + gj * one_minus_beta1
+        vj = v[j] * beta2 + (gj * gj) * one_minus_beta2
+        m[j] = mj
+        v[j] = vj
+        p[j] -= (mj / (math.sqrt(vj) / sqrt_correction2 + eps)) * step_size
+
+
+_KERNELS = {"momentum": _momentum, "nesterov": _nesterov, "rmsprop": _rmsprop, "adam": _adam}
+
+
+def _kernel_scalars(rule, scalars):
+    """The reference's scalars as the kernel takes them (the ``1 - rho``-style constants computed once)."""
+    if rule == "rmsprop":
+        lr, rho, eps = scalars
+        return lr, rho, 1.0 - rho, eps
+    if rule == "adam":
+        beta1, beta2, eps, step_size, sqrt_correction2 = scalars
+        return beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, step_size, sqrt_correction2
+    return tuple(scalars)
+
+
+def _fits(p, g, state) -> bool:
     """Same shape and dtype everywhere, and the arrays updated in place C-contiguous."""
-    return (all(a.shape == p.shape and a.dtype == p.dtype for a in (g,) + slots)
-            and all(a.flags.c_contiguous for a in (p,) + slots))
+    return (all(a.shape == p.shape and a.dtype == p.dtype for a in (g, *state))
+            and all(a.flags.c_contiguous for a in (p, *state)))
 
 
-def _flat(*arrays):
-    return tuple(a.reshape(-1) for a in arrays)
+def update_all(rule: str, ps, gs, slots, scalars):
+    """:func:`npdl.kernels.reference.optimizer_update.update_all` in one launch per dtype."""
+    groups: dict = {}
+    for k, (p, g, *state) in enumerate(zip(ps, gs, *slots)):
+        if _fits(p, g, state):
+            groups.setdefault(p.dtype, []).append(k)
+        else:  # e.g. a strided view: the reference updates it where it lies
+            _reference.RULES[rule](p, g, *state, *scalars)
+    for dtype, ks in groups.items():
+        offsets = [0]
+        for k in ks:
+            offsets.append(offsets[-1] + int(ps[k].size))
+        if offsets[-1] == 0:
+            continue
+        flat = [tuple(ps[k].reshape(-1) for k in ks), tuple(backend.row_major(gs[k]).reshape(-1) for k in ks),
+                *(tuple(state[k].reshape(-1) for k in ks) for state in slots)]
+        t = dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
+        launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *(t(s) for s in _kernel_scalars(rule, scalars)))
 
 
 def momentum(p, g, v, lr: float, mu: float):
-    if not _fits(p, g, v):
-        return _reference.momentum(p, g, v, lr, mu)
-    t = p.dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
-    launch(_momentum, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(mu))
+    update_all("momentum", [p], [g], [[v]], (lr, mu))
 
 
 def nesterov(p, g, v, lr: float, mu: float):
-    if not _fits(p, g, v):
-        return _reference.nesterov(p, g, v, lr, mu)
-    t = p.dtype.type
-    launch(_nesterov, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(mu))
+    update_all("nesterov", [p], [g], [[v]], (lr, mu))
 
 
 def rmsprop(p, g, v, lr: float, rho: float, eps: float):
-    if not _fits(p, g, v):
-        return _reference.rmsprop(p, g, v, lr, rho, eps)
-    t = p.dtype.type
-    launch(_rmsprop, p.size, *_flat(p, backend.row_major(g), v), t(lr), t(rho), t(1.0 - rho), t(eps))
+    update_all("rmsprop", [p], [g], [[v]], (lr, rho, eps))
 
 
 def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
-    if not _fits(p, g, m, v):
-        return _reference.adam(p, g, m, v, beta1, beta2, eps, step_size, sqrt_correction2)
-    t = p.dtype.type
-    launch(_adam, p.size, *_flat(p, backend.row_major(g), m, v), t(beta1), t(1.0 - beta1), t(beta2), t(1.0 - beta2),
-           t(eps), t(step_size), t(sqrt_correction2))
+    update_all("adam", [p], [g], [[m], [v]], (beta1, beta2, eps, step_size, sqrt_correction2))

@@ -5,7 +5,7 @@ in place; the scalars are Python floats, so no float64 reaches a float32 paramet
 and their derivations are in :mod:`npdl.optim` (each class's docstring); this module is the
 code they run. Written with in-place operators, each rule is still three to ten elementwise
 passes with temporaries: on a GPU as many kernel launches per parameter, which the ``cuda``
-version makes one.
+version makes one for all the parameters (:func:`update_all`).
 
 * :func:`momentum`: ``v <- mu v - lr g``;  ``p <- p + v``
 * :func:`nesterov`: ``v <- mu v - lr g``;  ``p <- p + mu v - lr g``
@@ -62,3 +62,19 @@ def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, s
     step = m / denom
     step *= step_size
     p -= step
+
+
+#: rule name -> the function above
+RULES = {"momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam}
+
+
+def update_all(rule: str, ps, gs, slots, scalars):
+    """``RULES[rule](p, g, *state, *scalars)`` for every parameter ``p`` of the list ``ps``.
+
+    ``gs`` are the gradients, ``slots`` one list per kind of state aligned with ``ps`` (``[vs]``;
+    Adam's ``[ms, vs]``), ``scalars`` the rule's Python floats after ``g`` and the state. Here a
+    loop over the parameters; on a GPU one launch for all of them.
+    """
+    update = RULES[rule]
+    for p, g, *state in zip(ps, gs, *slots):
+        update(p, g, *state, *scalars)
