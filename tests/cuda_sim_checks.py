@@ -248,14 +248,14 @@ def check_optimizer_update(rng):
     """Each rule on a whole model's parameters at once (mixed shapes, float32 and float64 in one call: one
     launch per dtype, an empty parameter) over several steps, the state carrying over, against the
     reference; one parameter alone; a strided parameter (updated by the reference where it lies)."""
-    rules = {"momentum": lambda t: (0.05, 0.9), "nesterov": lambda t: (0.05, 0.9),
+    rules = {"sgd": lambda t: (0.05,), "momentum": lambda t: (0.05, 0.9), "nesterov": lambda t: (0.05, 0.9),
              "rmsprop": lambda t: (0.01, 0.9, 1e-7),
              "adam": lambda t: (0.9, 0.999, 1e-7, 0.01 / (1.0 - 0.9 ** t), (1.0 - 0.999 ** t) ** 0.5)}
     models = [[((1,), np.float32)], [((9,), np.float64)],
               [((4, 3), np.float32), ((3,), np.float32), ((2, 3, 5), np.float32), ((7,), np.float64),
                ((0, 2), np.float32), ((1, 1), np.float64)]]
     for rule, scalars in rules.items():
-        n_slots = 2 if rule == "adam" else 1
+        n_slots = {"sgd": 0, "adam": 2}.get(rule, 1)
         for model in models:
             got = {"p": [], "g": [], "slots": [[] for _ in range(n_slots)]}
             for shape, dtype in model:
@@ -368,6 +368,7 @@ def check_ptx():
                 "activation_backward._sigmoid": (cuda_act._sigmoid, (a1, a1, a1)),
                 "activation_backward._tanh": (cuda_act._tanh, (a1, a1, a1)),
                 "activation_backward._relu": (cuda_act._relu, (a1, a1, a1)),
+                "optimizer_update._sgd": (cuda_opt._sgd, (t3,) * 2 + (off,) + (dt,)),
                 "optimizer_update._momentum": (cuda_opt._momentum, (t3,) * 3 + (off,) + (dt,) * 2),
                 "optimizer_update._nesterov": (cuda_opt._nesterov, (t3,) * 3 + (off,) + (dt,) * 2),
                 "optimizer_update._rmsprop": (cuda_opt._rmsprop, (t3,) * 3 + (off,) + (dt,) * 4),

@@ -327,7 +327,7 @@ def test_matches_torch_optim(ours, theirs):
                                        err_msg=f"step {step + 1}, {k}")
 
 
-@pytest.mark.parametrize("name, kw", [("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("adam", {})])
+@pytest.mark.parametrize("name, kw", [("sgd", {}), ("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("adam", {})])
 def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
     """Momentum, Nesterov, RMSprop and Adam hand all of a device's parameters to the optimizer_update
     kernel's update_all at once (one GPU launch), with their state slots aligned."""
@@ -352,6 +352,6 @@ def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
     opt = optim.get_optimizer(name, lr=0.1, **kw)
     params = make_params(backend.get_device("cpu"))
     opt.step(params, grads_of(params))
-    n_slots = 2 if name == "adam" else 1
+    n_slots = {"sgd": 0, "adam": 2}.get(name, 1)
     assert calls == [(name, 2, [2] * n_slots)]
     assert len(opt._slots) == 2 * n_slots

@@ -20,12 +20,14 @@ class SGD(Optimizer):
     """
 
     takes_products = True
+    # the ``optimizer_update`` kernel's rule, per parameter: p -= lr g (the parameters not given as products)
+    kernel_rule = "sgd"
 
     def __init__(self, lr: float = 0.01, **kw):
         super().__init__(lr, **kw)
 
-    def _update(self, name, p, g, lr, xp):
-        p -= g * lr
+    def _rule_scalars(self, lr):
+        return (lr,)
 
     def step_products(self, params, products, lr, shrink):
         for name, p in params.items():

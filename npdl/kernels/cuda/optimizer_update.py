@@ -5,7 +5,7 @@ of all of them together: the parameters, gradients and state arrays come as tupl
 passes a tuple of arrays to a kernel as its members), with the offsets where each parameter's
 elements start, and a thread finds its parameter by walking the offsets. Each thread reads its
 ``p``, ``g`` and state once and writes ``p`` and the state once, where the reference's CuPy
-operations launch three (momentum) to ten (Adam) kernels per parameter and allocate
+operations launch two (SGD) to ten (Adam) kernels per parameter and allocate
 temporaries. A model's step thus ends with one launch instead of dozens (the launch itself
 costs host time per array argument, so the saving is the per-launch part).
 
@@ -31,6 +31,17 @@ from . import launch
 # thread i first finds its parameter t (offsets[t] <= i < offsets[t + 1]) and its element j there.
 # (Written out in each kernel, not as a device function: compiling a call to a device function
 # needs a GPU, and the tests compile every kernel to PTX without one.)
+
+
+@cuda.jit(cache=True)
+def _sgd(ps, gs, offsets, lr):
+    i = cuda.grid(1)
+    if i < offsets[len(offsets) - 1]:
+        t = 0
+        while offsets[t + 1] <= i:
+            t += 1
+        p, g, j = ps[t], gs[t], i - offsets[t]
+        p[j] -= g[j] * lr
 
 
 @cuda.jit(cache=True)
@@ -90,7 +101,7 @@ def _adam(ps, gs, ms, vs, offsets, beta1, one_minus_beta1, beta2, one_minus_beta
         p[j] -= (mj / (math.sqrt(vj) / sqrt_correction2 + eps)) * step_size
 
 
-_KERNELS = {"momentum": _momentum, "nesterov": _nesterov, "rmsprop": _rmsprop, "adam": _adam}
+_KERNELS = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "rmsprop": _rmsprop, "adam": _adam}
 
 
 def _kernel_scalars(rule, scalars):
@@ -128,6 +139,10 @@ def update_all(rule: str, ps, gs, slots, scalars):
                 *(tuple(state[k].reshape(-1) for k in ks) for state in slots)]
         t = dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
         launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *(t(s) for s in _kernel_scalars(rule, scalars)))
+
+
+def sgd(p, g, lr: float):
+    update_all("sgd", [p], [g], [], (lr,))
 
 
 def momentum(p, g, v, lr: float, mu: float):

@@ -7,6 +7,7 @@ code they run. Written with in-place operators, each rule is still three to ten 
 passes with temporaries: on a GPU as many kernel launches per parameter, which the ``cuda``
 version makes one for all the parameters (:func:`update_all`).
 
+* :func:`sgd`: ``p <- p - lr g``
 * :func:`momentum`: ``v <- mu v - lr g``;  ``p <- p + v``
 * :func:`nesterov`: ``v <- mu v - lr g``;  ``p <- p + mu v - lr g``
 * :func:`rmsprop`: ``v <- rho v + (1 - rho) g^2``;  ``p <- p - lr g / (sqrt(v) + eps)``
@@ -19,6 +20,10 @@ version makes one for all the parameters (:func:`update_all`).
 from __future__ import annotations
 
 from ... import backend
+
+
+def sgd(p, g, lr: float):
+    p -= g * lr
 
 
 def momentum(p, g, v, lr: float, mu: float):
@@ -65,7 +70,7 @@ def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, s
 
 
 #: rule name -> the function above
-RULES = {"momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam}
+RULES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam}
 
 
 def update_all(rule: str, ps, gs, slots, scalars):
