@@ -8,8 +8,9 @@
 # (the tests marked gpu), pytest-cuda-kernels.txt (the numba.cuda kernels under the simulator and
 # compiled to PTX with the machine's libNVVM),
 # gradcheck-cupy.txt, train-*.json/.txt (short --device gpu runs of every issue-8 model),
-# kernels-ab.txt (npdl's GPU steps with the numba.cuda kernels and with CuPy operations only,
-# NPDL_KERNELS=reference: does a fused kernel's launch pay at small batches?), launch-overhead.txt
+# kernels-ab.txt (npdl's GPU steps with the numba.cuda kernels, with CuPy ElementwiseKernels for the
+# elementwise ones, NPDL_KERNELS=cupy, and with CuPy operations only, NPDL_KERNELS=reference: does a
+# fused kernel's launch pay at small batches, and whose?), launch-overhead.txt
 # (host microseconds per launch, kernel by kernel: benchmarks/launch_overhead.py),
 # bench.csv/bench.txt (npdl CPU vs GPU vs PyTorch CUDA, with the CUDA-graph replay) and
 # summary.txt (exit status and seconds of each step). Each step has its own timeout, so
@@ -47,11 +48,12 @@ for spec in "logreg:30:" "mlp:30:--epochs 3" "da:35:--epochs 2" "sda:50:--epochs
     step "train-$model" "$limit" python -m npdl train "$model" --device gpu --json --quiet $args
 done
 # numba.cuda launches cost more host time than CuPy's (numba-cuda#477), so at small batches a fused
-# kernel may lose to the several CuPy launches it replaces: the same GPU steps both ways
-# (unbuffered, so a timeout keeps what was printed)
-step kernels-ab 40 bash -c 'set -o pipefail; for k in auto reference; do
+# kernel may lose to the several CuPy launches it replaces: the same GPU steps with the numba.cuda
+# kernels (auto), CuPy's ElementwiseKernels for the elementwise ones (cupy) and plain CuPy operations
+# (reference); unbuffered, so a timeout keeps what was printed
+step kernels-ab 40 bash -c 'set -o pipefail; for k in auto cupy reference; do
     NPDL_KERNELS=$k python -u -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
-        --min-seconds 0.2 --json | sed -u "s/^/$k /"; done'
+        --min-seconds 0.1 --json | sed -u "s/^/$k /"; done'
 # host time per launch: CuPy's operations against npdl's numba.cuda kernels, one by one
 step launch-overhead 15 python -u benchmarks/launch_overhead.py
 step bench 100 python benchmarks/run.py --workload sda_b1,sda_b128,lenet_b500,kcnn_b64,mlp_b20 \

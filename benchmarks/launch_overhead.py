@@ -7,7 +7,8 @@ replaces (Numba packs each argument through ctypes, and npdl hands each CuPy arr
 
 * single launches: a CuPy in-place add; trivial ``numba.cuda`` kernels of 1 and 4 arrays
   launched as npdl launches them, and with the CuPy arrays passed to Numba directly;
-* npdl's kernels against the reference's CuPy operations on the same arrays: the optimizer
+* npdl's kernels (``numba.cuda``, and the CuPy ``ElementwiseKernel`` versions) against the
+  reference's CuPy operations on the same arrays: the optimizer
   update of the SdA's eight parameters (Adam, ``update_all``), a (20, 1000) sigmoid with its
   bias (``bias_activation``) and its backward pass (``activation_backward``).
 
@@ -32,6 +33,8 @@ from numba import cuda
 from npdl import backend, kernels
 from npdl.kernels.cuda import activation_backward as cuda_act, bias_activation as cuda_bias_act
 from npdl.kernels.cuda import launch, optimizer_update as cuda_opt
+from npdl.kernels.cupy import activation_backward as cupy_act, bias_activation as cupy_bias_act
+from npdl.kernels.cupy import optimizer_update as cupy_opt
 from npdl.kernels.reference import activation_backward as ref_act, bias_activation as ref_bias_act
 from npdl.kernels.reference import optimizer_update as ref_opt
 
@@ -119,13 +122,17 @@ def main(width: int = 1000) -> None:
     scalars = (0.9, 0.999, 1e-7, 0.001 / 0.1, 0.001 ** 0.5)
     cases["Adam, SdA's 8 parameters: npdl numba.cuda update_all (1 launch)"] = \
         lambda: cuda_opt.update_all("adam", ps, gs, [ms, vs], scalars)
+    cases["Adam, SdA's 8 parameters: npdl CuPy ElementwiseKernels (8 launches)"] = \
+        lambda: cupy_opt.update_all("adam", ps, gs, [ms, vs], scalars)
     cases["Adam, SdA's 8 parameters: reference CuPy operations"] = \
         lambda: ref_opt.update_all("adam", ps, gs, [ms, vs], scalars)
     z, bias, dy = g.normal((20, w), dtype="float32"), g.normal((w,), dtype="float32"), g.normal((20, w))
     y = ref_bias_act.sigmoid(z, bias)
     cases[f"sigmoid(z + b), (20, {w}): npdl numba.cuda"] = lambda: cuda_bias_act.sigmoid(z, bias)
+    cases[f"sigmoid(z + b), (20, {w}): npdl CuPy ElementwiseKernel"] = lambda: cupy_bias_act.sigmoid(z, bias)
     cases[f"sigmoid(z + b), (20, {w}): reference CuPy operations"] = lambda: ref_bias_act.sigmoid(z, bias)
     cases[f"sigmoid backward, (20, {w}): npdl numba.cuda"] = lambda: cuda_act.sigmoid(dy, y)
+    cases[f"sigmoid backward, (20, {w}): npdl CuPy ElementwiseKernel"] = lambda: cupy_act.sigmoid(dy, y)
     cases[f"sigmoid backward, (20, {w}): reference CuPy operations"] = lambda: ref_act.sigmoid(dy, y)
     for name, fn in cases.items():
         print(json.dumps({"case": name, **per_call(fn)}), flush=True)

@@ -337,6 +337,14 @@ def check_dispatch_under_sim():
         expect("forced reference", kernels.implementation(fake_cupy, "pool") == "reference", "")
     finally:
         kernels.use(None)
+    kernels.use("cupy")
+    try:
+        got = {op: kernels.implementation(fake_cupy, op) for op in ("bias_activation", "pool", "optimizer_update")}
+        expect("NPDL_KERNELS=cupy", got == {"bias_activation": "cupy", "pool": "cuda", "optimizer_update": "cupy"},
+               f"{got}")
+        expect("NPDL_KERNELS=cupy on the CPU", kernels.implementation(np, "bias_activation") == "numba", "")
+    finally:
+        kernels.use(None)
     # through the kernel a layer would get, on simulator "device" arrays
     x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
     y, _ = kernels.get("pool", fake_cupy).max_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))

@@ -46,13 +46,17 @@ def test_cuda_kernels_compile_to_ptx():
 @pytest.mark.parametrize("op, with_cuda, without_cuda", [
     ("im2col", "cuda", "reference"), ("pool", "cuda", "reference"), ("softmax_xent", "cuda", "reference"),
     ("gemm_update", "cupy", "cupy"), ("lstm_cell", "cuda", "reference"), ("simple_rnn", "reference", "reference"),
-    ("activation_backward", "cuda", "reference"), ("optimizer_update", "cuda", "reference"),
-    ("bias_activation", "cuda", "reference"),
+    ("activation_backward", "cuda", "cupy"), ("optimizer_update", "cuda", "cupy"),
+    ("bias_activation", "cuda", "cupy"),
 ])
 def test_gpu_dispatch_rule(op, with_cuda, without_cuda):
     """CuPy arrays: numba.cuda where a kernel is written and numba.cuda works, else CuPy's, else the reference."""
     assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=True) == with_cuda
     assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=False) == without_cuda
+    # NPDL_KERNELS=cupy: CuPy's own kernel first where there is one
+    preferred = "cupy" if kernels.has_module("cupy", op) else with_cuda
+    assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=True, prefer_cupy=True) == preferred
+    assert kernels.choose(op, numpy=True, cupy=False, have_numba=True, have_cuda=True, prefer_cupy=True) == "numba"
     # NumPy and array-api-strict are untouched by the GPU rule
     assert kernels.choose(op, numpy=True, cupy=False, have_numba=True, have_cuda=True) == "numba"
     assert kernels.choose(op, numpy=True, cupy=False, have_numba=False, have_cuda=True) == "reference"

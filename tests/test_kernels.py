@@ -305,3 +305,53 @@ def test_gpu_softmax_xent_matches_reference(dtype):
             d = impl.backward(dloss, probs, cupy.asarray(labels))
             np.testing.assert_allclose(cupy.asnumpy(d), ref_sx.backward(dloss_ref, probs_ref, labels), rtol=tol,
                                        atol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(backend.cupy_or_none() is None, reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize("impl", ["cuda", "cupy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_elementwise_kernels_match_reference(impl, dtype):
+    """Both GPU versions of the elementwise kernels (numba.cuda, the default; CuPy's ElementwiseKernels,
+    NPDL_KERNELS=cupy) on CuPy arrays: activation backward, bias + activation (in place too), and
+    the optimizer rules over a whole model's parameters, several steps."""
+    import importlib
+
+    import cupy
+
+    if impl == "cuda" and not kernels.cuda_available():
+        pytest.skip("numba.cuda cannot compile for this GPU (no libNVVM?)")
+    act, bias_act, opt = (importlib.import_module(f"npdl.kernels.{impl}.{op}")
+                          for op in ("activation_backward", "bias_activation", "optimizer_update"))
+    from npdl.kernels.reference import activation_backward as ref_act, bias_activation as ref_bias_act
+    from npdl.kernels.reference import optimizer_update as ref_opt
+
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-13}
+    rng = np.random.default_rng(3)
+    dy, y = rng.standard_normal((64, 33)).astype(dtype), rng.uniform(-1, 1, (64, 33)).astype(dtype)
+    for name in ("sigmoid", "tanh", "relu"):
+        got = getattr(act, name)(cupy.asarray(dy), cupy.asarray(y))
+        np.testing.assert_allclose(cupy.asnumpy(got), getattr(ref_act, name)(dy, y), **tol)
+    a, b = (rng.standard_normal((4, 16, 33)) * 3).astype(dtype), rng.standard_normal(33).astype(dtype)
+    for name in ("sigmoid", "tanh", "relu"):
+        want = getattr(ref_bias_act, name)(a, b)
+        np.testing.assert_allclose(cupy.asnumpy(getattr(bias_act, name)(cupy.asarray(a), cupy.asarray(b))), want, **tol)
+        a_dev = cupy.asarray(a)
+        out = getattr(bias_act, name)(a_dev, cupy.asarray(b), overwrite=True)
+        np.testing.assert_allclose(cupy.asnumpy(out), want, **tol)
+        np.testing.assert_allclose(cupy.asnumpy(getattr(bias_act, name)(cupy.asarray(a))),
+                                   getattr(ref_bias_act, name)(a), **tol)
+    shapes = [(33, 17), (17,), (5, 3, 2), (1,)]
+    for rule, scalars in {"sgd": (0.1,), "momentum": (0.1, 0.9), "nesterov": (0.1, 0.9),
+                          "rmsprop": (0.01, 0.9, 1e-7), "adam": (0.9, 0.999, 1e-7, 0.1, 0.05)}.items():
+        n_slots = {"sgd": 0, "adam": 2}.get(rule, 1)
+        ps = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        gs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        slots = [[np.abs(rng.standard_normal(s)).astype(dtype) for s in shapes] for _ in range(n_slots)]
+        dev = [[cupy.asarray(x) for x in group] for group in (ps, gs, *slots)]
+        for _ in range(3):
+            opt.update_all(rule, dev[0], dev[1], dev[2:], scalars)
+            ref_opt.update_all(rule, ps, gs, slots, scalars)
+        for got_group, want_group in zip([dev[0], *dev[2:]], [ps, *slots]):
+            for got, want in zip(got_group, want_group):
+                np.testing.assert_allclose(cupy.asnumpy(got), want, **tol)

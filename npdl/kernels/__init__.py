@@ -10,7 +10,8 @@ for namespace ``xp``:
 * NumPy -> the Numba version when Numba imports, else the reference;
 * CuPy -> the ``numba.cuda`` version when one exists for ``op`` and ``numba.cuda``
   can compile for this machine's GPU, else the CuPy version when one exists, else
-  the reference;
+  the reference; with ``NPDL_KERNELS=cupy`` (``use("cupy")``) the CuPy version first
+  where both exist (the elementwise kernels: cheaper launches, see :mod:`npdl.kernels.cupy`);
 * anything else (``array-api-strict``) -> the reference.
 
 Set ``NPDL_KERNELS=reference`` (or call ``use("reference")``) to force the
@@ -35,10 +36,11 @@ _cache: dict = {}
 
 
 def use(mode: str | None) -> None:
-    """Force ``"reference"`` kernels everywhere, or ``None`` for the automatic choice."""
+    """Force ``"reference"`` kernels everywhere, prefer CuPy's own GPU kernels (``"cupy"``), or
+    ``None`` for the automatic choice."""
     global _forced
-    if mode not in (None, "auto", "reference"):
-        raise ValueError(f"kernel mode must be 'reference' or None, got {mode!r}")
+    if mode not in (None, "auto", "reference", "cupy"):
+        raise ValueError(f"kernel mode must be 'reference', 'cupy' or None, got {mode!r}")
     _forced = None if mode in (None, "auto") else mode
     _cache.clear()
 
@@ -81,7 +83,7 @@ def has_module(package: str, op: str) -> bool:
     return importlib.util.find_spec(f"{__name__}.{package}.{op}") is not None
 
 
-def choose(op: str, *, numpy: bool, cupy: bool, have_numba: bool, have_cuda: bool) -> str:
+def choose(op: str, *, numpy: bool, cupy: bool, have_numba: bool, have_cuda: bool, prefer_cupy: bool = False) -> str:
     """The implementation for ``op`` given what is true of the namespace and the machine.
 
     The whole selection rule, with the facts about the namespace and the machine as
@@ -91,6 +93,8 @@ def choose(op: str, *, numpy: bool, cupy: bool, have_numba: bool, have_cuda: boo
     if numpy and have_numba:
         return "numba"
     if cupy:
+        if prefer_cupy and has_module("cupy", op):
+            return "cupy"
         if have_cuda and has_module("cuda", op):
             return "cuda"
         if has_module("cupy", op):
@@ -105,7 +109,7 @@ def implementation(xp, op: str = OPS[0]) -> str:
     numpy = array_api_compat.is_numpy_namespace(xp)
     cupy = not numpy and array_api_compat.is_cupy_namespace(xp)
     return choose(op, numpy=numpy, cupy=cupy, have_numba=numpy and numba_available(),
-                  have_cuda=cupy and cuda_available())
+                  have_cuda=cupy and cuda_available(), prefer_cupy=_forced == "cupy")
 
 
 def get(op: str, xp):

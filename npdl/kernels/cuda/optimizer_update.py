@@ -104,17 +104,6 @@ def _adam(ps, gs, ms, vs, offsets, beta1, one_minus_beta1, beta2, one_minus_beta
 _KERNELS = {"sgd": _sgd, "momentum": _momentum, "nesterov": _nesterov, "rmsprop": _rmsprop, "adam": _adam}
 
 
-def _kernel_scalars(rule, scalars):
-    """The reference's scalars as the kernel takes them (the ``1 - rho``-style constants computed once)."""
-    if rule == "rmsprop":
-        lr, rho, eps = scalars
-        return lr, rho, 1.0 - rho, eps
-    if rule == "adam":
-        beta1, beta2, eps, step_size, sqrt_correction2 = scalars
-        return beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, step_size, sqrt_correction2
-    return tuple(scalars)
-
-
 def _fits(p, g, state) -> bool:
     """Same shape and dtype everywhere, and the arrays updated in place C-contiguous."""
     return (all(a.shape == p.shape and a.dtype == p.dtype for a in (g, *state))
@@ -138,7 +127,8 @@ def update_all(rule: str, ps, gs, slots, scalars):
         flat = [tuple(ps[k].reshape(-1) for k in ks), tuple(backend.row_major(gs[k]).reshape(-1) for k in ks),
                 *(tuple(state[k].reshape(-1) for k in ks) for state in slots)]
         t = dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
-        launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *(t(s) for s in _kernel_scalars(rule, scalars)))
+        constants = (t(c) for c in _reference.kernel_scalars(rule, scalars))
+        launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *constants)
 
 
 def sgd(p, g, lr: float):

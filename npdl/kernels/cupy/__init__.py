@@ -1,4 +1,31 @@
-"""CuPy versions of the kernels that are library calls rather than hand-written loops
-(``gemm_update``: cuBLAS). The hand-written GPU kernels are in :mod:`npdl.kernels.cuda`
-(``numba.cuda``); a kernel in neither falls back to the array-API reference, which CuPy
-runs as ordinary (unfused) device operations."""
+"""CuPy versions of kernels: library calls (``gemm_update``: cuBLAS) and, for the purely
+elementwise kernels, CuPy ``ElementwiseKernel``\\ s.
+
+The hand-written GPU kernels are in :mod:`npdl.kernels.cuda` (``numba.cuda``) and serve by
+default; a kernel in neither falls back to the array-API reference, which CuPy runs as
+ordinary (unfused) device operations. The elementwise ones here (``activation_backward``,
+``bias_activation``, ``optimizer_update``) are the same one-pass loops as the ``numba.cuda``
+versions, written as the CUDA C++ snippets CuPy compiles with NVRTC: a CuPy launch costs less
+host time than a Numba one, which is what a small batch's step is bound by, so with
+``NPDL_KERNELS=cupy`` (or ``kernels.use("cupy")``) they serve instead. Which one should be
+the default is for a GPU to measure (``benchmarks/gpu_check.sh``).
+
+Each such module declares its kernels in ``SPECS``, ``name -> (in_params, out_params,
+operation)`` in CuPy's notation (``T`` the arrays' float type, ``raw`` an array indexed by
+hand, ``i`` the element's index); :func:`elementwise_kernel` builds them. Without a GPU the
+snippets are compiled by ``tests/test_cupy_snippets.py`` into a host library with nvcc and
+checked against the reference on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.lru_cache(maxsize=None)
+def elementwise_kernel(module: str, name: str, spec: tuple):
+    """The ``cupy.ElementwiseKernel`` for ``spec = (in_params, out_params, operation)``, made once."""
+    import cupy
+
+    in_params, out_params, operation = spec
+    return cupy.ElementwiseKernel(in_params, out_params, operation, f"npdl_{module}_{name}")

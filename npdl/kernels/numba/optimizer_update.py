@@ -7,4 +7,5 @@ the division while the Numba loop did not vectorise. Kept as its own module so t
 stays uniform (every kernel has a ``numba`` entry for NumPy arrays).
 """
 
-from ..reference.optimizer_update import RULES, adam, momentum, nesterov, rmsprop, sgd, update_all  # noqa: F401
+from ..reference.optimizer_update import RULES, adam, kernel_scalars, momentum, nesterov  # noqa: F401
+from ..reference.optimizer_update import rmsprop, sgd, update_all  # noqa: F401

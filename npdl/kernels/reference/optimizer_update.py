@@ -73,6 +73,17 @@ def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, s
 RULES = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop, "adam": adam}
 
 
+def kernel_scalars(rule: str, scalars) -> tuple:
+    """The scalars as the GPU kernels take them: the ``1 - rho``-style constants computed once, on the host."""
+    if rule == "rmsprop":
+        lr, rho, eps = scalars
+        return lr, rho, 1.0 - rho, eps
+    if rule == "adam":
+        beta1, beta2, eps, step_size, sqrt_correction2 = scalars
+        return beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps, step_size, sqrt_correction2
+    return tuple(scalars)
+
+
 def update_all(rule: str, ps, gs, slots, scalars):
     """``RULES[rule](p, g, *state, *scalars)`` for every parameter ``p`` of the list ``ps``.
 

@@ -1,0 +1,59 @@
+"""The optimizer rules as CuPy ``ElementwiseKernel``\\ s (see :mod:`npdl.kernels.cupy`).
+
+One launch per parameter, each thread reading its element of ``p``, ``g`` and the state once
+and writing ``p`` and the state once (the outputs are read too: CuPy passes them by
+reference). The scalars are passed as the parameter's own float type, so float32 arithmetic
+throughout, in the reference's operations and order; NVRTC may fuse a multiply and an add into
+one FMA, so results agree with the reference to round-off. Another dtype or shape than the
+parameter's goes to the reference.
+"""
+
+from __future__ import annotations
+
+from ..reference import optimizer_update as _reference
+from . import elementwise_kernel
+
+SPECS = {
+    "sgd": ("T g, T lr", "T p", "p -= g * lr"),
+    "momentum": ("T g, T lr, T mu", "T p, T v", "const T vj = v * mu - g * lr; v = vj; p += vj"),
+    "nesterov": ("T g, T lr, T mu", "T p, T v",
+                 "const T lr_g = g * lr; const T vj = v * mu - lr_g; v = vj; p = (p + vj * mu) - lr_g"),
+    "rmsprop": ("T g, T lr, T rho, T one_minus_rho, T eps", "T p, T v",
+                "const T vj = v * rho + (g * g) * one_minus_rho; v = vj; p -= (g / (sqrt(vj) + eps)) * lr"),
+    "adam": ("T g, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T step_size, T sqrt_correction2",
+             "T p, T m, T v",
+             "const T mj = m * beta1 + g * one_minus_beta1; const T vj = v * beta2 + (g * g) * one_minus_beta2; "
+             "m = mj; v = vj; p -= (mj / (sqrt(vj) / sqrt_correction2 + eps)) * step_size"),
+}
+
+
+def update_all(rule: str, ps, gs, slots, scalars):
+    """:func:`npdl.kernels.reference.optimizer_update.update_all`, one launch per parameter."""
+    kernel = elementwise_kernel("optimizer_update", rule, SPECS[rule])
+    constants = _reference.kernel_scalars(rule, scalars)
+    for p, g, *state in zip(ps, gs, *slots):
+        if any(a.shape != p.shape or a.dtype != p.dtype for a in (g, *state)):
+            _reference.RULES[rule](p, g, *state, *scalars)
+            continue
+        t = p.dtype.type
+        kernel(g, *(t(c) for c in constants), p, *state)
+
+
+def sgd(p, g, lr: float):
+    update_all("sgd", [p], [g], [], (lr,))
+
+
+def momentum(p, g, v, lr: float, mu: float):
+    update_all("momentum", [p], [g], [[v]], (lr, mu))
+
+
+def nesterov(p, g, v, lr: float, mu: float):
+    update_all("nesterov", [p], [g], [[v]], (lr, mu))
+
+
+def rmsprop(p, g, v, lr: float, rho: float, eps: float):
+    update_all("rmsprop", [p], [g], [[v]], (lr, rho, eps))
+
+
+def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
+    update_all("adam", [p], [g], [[m], [v]], (beta1, beta2, eps, step_size, sqrt_correction2))
