@@ -89,7 +89,8 @@ def _mnist() -> dict:
 
 
 def _gpu_kernels(gpu_present: bool) -> str:
-    """Which implementation serves each kernel on a GPU: numba.cuda where written, cuBLAS, else the reference.
+    """Which implementation serves each kernel on a GPU: numba.cuda where written (or CuPy's
+    ElementwiseKernels with ``NPDL_KERNELS=cupy``), cuBLAS, else the reference.
 
     ``numba.cuda`` is only asked whether it can compile (a driver and libNVVM) where a
     GPU is present: elsewhere the line says what a GPU would run.
@@ -99,10 +100,13 @@ def _gpu_kernels(gpu_present: bool) -> str:
     have_cuda = kernels.cuda_available() if gpu_present else True
     by_impl: dict = {}
     for op in kernels.OPS:
-        impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda)
+        impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda,
+                              prefer_cupy=kernels.prefers_cupy())
+        if impl == "cupy":
+            impl = "cuBLAS" if op == "gemm_update" else "CuPy ElementwiseKernel"
         by_impl.setdefault(impl, []).append(op)
-    names = {"cuda": "numba.cuda", "cupy": "cuBLAS", "reference": "reference"}
-    text = "; ".join(f"{names[impl]} for {', '.join(ops)}" for impl, ops in by_impl.items())
+    names = {"cuda": "numba.cuda", "reference": "reference"}
+    text = "; ".join(f"{names.get(impl, impl)} for {', '.join(ops)}" for impl, ops in by_impl.items())
     if not have_cuda:
         text += " (numba.cuda cannot compile here: no CUDA driver or libNVVM)"
     return text

@@ -45,6 +45,11 @@ def use(mode: str | None) -> None:
     _cache.clear()
 
 
+def prefers_cupy() -> bool:
+    """Whether CuPy's own kernels come before the numba.cuda ones (``NPDL_KERNELS=cupy``, ``use("cupy")``)."""
+    return _forced == "cupy"
+
+
 def numba_available() -> bool:
     try:
         import numba  # noqa: F401
@@ -109,7 +114,7 @@ def implementation(xp, op: str = OPS[0]) -> str:
     numpy = array_api_compat.is_numpy_namespace(xp)
     cupy = not numpy and array_api_compat.is_cupy_namespace(xp)
     return choose(op, numpy=numpy, cupy=cupy, have_numba=numpy and numba_available(),
-                  have_cuda=cupy and cuda_available(), prefer_cupy=_forced == "cupy")
+                  have_cuda=cupy and cuda_available(), prefer_cupy=prefers_cupy())
 
 
 def get(op: str, xp):
