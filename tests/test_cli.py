@@ -82,3 +82,18 @@ def test_unknown_layer_and_bad_arguments(capsys):
 def test_console_entry_point_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "npdl", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("npdl ")
+
+
+def test_info_names_the_gpu_kernels_that_serve():
+    from npdl import kernels
+    from npdl.cli import info
+
+    default = info._gpu_kernels(False)
+    assert "numba.cuda for softmax_xent" in default and "cuBLAS for gemm_update" in default
+    kernels.use("cupy")
+    try:
+        text = info._gpu_kernels(False)
+    finally:
+        kernels.use(None)
+    assert "CuPy ElementwiseKernel for activation_backward, optimizer_update, bias_activation" in text
+    assert "numba.cuda for softmax_xent, im2col, pool, lstm_cell" in text and "cuBLAS for gemm_update" in text
