@@ -17,6 +17,7 @@ float32 by default, float64 on request, and never a silent float32 -> float64.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -234,6 +235,15 @@ class Device:
     @property
     def is_gpu(self) -> bool:
         return self.kind == "cupy"
+
+    def current(self):
+        """A context in which this device is CuPy's current one (for launches that go to the current
+        device); a no-op off the GPU."""
+        if self.kind != "cupy":
+            return contextlib.nullcontext()
+        import cupy  # an array lives on this device: CuPy and the device are there
+
+        return cupy.cuda.Device(self.index)
 
     def asarray(self, x, dtype=None):
         """``x`` (a list, a NumPy array or an array of any device) as an array on this device."""

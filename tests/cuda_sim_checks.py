@@ -280,6 +280,20 @@ def check_optimizer_update(rng):
     cuda_opt.rmsprop(p, g, v, 0.01, 0.9, 1e-7)
     ref_opt.rmsprop(p2, g, v2, 0.01, 0.9, 1e-7)
     same("optimizer_update.rmsprop of one parameter", p, p2, dtype=np.float32)
+    # more parameters than one launch takes, and one array given twice (two launches, applied in turn)
+    many = [rng.standard_normal(3).astype(np.float32) for _ in range(cuda_opt.MAX_PER_LAUNCH + 5)]
+    shared = rng.standard_normal(4).astype(np.float32)
+    ps = many + [shared, shared]
+    gs = [rng.standard_normal(p.shape).astype(np.float32) for p in ps]
+    vs = [np.zeros_like(p) for p in ps]
+    want_ps = [p.copy() for p in many] + [shared.copy()]
+    want_ps.append(want_ps[-1])  # the same array twice, as in the call
+    want_vs = [np.zeros_like(p) for p in ps]
+    cuda_opt.update_all("momentum", ps, gs, [vs], (0.1, 0.9))
+    ref_opt.update_all("momentum", want_ps, gs, [want_vs], (0.1, 0.9))
+    for i, (got, want) in enumerate(zip(ps, want_ps)):
+        same(f"optimizer_update.momentum of {len(ps)} parameters, parameter {i}", got, want, dtype=np.float32)
+    counts["optimizer_update"] += 1
     # a strided parameter cannot be updated in place by the flat kernel: the reference does it, the rest launch
     p = np.zeros((4, 6), np.float32)[:, ::2]
     q = np.zeros(5, np.float32)
@@ -364,7 +378,8 @@ def check_ptx():
     i = types.int64
     for dt in (types.float32, types.float64):
         a4, a2, a1, i4 = dt[:, :, :, ::1], dt[:, ::1], dt[::1], types.int32[:, :, :, ::1]
-        t3, off = types.UniTuple(a1, 3), types.UniTuple(i, 4)  # three parameters and their offsets
+        # a full launch of parameters and their offsets: what one launch passes at most
+        t3, off = types.UniTuple(a1, cuda_opt.MAX_PER_LAUNCH), types.UniTuple(i, cuda_opt.MAX_PER_LAUNCH + 1)
         sigs = {"im2col._im2col": (cuda_im2col._im2col, (a4, a2) + (i,) * 8),
                 "im2col._col2im": (cuda_im2col._col2im, (a2, a4) + (i,) * 8),
                 "pool._max_forward": (cuda_pool._max_forward, (a4, a4, i4) + (i,) * 6),

@@ -280,7 +280,7 @@ def test_a_checkpoint_with_activation_layers_resumes_into_dense_with_activation(
     new = _activation_net(folded=True, seed=1)  # other initial values: all must come from the file
     ck = restore(new, new.optimizer, None, path)
     assert ck["layer_map"] == {0: 0, 1: 0, 2: 1, 3: 2, 4: 2, 5: 3}
-    assert rename_parameters({"3.W": 1}, ck) == {"2.W": 1}
+    assert sorted(rename_parameters(host_state(old), ck)) == sorted(new.state_dict())
     for k_old, k_new in (("0.W", "0.W"), ("3.W", "2.W"), ("5.b", "3.b")):
         np.testing.assert_array_equal(old.state_dict()[k_old], new.state_dict()[k_new])
     for model in (old, new):
@@ -290,13 +290,36 @@ def test_a_checkpoint_with_activation_layers_resumes_into_dense_with_activation(
         np.testing.assert_array_equal(old.state_dict()[k_old], new.state_dict()[k_new])
 
 
-def test_a_checkpoint_with_other_activations_is_refused(tmp_path):
+@pytest.mark.parametrize("other", ["relu_first", "relu_last", "sigmoid_layer", "wider_dropout"])
+def test_a_checkpoint_of_another_network_is_not_renamed_to_fit(tmp_path, other):
+    """Only the saved network with its activations folded, layer for layer, is accepted: another activation
+    anywhere (even in a layer that had none), another layer class or configuration is refused."""
     from npdl.training import restore
 
     old = _activation_net(folded=False, seed=0)
     path = save_checkpoint(tmp_path / "ck.npz", old, old.optimizer)
     rng = backend.Generator("cpu", 0)
-    other = Sequential([Dense(4, 6, rng=rng, activation="relu"), Dropout(0.3), Dense(6, 5, rng=rng, activation="elu"),
-                        Dense(5, 2, rng=rng)]).compile("softmax_cross_entropy", Momentum(lr=0.05))
+    first = "relu" if other == "relu_first" else "tanh"
+    last = "relu" if other == "relu_last" else None
+    middle = [npdl.Sigmoid()] if other == "sigmoid_layer" else [Dropout(0.5 if other == "wider_dropout" else 0.3)]
+    layers = [Dense(4, 6, rng=rng, activation=first), *middle, Dense(6, 5, rng=rng, activation="elu"),
+              Dense(5, 2, rng=rng, activation=last)]
+    model = Sequential(layers, name="net").compile("softmax_cross_entropy", Momentum(lr=0.05))
     with pytest.raises(CheckpointError, match="do not fit this model"):
-        restore(other, other.optimizer, None, path)
+        restore(model, model.optimizer, None, path)
+
+
+def test_folded_checkpoints_load_and_best_arrays_are_renamed_once(tmp_path):
+    """load_checkpoint(path, model) returns the renamed checkpoint; arrays saved beside it under the old names
+    are renamed, arrays already under the new names (written after the resume) are left alone."""
+    from npdl.training.checkpoint import rename_parameters
+
+    old = _activation_net(folded=False, seed=0)
+    path = save_checkpoint(tmp_path / "ck.npz", old, old.optimizer)
+    new = _activation_net(folded=True, seed=1)
+    ck = load_checkpoint(path, model=new)
+    assert ck["layer_map"] == {0: 0, 1: 0, 2: 1, 3: 2, 4: 2, 5: 3}
+    saved_beside = host_state(old)
+    renamed = rename_parameters(saved_beside, ck)
+    assert sorted(renamed) == sorted(new.state_dict())
+    assert rename_parameters(renamed, ck) is renamed  # new names: nothing to do

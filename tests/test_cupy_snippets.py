@@ -7,7 +7,7 @@ C++ function of those names, a host loop around it for float and double, and a `
 kernel instantiating it for the device; nvcc compiles both (so the snippets must compile as
 device code too) into a library the test loads with ctypes and checks against the array-API
 reference on NumPy arrays. What it cannot check is CuPy itself (its launch, its typing of the
-arguments): the tests marked ``gpu`` in ``tests/test_gpu.py`` do, on a GPU.
+arguments): ``tests/test_kernels.py::test_gpu_elementwise_kernels_match_reference`` (marked ``gpu``) does, on a GPU.
 """
 
 from __future__ import annotations

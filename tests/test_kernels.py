@@ -339,6 +339,7 @@ def test_gpu_elementwise_kernels_match_reference(impl, dtype):
         a_dev = cupy.asarray(a)
         out = getattr(bias_act, name)(a_dev, cupy.asarray(b), overwrite=True)
         np.testing.assert_allclose(cupy.asnumpy(out), want, **tol)
+        assert out.data.ptr == a_dev.data.ptr  # written over the product, as asked
         np.testing.assert_allclose(cupy.asnumpy(getattr(bias_act, name)(cupy.asarray(a))),
                                    getattr(ref_bias_act, name)(a), **tol)
     shapes = [(33, 17), (17,), (5, 3, 2), (1,)]

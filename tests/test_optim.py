@@ -329,7 +329,7 @@ def test_matches_torch_optim(ours, theirs):
 
 @pytest.mark.parametrize("name, kw", [("sgd", {}), ("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("adam", {})])
 def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
-    """Momentum, Nesterov, RMSprop and Adam hand all of a device's parameters to the optimizer_update
+    """SGD, Momentum, Nesterov, RMSprop and Adam hand all of a device's parameters to the optimizer_update
     kernel's update_all at once (one GPU launch), with their state slots aligned."""
     from npdl import kernels
 
@@ -355,3 +355,35 @@ def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
     n_slots = {"sgd": 0, "adam": 2}.get(name, 1)
     assert calls == [(name, 2, [2] * n_slots)]
     assert len(opt._slots) == 2 * n_slots
+
+
+def test_a_subclass_with_its_own_update_rule_gets_it_called():
+    """A rule written as _update in a subclass of a kernel-rule optimizer is used, not the inherited kernel."""
+    calls = []
+
+    class Damped(optim.Momentum):
+        def _update(self, name, p, g, lr, xp):
+            calls.append(name)
+            p -= 0.5 * lr * g
+
+    params = make_params(backend.get_device("cpu"))
+    before = {k: v.copy() for k, v in params.items()}
+    grads = grads_of(params)
+    Damped(lr=0.1).step(params, grads)
+    assert sorted(calls) == sorted(params)
+    for k in params:
+        np.testing.assert_allclose(params[k], before[k] - 0.05 * grads[k])
+
+
+def test_a_refused_step_changes_nothing():
+    """A gradient of the wrong shape is found before any parameter is decayed or updated."""
+    params = make_params(backend.get_device("cpu"))
+    before = {k: v.copy() for k, v in params.items()}
+    grads = grads_of(params)
+    grads["0.b"] = grads["0.b"][:1]
+    opt = optim.Adam(lr=0.1, weight_decay=0.1)
+    with pytest.raises(Exception, match="has shape"):
+        opt.step(params, grads)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    assert opt.iterations == 0

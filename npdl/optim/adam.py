@@ -42,7 +42,7 @@ class Adam(Optimizer):
     # the ``optimizer_update`` kernel's ``adam``, whose reference is, per parameter and in place:
     #   m *= beta1;  m += (1 - beta1) g;  v *= beta2;  v += (1 - beta2) g^2
     #   p -= step_size m / (sqrt(v) / sqrt_correction2 + eps)
-    # (on a GPU one launch for all the parameters instead of ten per parameter)
+    # (on a GPU one launch for up to 16 parameters instead of ten per parameter)
     kernel_rule = "adam"
 
     def _rule_scalars(self, lr):

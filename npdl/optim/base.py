@@ -98,19 +98,21 @@ class Optimizer:
 
     def _update_all(self, todo: list, lr: float) -> None:
         """Apply the rule to every ``(name, p, g, xp)`` of ``todo``: :meth:`_update` one by one, or the
-        ``optimizer_update`` kernel's :attr:`kernel_rule` on each device's parameters together."""
-        if self.kernel_rule is None:
+        ``optimizer_update`` kernel's :attr:`kernel_rule` on each device's parameters together. (A
+        subclass that writes its own :meth:`_update` gets it called, whatever rule it inherits.)"""
+        if self.kernel_rule is None or type(self)._update is not Optimizer._update:
             for name, p, g, xp in todo:
                 self._update(name, p, g, lr, xp)
             return
         scalars = self._rule_scalars(lr)
         by_device: dict = {}
         for item in todo:
-            by_device.setdefault(item[3], []).append(item)
-        for xp, items in by_device.items():
+            by_device.setdefault(backend.device_of(item[1]), []).append(item)
+        for device, items in by_device.items():
             slots = [[self._slot(kind, name, p) for name, p, _, _ in items] for kind in self.slot_kinds]
-            kernels.get("optimizer_update", xp).update_all(self.kernel_rule, [p for _, p, _, _ in items],
-                                                           [g for _, _, g, _ in items], slots, scalars)
+            with device.current():
+                kernels.get("optimizer_update", items[0][3]).update_all(
+                    self.kernel_rule, [p for _, p, _, _ in items], [g for _, _, g, _ in items], slots, scalars)
 
     # -- stepping
     def current_lr(self) -> float:
@@ -150,7 +152,7 @@ class Optimizer:
             self.last_grad_norm = clip_by_global_norm(grads, self.clip_norm)
         shrink = 1.0 - lr * self.weight_decay  # p -= lr wd p, done as one in-place multiply
         todo = []
-        for name, p in params.items():
+        for name, p in params.items():  # every check before any change: a refused step changes nothing
             g = grads[name]
             xp = backend.namespace(p, g)  # raises DeviceError on mixed devices
             if tuple(g.shape) != tuple(p.shape):
@@ -159,9 +161,11 @@ class Optimizer:
             if g.dtype != p.dtype:
                 raise DTypeError(f"{type(self).__name__}.step: gradient of {name!r} is "
                                  f"{backend.dtype_name(g)}, parameter is {backend.dtype_name(p)}")
-            if self.weight_decay and (decay_names is None or name in decay_names):
-                p *= shrink
             todo.append((name, p, g, xp))
+        if self.weight_decay:
+            for name, p, _, _ in todo:
+                if decay_names is None or name in decay_names:
+                    p *= shrink
         self._update_all(todo, lr)
         self.iterations += 1
 

@@ -160,30 +160,35 @@ _FOLDABLE = {"Sigmoid": ("sigmoid", {}), "Tanh": ("tanh", {}), "ReLU": ("relu", 
              "LeakyReLU": ("leaky_relu", {"alpha": 0.01}), "ELU": ("elu", {"alpha": 1.0})}
 
 
+def _layer_entries(layers) -> list:
+    """Layer configs as compared here: JSON-normalised (tuples are lists), without the layer names."""
+    return [json.loads(json.dumps({"class": e.get("class"), "trainable": bool(e.get("trainable", True)),
+                                   "config": {k: v for k, v in (e.get("config") or {}).items() if k != "name"}}))
+            for e in layers]
+
+
 def _folded_layout(model_config: dict, model) -> dict | None:
     """Old layer index -> index in ``model``, when ``model`` is the saved network with every activation
     layer that followed a plain Dense held by that Dense (``Dense(activation=...)``), else None.
 
     Until 2026-11-26 the recipes built ``Dense, Tanh`` where they now build ``Dense(activation="tanh")``,
     which renumbers the layers (and so the parameter names ``"2.W"`` -> ``"1.W"``); this lets their
-    checkpoints resume. Nothing is guessed: each folded activation must be the one the new Dense holds.
+    checkpoints resume. Nothing is guessed: the saved network with its activations folded must be
+    ``model``'s, layer by layer (class, configuration, trainable), names aside.
     """
-    mapping, j, folded, previous_plain_dense = {}, -1, [], False
-    for i, entry in enumerate(model_config.get("layers", [])):
-        name, defaults = _FOLDABLE.get(entry.get("class"), (None, None))
-        config = {k: v for k, v in (entry.get("config") or {}).items() if k != "name"}
-        if previous_plain_dense and name is not None and config == defaults:
-            mapping[i] = j
-            folded.append((j, name))
-            previous_plain_dense = False
+    mapping, expected, folded = {}, [], False
+    for i, entry in enumerate(_layer_entries(model_config.get("layers", []))):
+        activation, defaults = _FOLDABLE.get(entry["class"], (None, None))
+        previous = expected[-1] if expected else None
+        if (activation is not None and entry["config"] == defaults and previous is not None
+                and previous["class"] == "Dense" and previous["config"].get("activation") in (None, "linear")):
+            previous["config"]["activation"] = activation
+            mapping[i] = len(expected) - 1
+            folded = True
             continue
-        j += 1
-        mapping[i] = j
-        config = entry.get("config") or {}
-        previous_plain_dense = entry.get("class") == "Dense" and config.get("activation") in (None, "linear")
-    if not folded or j != len(model.layers) - 1:
-        return None
-    if any(getattr(model.layers[k], "activation", None) != name for k, name in folded):
+        mapping[i] = len(expected)
+        expected.append(entry)
+    if not folded or expected != _layer_entries(model.get_config()["layers"]):
         return None
     return mapping
 
@@ -195,19 +200,24 @@ def _renamed(names: dict, mapping: dict) -> dict:
         prefix, _, rest = key.rpartition("/")
         index, _, param = rest.partition(".")
         new = f"{mapping[int(index)]}.{param}"
-        out[f"{prefix}/{new}" if prefix else new] = value
+        new = f"{prefix}/{new}" if prefix else new
+        if new in out:
+            raise CheckpointError(f"renaming {key!r} to {new!r} would overwrite another array")
+        out[new] = value
     return out
 
 
 def with_folded_activations(checkpoint: dict, model) -> dict | None:
     """``checkpoint`` renamed to fit ``model`` when :func:`_folded_layout` applies, else None.
 
-    The returned dict has ``"layer_map"`` (old -> new layer index) for arrays saved beside it
-    (a run's ``best.npz``: rename them with :func:`rename_parameters`)."""
+    The returned dict has ``"layer_map"`` (old -> new layer index) and ``"renamed_from"`` (the
+    saved parameter names) for arrays saved beside it (a run's ``best.npz``: rename them with
+    :func:`rename_parameters`)."""
     mapping = _folded_layout(checkpoint.get("model_config") or {}, model)
     if mapping is None:
         return None
-    out = dict(checkpoint, params=_renamed(checkpoint["params"], mapping), layer_map=mapping)
+    out = dict(checkpoint, params=_renamed(checkpoint["params"], mapping), layer_map=mapping,
+               renamed_from=sorted(checkpoint["params"]))
     if checkpoint.get("optimizer") is not None:
         out["optimizer"] = dict(checkpoint["optimizer"], slots=_renamed(checkpoint["optimizer"]["slots"], mapping))
     rng = dict(checkpoint.get("rng") or {})
@@ -217,9 +227,14 @@ def with_folded_activations(checkpoint: dict, model) -> dict | None:
 
 
 def rename_parameters(arrays: dict, checkpoint: dict) -> dict:
-    """Parameter arrays saved with ``checkpoint`` (e.g. ``best.npz``), renamed as :func:`restore` renamed it."""
+    """Parameter arrays saved with ``checkpoint`` (e.g. ``best.npz``), renamed as :func:`restore` renamed it.
+
+    Only arrays under the checkpoint's saved names are renamed: a ``best.npz`` written after the
+    resume already has the new names (a run stopped between writing it and the checkpoint)."""
     mapping = checkpoint.get("layer_map")
-    return arrays if mapping is None else _renamed(arrays, mapping)
+    if mapping is None or sorted(arrays) != checkpoint.get("renamed_from"):
+        return arrays
+    return _renamed(arrays, mapping)
 
 
 def restore(model, optimizer=None, rng=None, checkpoint=None) -> dict:
@@ -284,6 +299,6 @@ def load_checkpoint(path, model=None, device=None) -> dict:
     optimizer = model.optimizer
     fit_state = checkpoint["rng"].get("fit")
     rng = backend.Generator(model.device, fit_state.get("seed")) if fit_state is not None else None
-    restore(model, optimizer, rng, checkpoint)
+    checkpoint = restore(model, optimizer, rng, checkpoint)
     checkpoint.update(model=model, optimizer=optimizer, rng=rng)
     return checkpoint

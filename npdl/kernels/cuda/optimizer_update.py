@@ -1,20 +1,22 @@
 """The optimizer rules, numba.cuda version of :mod:`npdl.kernels.reference.optimizer_update`.
 
-:func:`update_all` updates every parameter of a model in one launch, one thread per element
-of all of them together: the parameters, gradients and state arrays come as tuples (Numba
-passes a tuple of arrays to a kernel as its members), with the offsets where each parameter's
-elements start, and a thread finds its parameter by walking the offsets. Each thread reads its
-``p``, ``g`` and state once and writes ``p`` and the state once, where the reference's CuPy
-operations launch two (SGD) to ten (Adam) kernels per parameter and allocate
-temporaries. A model's step thus ends with one launch instead of dozens (the launch itself
-costs host time per array argument, so the saving is the per-launch part).
+:func:`update_all` updates many parameters in one launch, one thread per element of all of
+them together: the parameters, gradients and state arrays come as tuples (Numba passes a tuple
+of arrays to a kernel as its members), with the offsets where each parameter's elements start,
+and a thread finds its parameter by walking the offsets. Each thread reads its ``p``, ``g`` and
+state once and writes ``p`` and the state once, where the reference's CuPy operations launch
+two (SGD) to ten (Adam) kernels per parameter and allocate temporaries. A model's step thus
+ends with one launch per 16 parameters instead of dozens (the launch itself costs host time per
+array argument, so the saving is the per-launch part).
 
 The scalars are passed as the parameters' own float type (``np.float32(lr)`` ...), as NumPy
 casts a Python float against a float32 array, so the arithmetic is float32 throughout with the
 reference's operations in its order. (The GPU compiler may fuse a multiply and an add into one
 FMA, so results agree with the reference to round-off, not always bit for bit.) Parameters are
-grouped by dtype, one launch per group; an array the kernel cannot update in place (another
-layout, shape or dtype than its parameter's) sends that parameter to the reference.
+grouped by dtype, one launch per group of up to :data:`MAX_PER_LAUNCH` (kernel arguments are
+limited in size), parameters that share memory in separate launches; an array the kernel
+cannot update in place (another layout, shape or dtype than its parameter's) sends that
+parameter to the reference.
 """
 
 from __future__ import annotations
@@ -110,8 +112,37 @@ def _fits(p, g, state) -> bool:
             and all(a.flags.c_contiguous for a in (p, *state)))
 
 
+#: parameters per launch at most: Numba passes each 1-D array as 56 bytes of kernel arguments, and
+#: 16 parameters of Adam (4 arrays each) stay under the 4 KB that CUDA before 12.1 allows
+MAX_PER_LAUNCH = 16
+
+
+def _span(a) -> tuple:
+    """``[start, end)`` of ``a``'s memory, to keep overlapping parameters out of one launch."""
+    interface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    start = int(interface["data"][0])
+    return start, start + int(a.size) * a.dtype.itemsize
+
+
+def _launches(ks, ps):
+    """``ks`` cut into launches of at most :data:`MAX_PER_LAUNCH` parameters, none of which share memory
+    with another of its launch: two threads of one launch updating one element would lose an update
+    (a parameter given twice, e.g. one array under two names, is updated twice, as the reference does)."""
+    launch_ks, spans = [], []
+    for k in ks:
+        span = _span(ps[k])
+        overlaps = any(span[0] < end and start < span[1] for start, end in spans)
+        if len(launch_ks) == MAX_PER_LAUNCH or overlaps:
+            yield launch_ks
+            launch_ks, spans = [], []
+        launch_ks.append(k)
+        spans.append(span)
+    if launch_ks:
+        yield launch_ks
+
+
 def update_all(rule: str, ps, gs, slots, scalars):
-    """:func:`npdl.kernels.reference.optimizer_update.update_all` in one launch per dtype."""
+    """:func:`npdl.kernels.reference.optimizer_update.update_all` in one launch per dtype (per 16 parameters)."""
     groups: dict = {}
     for k, (p, g, *state) in enumerate(zip(ps, gs, *slots)):
         if _fits(p, g, state):
@@ -119,16 +150,16 @@ def update_all(rule: str, ps, gs, slots, scalars):
         else:  # e.g. a strided view: the reference updates it where it lies
             _reference.RULES[rule](p, g, *state, *scalars)
     for dtype, ks in groups.items():
-        offsets = [0]
-        for k in ks:
-            offsets.append(offsets[-1] + int(ps[k].size))
-        if offsets[-1] == 0:
-            continue
-        flat = [tuple(ps[k].reshape(-1) for k in ks), tuple(backend.row_major(gs[k]).reshape(-1) for k in ks),
-                *(tuple(state[k].reshape(-1) for k in ks) for state in slots)]
         t = dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
-        constants = (t(c) for c in _reference.kernel_scalars(rule, scalars))
-        launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *constants)
+        constants = tuple(t(c) for c in _reference.kernel_scalars(rule, scalars))
+        for launch_ks in _launches([k for k in ks if ps[k].size], ps):
+            offsets = [0]
+            for k in launch_ks:
+                offsets.append(offsets[-1] + int(ps[k].size))
+            flat = [tuple(ps[k].reshape(-1) for k in launch_ks),
+                    tuple(backend.row_major(gs[k]).reshape(-1) for k in launch_ks),
+                    *(tuple(state[k].reshape(-1) for k in launch_ks) for state in slots)]
+            launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *constants)
 
 
 def sgd(p, g, lr: float):

@@ -89,7 +89,7 @@ def update_all(rule: str, ps, gs, slots, scalars):
 
     ``gs`` are the gradients, ``slots`` one list per kind of state aligned with ``ps`` (``[vs]``;
     Adam's ``[ms, vs]``), ``scalars`` the rule's Python floats after ``g`` and the state. Here a
-    loop over the parameters; on a GPU one launch for all of them.
+    loop over the parameters; on a GPU one launch for many of them.
     """
     update = RULES[rule]
     for p, g, *state in zip(ps, gs, *slots):
