@@ -105,14 +105,20 @@ class Optimizer:
                 self._update(name, p, g, lr, xp)
             return
         scalars = self._rule_scalars(lr)
-        by_device: dict = {}
-        for item in todo:
-            by_device.setdefault(backend.device_of(item[1]), []).append(item)
-        for device, items in by_device.items():
-            slots = [[self._slot(kind, name, p) for name, p, _, _ in items] for kind in self.slot_kinds]
-            with device.current():
-                kernels.get("optimizer_update", items[0][3]).update_all(
-                    self.kernel_rule, [p for _, p, _, _ in items], [g for _, _, g, _ in items], slots, scalars)
+        by_device: dict = {}  # device -> (namespace, names, parameters, gradients)
+        for name, p, g, xp in todo:
+            group = by_device.setdefault(backend.device_of(p), (xp, [], [], []))
+            group[1].append(name)
+            group[2].append(p)
+            group[3].append(g)
+        for device, (xp, names, ps, gs) in by_device.items():
+            slots = [[self._slot(kind, name, p) for name, p in zip(names, ps)] for kind in self.slot_kinds]
+            update_all = kernels.get("optimizer_update", xp).update_all
+            if device.is_gpu:  # the kernels launch on the current device
+                with device.current():
+                    update_all(self.kernel_rule, ps, gs, slots, scalars)
+            else:
+                update_all(self.kernel_rule, ps, gs, slots, scalars)
 
     # -- stepping
     def current_lr(self) -> float:
