@@ -273,11 +273,11 @@ def check_optimizer_update(rng):
                 for k in range(n_slots):
                     same(f"{what} slot {k}", got["slots"][k][i], want["slots"][k][i], dtype=dtype)
             counts["optimizer_update"] += 1
-    # the one-parameter functions are update_all of one
+    # one parameter alone
     p, g, v = (rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3))
     v = np.abs(v)
     p2, v2 = p.copy(), v.copy()
-    cuda_opt.rmsprop(p, g, v, 0.01, 0.9, 1e-7)
+    cuda_opt.update_all("rmsprop", [p], [g], [[v]], (0.01, 0.9, 1e-7))
     ref_opt.rmsprop(p2, g, v2, 0.01, 0.9, 1e-7)
     same("optimizer_update.rmsprop of one parameter", p, p2, dtype=np.float32)
     # more parameters than one launch takes, and one array given twice (two launches, applied in turn)

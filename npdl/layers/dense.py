@@ -20,7 +20,8 @@ def dense_forward(x, W, b, activation="linear"):
     needs ``x`` for ``dW``, ``W`` for ``dx``, and the activation's own cache (its output ``y``
     for sigmoid and tanh) for ``f'``.
     """
-    activation = check_elementwise(activation, "dense_forward")  # "identity", None ... -> "linear"
+    if activation not in ELEMENTWISE:  # "identity", None, "Tanh" ... (Dense passes canonical names)
+        activation = check_elementwise(activation, "dense_forward")
     y, f_cache = ELEMENTWISE[activation][0](x @ W, bias=b, overwrite=True)
     return y, (x, W, b is not None, activation, f_cache)
 

@@ -160,23 +160,3 @@ def update_all(rule: str, ps, gs, slots, scalars):
                     tuple(backend.row_major(gs[k]).reshape(-1) for k in launch_ks),
                     *(tuple(state[k].reshape(-1) for k in launch_ks) for state in slots)]
             launch(_KERNELS[rule], offsets[-1], *flat, tuple(offsets), *constants)
-
-
-def sgd(p, g, lr: float):
-    update_all("sgd", [p], [g], [], (lr,))
-
-
-def momentum(p, g, v, lr: float, mu: float):
-    update_all("momentum", [p], [g], [[v]], (lr, mu))
-
-
-def nesterov(p, g, v, lr: float, mu: float):
-    update_all("nesterov", [p], [g], [[v]], (lr, mu))
-
-
-def rmsprop(p, g, v, lr: float, rho: float, eps: float):
-    update_all("rmsprop", [p], [g], [[v]], (lr, rho, eps))
-
-
-def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
-    update_all("adam", [p], [g], [[m], [v]], (beta1, beta2, eps, step_size, sqrt_correction2))

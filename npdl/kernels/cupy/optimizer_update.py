@@ -37,23 +37,3 @@ def update_all(rule: str, ps, gs, slots, scalars):
             continue
         t = p.dtype.type
         kernel(g, *(t(c) for c in constants), p, *state)
-
-
-def sgd(p, g, lr: float):
-    update_all("sgd", [p], [g], [], (lr,))
-
-
-def momentum(p, g, v, lr: float, mu: float):
-    update_all("momentum", [p], [g], [[v]], (lr, mu))
-
-
-def nesterov(p, g, v, lr: float, mu: float):
-    update_all("nesterov", [p], [g], [[v]], (lr, mu))
-
-
-def rmsprop(p, g, v, lr: float, rho: float, eps: float):
-    update_all("rmsprop", [p], [g], [[v]], (lr, rho, eps))
-
-
-def adam(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
-    update_all("adam", [p], [g], [[m], [v]], (beta1, beta2, eps, step_size, sqrt_correction2))
