@@ -35,8 +35,8 @@ from npdl.kernels.cuda import activation_backward as cuda_act, bias_activation a
 from npdl.kernels.cuda import launch, optimizer_update as cuda_opt
 from npdl.kernels.cupy import activation_backward as cupy_act, bias_activation as cupy_bias_act
 from npdl.kernels.cupy import optimizer_update as cupy_opt
-from npdl.kernels.reference import activation_backward as ref_act, bias_activation as ref_bias_act
-from npdl.kernels.reference import optimizer_update as ref_opt
+from npdl.layers.activations import sigmoid_backward, sigmoid_forward
+from npdl.optim import base as ref_opt  # update_all.definition: the rules of npdl.optim as array operations
 
 
 @cuda.jit
@@ -125,18 +125,18 @@ def main(width: int = 1000) -> None:
     cases["Adam, SdA's 8 parameters: npdl CuPy ElementwiseKernels (8 launches)"] = \
         lambda: cupy_opt.update_all("adam", ps, gs, [ms, vs], scalars)
     cases["Adam, SdA's 8 parameters: reference CuPy operations"] = \
-        lambda: ref_opt.update_all("adam", ps, gs, [ms, vs], scalars)
+        lambda: ref_opt.update_all.definition("adam", ps, gs, [ms, vs], scalars)
     # fewer calls where one call is many launches: about 1000 launches in flight at most, so that the
     # GPU's queue never fills and host_us stays the host's own time
     launches = {"(8 launches)": 8, "reference CuPy operations": 80}
     z, bias, dy = g.normal((20, w), dtype="float32"), g.normal((w,), dtype="float32"), g.normal((20, w))
-    y = ref_bias_act.sigmoid(z, bias)
-    cases[f"sigmoid(z + b), (20, {w}): npdl numba.cuda"] = lambda: cuda_bias_act.sigmoid(z, bias)
-    cases[f"sigmoid(z + b), (20, {w}): npdl CuPy ElementwiseKernel"] = lambda: cupy_bias_act.sigmoid(z, bias)
-    cases[f"sigmoid(z + b), (20, {w}): reference CuPy operations"] = lambda: ref_bias_act.sigmoid(z, bias)
+    y, _ = sigmoid_forward.definition(z, bias=bias)
+    cases[f"sigmoid(z + b), (20, {w}): npdl numba.cuda"] = lambda: cuda_bias_act.sigmoid(z, bias=bias)
+    cases[f"sigmoid(z + b), (20, {w}): npdl CuPy ElementwiseKernel"] = lambda: cupy_bias_act.sigmoid(z, bias=bias)
+    cases[f"sigmoid(z + b), (20, {w}): reference CuPy operations"] = lambda: sigmoid_forward.definition(z, bias=bias)
     cases[f"sigmoid backward, (20, {w}): npdl numba.cuda"] = lambda: cuda_act.sigmoid(dy, y)
     cases[f"sigmoid backward, (20, {w}): npdl CuPy ElementwiseKernel"] = lambda: cupy_act.sigmoid(dy, y)
-    cases[f"sigmoid backward, (20, {w}): reference CuPy operations"] = lambda: ref_act.sigmoid(dy, y)
+    cases[f"sigmoid backward, (20, {w}): reference CuPy operations"] = lambda: sigmoid_backward.definition(dy, y)
     for name, fn in cases.items():
         per_launch = max((n for key, n in launches.items() if name.startswith("Adam") and key in name), default=5)
         calls = min(CALLS, max(10, 1000 // per_launch))
@@ -146,7 +146,7 @@ def main(width: int = 1000) -> None:
     m1, v1 = [m.copy() for m in ms], [v.copy() for v in vs]
     p2, m2, v2 = [p.copy() for p in ps], [m.copy() for m in ms], [v.copy() for v in vs]
     cuda_opt.update_all("adam", p1, gs, [m1, v1], scalars)
-    ref_opt.update_all("adam", p2, gs, [m2, v2], scalars)
+    ref_opt.update_all.definition("adam", p2, gs, [m2, v2], scalars)
     err = max(float(cupy.max(cupy.abs(u - w))) for u, w in zip(p1, p2))
     print(json.dumps({"check": "update_all adam, numba.cuda vs reference, max abs difference", "value": err,
                       "ok": bool(np.isfinite(err) and err < 1e-5)}), flush=True)

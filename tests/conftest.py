@@ -1,17 +1,84 @@
-"""Shared fixtures: every device-aware test runs once per backend, never copied.
+"""Shared fixtures, the Hypothesis profile and the autodiff references.
 
 ``device`` is ``"cpu"`` (NumPy + Numba), ``"strict"`` (array-api-strict, the CPU
 stand-in for a foreign device) and ``"cuda:0"`` (CuPy, marked ``gpu``, skipped
-cleanly where CuPy or a CUDA device is missing).
+cleanly where CuPy or a CUDA device is missing): every device-aware test runs once
+per backend, never copied.
+
+Hypothesis: the ``npdl`` profile, loaded for every test, draws the same examples on
+every run (``derandomize``), keeps no example database, and prints a failing example
+with the ``@reproduce_failure`` blob that replays it. ``--hypothesis-profile=explore``
+draws fresh random examples, more of them, for hunting bugs locally.
+
+JAX and PyTorch, the independent autodiff references, are optional for a developer
+(their checks are skipped without them) but required where ``NPDL_REQUIRE_REFERENCES=1``
+(CI, ``.ci/run``): there a missing one fails the run before any test starts, and
+:func:`reference` fails instead of skipping.
 """
 
+import datetime
+import importlib
 import os
 
 import pytest
+from hypothesis import settings
 
 from npdl import backend
 
 HAS_GPU = backend.cupy_or_none() is not None
+
+# -------------------------------------------------------------------------- Hypothesis
+# A deadline catches an example that hangs or turns pathologically slow, not ordinary jitter:
+# one example may compile a Numba kernel or trace a JAX function on a slow 2-core CI machine,
+# where Hypothesis's default (200 ms) fails healthy tests. Tests whose every new shape compiles
+# (JAX references, Numba kernels) say ``deadline=None`` themselves.
+settings.register_profile("npdl", derandomize=True, database=None, print_blob=True,
+                          deadline=datetime.timedelta(seconds=10))
+settings.register_profile("explore", parent=settings.get_profile("npdl"), derandomize=False, max_examples=500)
+settings.load_profile("npdl")
+
+# -------------------------------------------------------------------- autodiff references
+REFERENCES = ("jax", "torch")
+REQUIRE_REFERENCES = os.environ.get("NPDL_REQUIRE_REFERENCES", "0") not in ("", "0")
+
+
+def _missing(name):
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        return f"{name} cannot be imported ({exc})"
+    return None
+
+
+def pytest_configure(config):
+    if REQUIRE_REFERENCES:
+        missing = [why for why in map(_missing, REFERENCES) if why]
+        if missing:
+            raise pytest.UsageError("NPDL_REQUIRE_REFERENCES=1 needs JAX and PyTorch, the autodiff references: "
+                                    + "; ".join(missing) + ' (pip install ".[test]")')
+
+
+def has_reference(name) -> bool:
+    """Whether the autodiff reference ``name`` (``"jax"`` or ``"torch"``) can be imported; where
+    ``NPDL_REQUIRE_REFERENCES=1`` it must be, else the caller fails: in CI no check quietly runs
+    without its reference."""
+    if name not in REFERENCES:
+        raise ValueError(f"unknown autodiff reference {name!r}, expected one of {REFERENCES}")
+    why = _missing(name)
+    if why is not None and REQUIRE_REFERENCES:
+        pytest.fail(f"{why}, and NPDL_REQUIRE_REFERENCES=1 requires it", pytrace=False)
+    return why is None
+
+
+def reference(name):
+    """The autodiff reference ``name``, imported; without it the calling test (or, called at import,
+    module) is skipped, or fails where ``NPDL_REQUIRE_REFERENCES=1``."""
+    if not has_reference(name):
+        pytest.skip(_missing(name), allow_module_level=True)
+    return importlib.import_module(name)
+
+
+# ----------------------------------------------------------------------------- fixtures
 
 DEVICES = [
     "cpu",

@@ -39,9 +39,12 @@ from npdl import kernels  # noqa: E402
 from npdl.kernels.cuda import im2col as cuda_im2col, pool as cuda_pool, softmax_xent as cuda_sx  # noqa: E402
 from npdl.kernels.cuda import activation_backward as cuda_act, optimizer_update as cuda_opt  # noqa: E402
 from npdl.kernels.cuda import bias_activation as cuda_bias_act, lstm_cell as cuda_lstm  # noqa: E402
-from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool, softmax_xent as ref_sx  # noqa: E402
-from npdl.kernels.reference import activation_backward as ref_act, optimizer_update as ref_opt  # noqa: E402
-from npdl.kernels.reference import bias_activation as ref_bias_act, lstm_cell as ref_lstm  # noqa: E402
+from npdl.layers import conv as conv_layer, pooling as pool_layer  # noqa: E402  (the definitions)
+from npdl.optim import base as ref_opt  # noqa: E402  (update_all.definition and the rules)
+from npdl.optim.rmsprop import rmsprop_rule  # noqa: E402
+from npdl.layers import lstm as lstm_layer  # noqa: E402  (the definitions)
+from npdl.layers import activations as A  # noqa: E402
+from npdl.losses import cross_entropy as CE  # noqa: E402
 
 SKIP = 3
 failures: list[str] = []
@@ -121,11 +124,11 @@ def check_im2col(rng):
         x = rng.standard_normal(x_shape).astype(dtype)
         if i == 3:
             x = np.asfortranarray(x)  # a non-contiguous input is copied first
-        want = ref_im2col.im2col(x, kernel, stride, pad)
+        want = conv_layer.im2col.definition(x, kernel, stride, pad)
         same(what, cuda_im2col.im2col(x, kernel, stride, pad, workspace={}), want, exact=True, dtype=dtype)
         cols = rng.standard_normal(want.shape).astype(dtype)
         same("col2im" + what[6:], cuda_im2col.col2im(cols, x_shape, kernel, stride, pad),
-             ref_im2col.col2im(cols, x_shape, kernel, stride, pad), dtype=dtype)
+             conv_layer.col2im.definition(cols, x_shape, kernel, stride, pad), dtype=dtype)
         counts["im2col"] += 1
     # an empty batch: empty outputs of the right shapes, and no launch
     x = np.zeros((0, 2, 5, 5), np.float32)
@@ -133,6 +136,11 @@ def check_im2col(rng):
          exact=True, dtype=np.float32)
     same("col2im of an empty batch", cuda_im2col.col2im(np.zeros((18, 0)), x.shape, (3, 3), (1, 1), (1, 1, 1, 1)),
          x.astype(np.float64), exact=True, dtype=np.float64)
+    # a dtype the kernels are not written for goes to the definition
+    half = np.zeros((1, 1, 4, 4), np.float16)
+    expect("im2col declines float16", cuda_im2col.im2col(half, (2, 2), (2, 2), (0, 0, 0, 0)) is NotImplemented)
+    expect("col2im declines float16",
+           cuda_im2col.col2im(np.zeros((4, 4), np.float16), half.shape, (2, 2), (2, 2), (0, 0, 0, 0)) is NotImplemented)
 
 
 def check_pool(rng):
@@ -143,30 +151,37 @@ def check_pool(rng):
             # integers from a small range make windows with several equal maxima: the first must win
             x = (rng.integers(-2, 3, x_shape) if values == "ties" else rng.standard_normal(x_shape)).astype(dtype)
             y, arg = cuda_pool.max_forward(x, kernel, stride, pad)
-            y_ref, arg_ref = ref_pool.max_forward(x, kernel, stride, pad)
+            y_ref, arg_ref = pool_layer.max_pool_forward.definition(x, kernel, stride, pad)
             same(f"max_forward y, {values}, {what}", y, y_ref, exact=True, dtype=dtype)
             same(f"max_forward arg, {values}, {what}", arg, arg_ref.astype(np.int32), exact=True, dtype=np.int32)
             dy = rng.standard_normal(y_ref.shape).astype(dtype)
-            want = ref_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad)
+            want = pool_layer.max_pool_backward.definition(dy, arg_ref, x_shape, kernel, stride, pad)
             same(f"max_backward, {values}, {what}", cuda_pool.max_backward(dy, arg, x_shape, kernel, stride, pad),
                  want, dtype=dtype)
-            # the reference's int64 arg is accepted too (converted to int32)
+            # the definition's int64 arg is accepted too (converted to int32)
             same(f"max_backward on int64 arg, {values}, {what}",
                  cuda_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad), want, dtype=dtype)
-        # the average sums the real cells in the reference's order: exact here (IEEE on the GPU too)
+        # the average sums the real cells in the definition's order: exact here (IEEE on the GPU too)
         same(f"avg_forward, {what}", cuda_pool.avg_forward(x, kernel, stride, pad),
-             ref_pool.avg_forward(x, kernel, stride, pad), exact=True, dtype=dtype)
+             pool_layer.avg_pool_forward.definition(x, kernel, stride, pad), exact=True, dtype=dtype)
         same(f"avg_backward, {what}", cuda_pool.avg_backward(dy, x_shape, kernel, stride, pad),
-             ref_pool.avg_backward(dy, x_shape, kernel, stride, pad), dtype=dtype)
+             pool_layer.avg_pool_backward.definition(dy, x_shape, kernel, stride, pad), dtype=dtype)
         counts["pool"] += 1
     x = np.zeros((0, 3, 4, 4), np.float32)
     y, arg = cuda_pool.max_forward(x, (2, 2), (2, 2), (0, 0, 0, 0))
     expect("max_forward of an empty batch", y.shape == arg.shape == (0, 3, 2, 2), f"shapes {y.shape}, {arg.shape}")
     same("avg_backward of an empty batch", cuda_pool.avg_backward(y, x.shape, (2, 2), (2, 2), (0, 0, 0, 0)), x,
          exact=True, dtype=np.float32)
+    half = np.zeros((1, 1, 4, 4), np.float16)
+    expect("max_forward declines float16", cuda_pool.max_forward(half, (2, 2), (2, 2), (0, 0, 0, 0)) is NotImplemented)
+    expect("avg_backward declines float16",
+           cuda_pool.avg_backward(half[:, :, :2, :2], half.shape, (2, 2), (2, 2), (0, 0, 0, 0)) is NotImplemented)
 
 
 def check_softmax_xent(rng):
+    """Against ``softmax_cross_entropy_forward`` / ``_backward``'s definitions: loss, probabilities, the
+    cache (the labels passed through), and the backward for a random ``dloss`` in every form."""
+    forward, backward = CE.softmax_cross_entropy_forward.definition, CE.softmax_cross_entropy_backward.definition
     cases = [(1, 1), (1, 7), (5, 3), (4, 10), (3, 2), (6, 5)]
     for i, (n, k) in enumerate(cases * 2):
         dtype = (np.float32, np.float64)[i % 2]
@@ -175,24 +190,31 @@ def check_softmax_xent(rng):
         what = f"softmax_xent ({n}, {k}) scale {scale} {np.dtype(dtype).name} labels {np.dtype(label_dtype).name}"
         logits = (rng.standard_normal((n, k)) * scale).astype(dtype)
         labels = rng.integers(0, k, n).astype(label_dtype)
-        loss, probs = cuda_sx.forward(logits, labels)
-        loss_ref, probs_ref = ref_sx.forward(logits, labels)
-        same(what + " probs", probs, probs_ref, dtype=dtype)
-        same(what + " loss", loss, loss_ref, dtype=dtype)
+        loss, (probs, cached) = cuda_sx.forward(logits, labels)
+        want_loss, (want_probs, _) = forward(logits, labels)
+        same(what + " probs", probs, want_probs, dtype=dtype)
+        same(what + " loss", loss, want_loss, dtype=dtype)
         expect(what + " loss", np.ndim(loss) == 0, f"loss of shape {np.shape(loss)}, expected a 0-d array")
+        expect(what + " cache", cached is labels, "the cache does not hold the labels passed in")
         # dloss as the loss layer passes it (a Python float) or as a 0-d array / NumPy scalar
-        for dloss in (1.0, 0.7, np.asarray(0.7, dtype), dtype(-2.5)):
-            same(f"{what} backward, dloss {dloss!r}", cuda_sx.backward(dloss, probs, labels),
-                 ref_sx.backward(dloss, probs_ref, labels), dtype=dtype)
+        value = float(rng.uniform(-3.0, 3.0))
+        for dloss in (1.0, value, np.asarray(value, dtype), dtype(-value)):
+            same(f"{what} backward, dloss {dloss!r}", cuda_sx.backward(dloss, (probs, labels)),
+                 backward(dloss, (want_probs, labels)), dtype=dtype)
         counts["softmax_xent"] += 1
     x = np.array([[1000.0, -1000.0, 0.0], [-1e4, -1e4, -1e4]], np.float32)
-    loss, probs = cuda_sx.forward(x, np.array([1, 2]))
+    loss, (probs, _) = cuda_sx.forward(x, np.array([1, 2]))
     expect("softmax_xent on extreme logits", np.isfinite(loss) and np.isfinite(probs).all(), f"loss {loss}")
+    expect("softmax_xent declines integer logits",
+           cuda_sx.forward(np.zeros((2, 3), np.int64), np.array([0, 1])) is NotImplemented, "")
+    expect("softmax_xent declines an empty batch",
+           cuda_sx.backward(1.0, (np.zeros((0, 3), np.float32), np.zeros(0, np.int64))) is NotImplemented, "")
 
 
 def check_activation_backward(rng):
-    """One thread per element, the reference's operations in its order: bit-identical (the simulator
-    runs them as NumPy scalars; on a GPU the same single-rounded float ops)."""
+    """Against ``npdl.layers.activations.<name>_backward``'s definitions, with random upstream gradients.
+    One thread per element, the definition's operations in its order: bit-identical (the simulator runs
+    them as NumPy scalars; on a GPU the same single-rounded float ops)."""
     for i, shape in enumerate([(1,), (7,), (3, 5), (2, 3, 4), (0, 4)]):
         dtype = (np.float32, np.float64)[i % 2]
         dy = rng.standard_normal(shape).astype(dtype)
@@ -200,48 +222,63 @@ def check_activation_backward(rng):
         if y.size:
             y.flat[0] = 0.0  # ReLU's kink: slope 0 there
         for name in ("sigmoid", "tanh", "relu"):
+            definition = getattr(A, f"{name}_backward").definition
             same(f"activation_backward.{name} {shape} {np.dtype(dtype).name}", getattr(cuda_act, name)(dy, y),
-                 getattr(ref_act, name)(dy, y), exact=True, dtype=dtype)
+                 definition(dy, y), exact=True, dtype=dtype)
         # a transposed (F-ordered) input is made contiguous first: same numbers
         if len(shape) == 2:
             same(f"activation_backward.sigmoid of transposed arrays {shape}", cuda_act.sigmoid(dy.T, y.T),
-                 ref_act.sigmoid(dy.T, y.T), exact=True, dtype=dtype)
+                 A.sigmoid_backward.definition(dy.T, y.T), exact=True, dtype=dtype)
         counts["activation_backward"] += 1
+    expect("activation_backward declines mismatched dtypes",
+           cuda_act.sigmoid(np.ones(3, np.float32), np.ones(3, np.float64)) is NotImplemented, "")
 
 
 def check_bias_activation(rng):
-    """``f(a + b)`` in one launch against the reference: with and without a bias, in place and not,
-    float32 and float64, rank 1 to 3 (the bias runs along the last axis), special values."""
+    """``f(x + bias)`` in one launch against ``npdl.layers.activations.<name>_forward``'s definitions: with
+    and without a bias, in place and not, float32 and float64, rank 1 to 3 (the bias runs along the last
+    axis), special values; the cache is ``y``. Without a bias only the sigmoid has a kernel (tanh and
+    ReLU are one CuPy launch already, and decline)."""
     for i, shape in enumerate([(1,), (7,), (3, 5), (2, 3, 4), (0, 4)]):
         dtype = (np.float32, np.float64)[i % 2]
-        a = (rng.standard_normal(shape) * 3).astype(dtype)
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
         b = rng.standard_normal(shape[-1:]).astype(dtype)
-        for name in ("sigmoid", "tanh", "relu", "linear"):
+        for name in ("sigmoid", "tanh", "relu"):
             what = f"bias_activation.{name} {shape} {np.dtype(dtype).name}"
-            before = a.copy()
-            want = getattr(ref_bias_act, name)(a, b)
-            same(f"{what} with bias", getattr(cuda_bias_act, name)(a, b), want, dtype=dtype)
-            same(f"{what} without bias", getattr(cuda_bias_act, name)(a), getattr(ref_bias_act, name)(a), dtype=dtype)
-            same(f"{what} leaves a alone without overwrite", a, before, exact=True, dtype=dtype)
-            scratch = a.copy()
-            got = getattr(cuda_bias_act, name)(scratch, b, overwrite=True)
+            kernel, definition = getattr(cuda_bias_act, name), getattr(A, f"{name}_forward").definition
+            before = x.copy()
+            want, _ = definition(x, bias=b)
+            y, cache = kernel(x, bias=b)
+            same(f"{what} with bias", y, want, dtype=dtype)
+            expect(f"{what} cache", cache is y, "the cache is not y")
+            no_bias = kernel(x)
+            if name == "sigmoid":
+                same(f"{what} without bias", no_bias[0], definition(x)[0], dtype=dtype)
+            else:
+                expect(f"{what} without bias declines", no_bias is NotImplemented, f"{type(no_bias)}")
+            same(f"{what} leaves x alone without overwrite", x, before, exact=True, dtype=dtype)
+            scratch = x.copy()
+            got, _ = kernel(scratch, bias=b, overwrite=True)
             same(f"{what} in place", got, want, dtype=dtype)
-            expect(f"{what} in place writes over a", got is scratch, "returned a new array")
+            expect(f"{what} in place writes over x", got is scratch, "returned a new array")
         if len(shape) == 2:  # a transposed (F-ordered) product: a row-major copy, same numbers
-            at = np.ascontiguousarray(a.T).T.copy(order="F")
-            bt = rng.standard_normal(at.shape[-1:]).astype(dtype)
+            xt = np.ascontiguousarray(x.T).T.copy(order="F")
+            bt = rng.standard_normal(xt.shape[-1:]).astype(dtype)
             same(f"bias_activation.sigmoid of a transposed product {shape}",
-                 cuda_bias_act.sigmoid(at, bt, overwrite=True), ref_bias_act.sigmoid(at.copy(), bt), dtype=dtype)
+                 cuda_bias_act.sigmoid(xt, bias=bt, overwrite=True)[0],
+                 A.sigmoid_forward.definition(xt.copy(), bias=bt)[0], dtype=dtype)
         counts["bias_activation"] += 1
-    a = np.array([[np.nan, -0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 100.0]], np.float32)
+    x = np.array([[np.nan, -0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, 100.0]], np.float32)
     zero = np.full(8, -0.0, np.float32)  # -0.0 + -0.0 stays -0.0: the kernel's v <= 0 branch must make it +0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for name in ("sigmoid", "tanh", "relu"):
-            same(f"bias_activation.{name} of nan, -0.0, inf", getattr(cuda_bias_act, name)(a, zero),
-                 getattr(ref_bias_act, name)(a, zero), dtype=np.float32)
-    relu = cuda_bias_act.relu(a, zero)
+            same(f"bias_activation.{name} of nan, -0.0, inf", getattr(cuda_bias_act, name)(x, bias=zero)[0],
+                 getattr(A, f"{name}_forward").definition(x, bias=zero)[0], dtype=np.float32)
+    relu, _ = cuda_bias_act.relu(x, bias=zero)
     expect("bias_activation.relu keeps nan and gives +0.0 for -0.0",
            np.isnan(relu[0, 0]) and not np.signbit(relu[0, 1]), f"{relu[0, :2]}")
+    expect("bias_activation declines a bias of another dtype",
+           cuda_bias_act.sigmoid(x, bias=zero.astype(np.float64)) is NotImplemented, "")
 
 
 def check_optimizer_update(rng):
@@ -266,7 +303,7 @@ def check_optimizer_update(rng):
             want = {"p": [a.copy() for a in got["p"]], "slots": [[a.copy() for a in lst] for lst in got["slots"]]}
             for t in (1, 2, 50):
                 cuda_opt.update_all(rule, got["p"], got["g"], got["slots"], scalars(t))
-                ref_opt.update_all(rule, want["p"], got["g"], want["slots"], scalars(t))
+                ref_opt.update_all.definition(rule, want["p"], got["g"], want["slots"], scalars(t))
             for i, (shape, dtype) in enumerate(model):
                 what = f"optimizer_update.{rule} parameter {i} of {len(model)} {shape} {np.dtype(dtype).name}"
                 same(f"{what} p", got["p"][i], want["p"][i], dtype=dtype)
@@ -278,7 +315,7 @@ def check_optimizer_update(rng):
     v = np.abs(v)
     p2, v2 = p.copy(), v.copy()
     cuda_opt.update_all("rmsprop", [p], [g], [[v]], (0.01, 0.9, 1e-7))
-    ref_opt.rmsprop(p2, g, v2, 0.01, 0.9, 1e-7)
+    rmsprop_rule(p2, g, v2, 0.01, 0.9, 1e-7)
     same("optimizer_update.rmsprop of one parameter", p, p2, dtype=np.float32)
     # more parameters than one launch takes, and one array given twice (two launches, applied in turn)
     many = [rng.standard_normal(3).astype(np.float32) for _ in range(cuda_opt.MAX_PER_LAUNCH + 5)]
@@ -290,37 +327,83 @@ def check_optimizer_update(rng):
     want_ps.append(want_ps[-1])  # the same array twice, as in the call
     want_vs = [np.zeros_like(p) for p in ps]
     cuda_opt.update_all("momentum", ps, gs, [vs], (0.1, 0.9))
-    ref_opt.update_all("momentum", want_ps, gs, [want_vs], (0.1, 0.9))
+    ref_opt.update_all.definition("momentum", want_ps, gs, [want_vs], (0.1, 0.9))
     for i, (got, want) in enumerate(zip(ps, want_ps)):
         same(f"optimizer_update.momentum of {len(ps)} parameters, parameter {i}", got, want, dtype=np.float32)
     counts["optimizer_update"] += 1
-    # a strided parameter cannot be updated in place by the flat kernel: the reference does it, the rest launch
+    # a strided parameter cannot be updated in place by the flat kernel: the kernel declines before changing
+    # anything, and through the dispatch the definition updates them all
     p = np.zeros((4, 6), np.float32)[:, ::2]
     q = np.zeros(5, np.float32)
-    cuda_opt.update_all("momentum", [p, q], [np.ones((4, 3), np.float32), np.ones(5, np.float32)],
-                        [[np.zeros((4, 3), np.float32), np.zeros(5, np.float32)]], (0.1, 0.9))
-    same("optimizer_update.momentum on a strided parameter", p, np.full((4, 3), -0.1, np.float32), dtype=np.float32)
-    same("optimizer_update.momentum beside a strided parameter", q, np.full(5, -0.1, np.float32), dtype=np.float32)
+    args = ([p, q], [np.ones((4, 3), np.float32), np.ones(5, np.float32)],
+            [[np.zeros((4, 3), np.float32), np.zeros(5, np.float32)]], (0.1, 0.9))
+    expect("optimizer_update declines a strided parameter", cuda_opt.update_all("momentum", *args) is NotImplemented,
+           "it did not decline")
+    same("optimizer_update declined: the strided parameter untouched", p, np.zeros((4, 3), np.float32),
+         dtype=np.float32)
+    same("optimizer_update declined: the other parameter untouched", q, np.zeros(5, np.float32), dtype=np.float32)
 
 
 def check_lstm_cell(rng):
-    """The fused steps inside the reference's own loops: whole sequences forward and backward, with
-    per-step outputs or the last one only, and truncated BPTT (the None gradients become zeros)."""
+    """The fused steps against ``npdl.layers.lstm``'s ``lstm_forward_step`` / ``lstm_backward_step``
+    definitions, with random upstream gradients and every combination of missing (None) ones; then
+    whole sequences forward and backward (per-step outputs or the last one only, truncated BPTT)
+    through the definition's loops with their steps sent to these kernels, as the dispatch sends
+    them for CuPy arrays (the GPU has no kernel for the loops themselves)."""
+    L = lstm_layer
+    expect("lstm_cell on a GPU: the loops are the definition's", not any(
+        hasattr(cuda_lstm, f) for f in ("forward_sequence", "backward_sequence")), "the cuda module has a loop")
+    calls = {"forward_step": 0, "backward_step": 0}
+
+    def counted(fn):
+        def run(*args):
+            calls[fn.__name__] += 1
+            return fn(*args)
+        return run
+
+    steps = {"lstm_cell.forward_step": counted(cuda_lstm.forward_step),
+             "lstm_cell.backward_step": counted(cuda_lstm.backward_step)}
     for i, (T, N, H) in enumerate([(1, 1, 1), (3, 2, 3), (4, 3, 2)]):
         dtype = (np.float32, np.float64)[i % 2]
-        Z_in = rng.standard_normal((T, N, 4 * H)).astype(dtype)
+        what = f"lstm_cell T={T} N={N} H={H} {np.dtype(dtype).name}"
+        z_rec, z_in = ((rng.standard_normal((N, 4 * H)) * 1.5).astype(dtype) for _ in range(2))
+        c_prev = rng.standard_normal((N, H)).astype(dtype)
+        want = L.lstm_forward_step.definition(z_rec, z_in, c_prev)
+        for name, a, b in zip(("G", "c", "tc", "h"), cuda_lstm.forward_step(z_rec, z_in, c_prev), want):
+            same(f"{what} forward_step {name}", a, b, dtype=dtype)
+        G, _, tc, _ = want
+        grads = [rng.standard_normal((N, H)).astype(dtype) for _ in range(3)]  # dh_rec, dy_t, dc_next
+        for mask in range(8):
+            args = [g if mask >> k & 1 else None for k, g in enumerate(grads)]
+            got = cuda_lstm.backward_step(*args, G, tc, c_prev)
+            for name, a, b in zip(("dz", "dc_prev"), got, L.lstm_backward_step.definition(*args, G, tc, c_prev)):
+                same(f"{what} backward_step (given {mask:03b}) {name}", a, b, dtype=dtype)
+        Z_in = (rng.standard_normal((T, N, 4 * H)) * 1.5).astype(dtype)
         Wh = (rng.standard_normal((H, 4 * H)) * 0.5).astype(dtype)
         h0, c0 = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
-        what = f"lstm_cell T={T} N={N} H={H} {np.dtype(dtype).name}"
-        got, want = cuda_lstm.forward_sequence(Z_in, Wh, h0, c0), ref_lstm.forward_sequence(Z_in, Wh, h0, c0)
-        for name, a, b in zip(("hs", "cs", "gates", "tanh_cs"), got, want):
-            same(f"{what} forward {name}", a, b, dtype=dtype)
-        hs, cs, gates, tanh_cs = want
         dy_seq = rng.standard_normal((T, N, H)).astype(dtype)
-        for label, args, trunc in (("every step", (dy_seq, None), None), ("last step", (None, dy_seq[-1]), None),
-                                   ("truncated", (dy_seq, None), 2)):
-            got = cuda_lstm.backward_sequence(*args, gates, tanh_cs, cs, Wh, trunc)
-            want = ref_lstm.backward_sequence(*args, gates, tanh_cs, cs, Wh, trunc)
+        cases = (("every step", (dy_seq, None), None), ("last step", (None, dy_seq[-1]), None),
+                 ("truncated", (dy_seq, None), 2), ("truncated, last step", (None, dy_seq[-1]), 1))
+        want_fwd = L.lstm_forward_sequence.definition(Z_in, Wh, h0, c0)  # NumPy: the definition's steps
+        hs, cs, gates, tanh_cs = want_fwd
+        want_bwd = [L.lstm_backward_sequence.definition(*args, gates, tanh_cs, cs, Wh, trunc)
+                    for _, args, trunc in cases]
+        before = dict(calls)
+        real_kernel_for = kernels.kernel_for
+        kernels.use(None)  # an empty dispatch cache: every step asks kernel_for
+        kernels.kernel_for = lambda operation, x: steps.get(operation) or real_kernel_for(operation, x)
+        try:
+            got_fwd = L.lstm_forward_sequence.definition(Z_in, Wh, h0, c0)
+            got_bwd = [L.lstm_backward_sequence.definition(*args, gates, tanh_cs, cs, Wh, trunc)
+                       for _, args, trunc in cases]
+        finally:
+            kernels.kernel_for = real_kernel_for
+            kernels.use(None)
+        expect(f"{what} the loops called the kernels", calls == {"forward_step": before["forward_step"] + T,
+               "backward_step": before["backward_step"] + T * len(cases)}, f"{calls} after {before}")
+        for name, a, b in zip(("hs", "cs", "gates", "tanh_cs"), got_fwd, want_fwd):
+            same(f"{what} forward {name}", a, b, dtype=dtype)
+        for (label, _, _), got, want in zip(cases, got_bwd, want_bwd):
             for name, a, b in zip(("dZ", "dh0", "dc0"), got, want):
                 same(f"{what} backward ({label}) {name}", a, b, dtype=dtype)
         counts["lstm_cell"] += 1
@@ -334,8 +417,8 @@ def check_dispatch_under_sim():
     """
     fake_cupy = pytypes.ModuleType("cupy")
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
-    want = {"im2col": "cuda", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
-            "lstm_cell": "cuda", "simple_rnn": "reference", "activation_backward": "cuda",
+    want = {"im2col": "cuda", "conv2d": "definition", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
+            "lstm_cell": "cuda", "simple_rnn": "definition", "activation_backward": "cuda",
             "optimizer_update": "cuda", "bias_activation": "cuda"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
@@ -343,12 +426,13 @@ def check_dispatch_under_sim():
         counts["dispatch"] += 1
     for op, mod in (("im2col", cuda_im2col), ("pool", cuda_pool), ("softmax_xent", cuda_sx)):
         expect(f"get({op!r}, cupy)", kernels.get(op, fake_cupy) is mod, f"{kernels.get(op, fake_cupy)!r}")
-    expect("the Conv2D chunked path", not hasattr(kernels.get("im2col", fake_cupy), "conv_forward"),
-           "the cuda im2col module must not have conv_forward: Conv2D would call it")
+    expect("the convolution on a GPU is its definition (with the cuda im2col)",
+           kernels.get("conv2d", fake_cupy) is None, f"{kernels.get('conv2d', fake_cupy)!r}")
     expect("implementation(numpy)", kernels.implementation(np, "pool") == "numba", kernels.implementation(np, "pool"))
-    kernels.use("reference")
+    kernels.use("off")
     try:
-        expect("forced reference", kernels.implementation(fake_cupy, "pool") == "reference", "")
+        expect("kernels off", kernels.implementation(fake_cupy, "pool") == kernels.DEFINITION,
+               kernels.implementation(fake_cupy, "pool"))
     finally:
         kernels.use(None)
     kernels.use("cupy")
@@ -356,7 +440,7 @@ def check_dispatch_under_sim():
         got = {op: kernels.implementation(fake_cupy, op) for op in ("bias_activation", "pool", "optimizer_update")}
         expect("NPDL_KERNELS=cupy", got == {"bias_activation": "cupy", "pool": "cuda", "optimizer_update": "cupy"},
                f"{got}")
-        expect("NPDL_KERNELS=cupy on the CPU", kernels.implementation(np, "bias_activation") == "numba", "")
+        expect("NPDL_KERNELS=cupy on the CPU", kernels.implementation(np, "activation_backward") == "numba", "")
     finally:
         kernels.use(None)
     # through the kernel a layer would get, on simulator "device" arrays

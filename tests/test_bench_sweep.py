@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -46,11 +47,19 @@ def test_expand_and_batch_sizes_errors():
 
 
 # ---------------------------------------------------------------------- timers
-def test_wall_timer_syncs_once_per_reading():
+def test_wall_timer_reads_step_and_sync_once(monkeypatch):
+    """The reading spans the step and the device synchronisation (a GPU step's work ends there)."""
+    clock = {"now": 100.0}
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
     calls = []
-    timer = timing.WallTimer(lambda: calls.append("sync"))
-    dt = timer(lambda: calls.append("step"))
-    assert calls == ["step", "sync"] and dt >= 0
+
+    def advance(name, seconds):
+        calls.append(name)
+        clock["now"] += seconds
+
+    timer = timing.WallTimer(lambda: advance("sync", 0.5))
+    assert timer(lambda: advance("step", 2.0)) == 2.5
+    assert calls == ["step", "sync"]
 
 
 def test_measure_uses_the_timer_for_every_timed_step():

@@ -8,7 +8,7 @@ import npdl
 PACKAGE = pathlib.Path(npdl.__file__).parent
 
 #: where numpy may be imported: the boundary itself, device kernels, data files, checkpoint I/O, CLI, plots
-ALLOWED = ("backend.py", "kernels/", "datasets/", "training/checkpoint.py", "cli/", "plots", "viz")
+ALLOWED = ("backend/", "kernels/", "datasets/", "training/checkpoint.py", "cli/", "plots", "viz")
 
 
 def numpy_imports(path):

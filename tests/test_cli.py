@@ -22,7 +22,8 @@ def test_info_json(capsys):
     assert code == 0
     for key in ("python", "numpy", "numba", "cupy", "blas", "devices", "kernels"):
         assert key in info
-    assert "cpu" in info["devices"] and info["kernels"]["cpu"] in ("numba", "reference")
+    assert "cpu" in info["devices"] and "numba for softmax_xent" in info["kernels"]["cpu"]
+    assert info["kernels"]["strict"] == "definition"
     assert info["cupy"]["available"] or info["cupy"]["reason"]
 
 
@@ -95,5 +96,5 @@ def test_info_names_the_gpu_kernels_that_serve():
         text = info._gpu_kernels(False)
     finally:
         kernels.use(None)
-    assert "CuPy ElementwiseKernel for activation_backward, optimizer_update, bias_activation" in text
+    assert "CuPy ElementwiseKernel for activation_backward, bias_activation, optimizer_update" in text
     assert "numba.cuda for softmax_xent, im2col, pool, lstm_cell" in text and "cuBLAS for gemm_update" in text

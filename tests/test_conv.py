@@ -1,17 +1,16 @@
-"""Convolution and pooling: compiled kernels agree with the reference, the tie rule, 'same'
-padding, bad input, dtypes, and the layers on every device."""
+"""Convolution and pooling: the tie rule, 'same' padding, the layers on every device and with the
+kernels off, bad input and dtypes. (The kernels against the definitions: tests/test_conv_kernels.py.)"""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 import npdl
 from npdl import backend, kernels
 from npdl.errors import DTypeError, ShapeError
 from npdl.gradcheck import relative_error
-from npdl.kernels.numba import im2col as numba_im2col, pool as numba_pool
-from npdl.kernels.reference import im2col as ref_im2col, pool as ref_pool
-from npdl.layers.conv import conv_geometry
+from npdl.kernels.numba import pool as numba_pool
+from npdl.layers import pooling
+from npdl.layers.conv import col2im, conv_geometry, im2col
 
 HAS_GPU = backend.cupy_or_none() is not None
 
@@ -20,126 +19,17 @@ def _tol(dtype):
     return 1e-5 if dtype == "float32" else 1e-12
 
 
-@st.composite
-def geometries(draw, max_pad=3):
-    """A random batch shape, window, stride and padding with a non-empty output (odd sizes, stride > kernel)."""
-    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    sh, sw = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
-    padding = draw(st.sampled_from(["valid", "same", "int"]))
-    if padding == "int":
-        padding = (draw(st.integers(0, max_pad)), draw(st.integers(0, max_pad)))
-    h, w = max(h, kh), max(w, kw)  # 'valid' needs the window to fit
-    oh, ow, pad = conv_geometry((n, c, h, w), (kh, kw), (sh, sw), padding, "test")
-    return (n, c, h, w), (kh, kw), (sh, sw), pad, (oh, ow)
-
-
-@settings(max_examples=60, deadline=None)
-@given(geo=geometries(), seed=st.integers(0, 2 ** 16), dtype=st.sampled_from(["float32", "float64"]))
-def test_numba_im2col_and_col2im_match_reference(geo, seed, dtype):
-    x_shape, kernel, stride, pad, (oh, ow) = geo
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    cols = numba_im2col.im2col(x, kernel, stride, pad)
-    assert cols.dtype == x.dtype and cols.shape == (x_shape[1] * kernel[0] * kernel[1], x_shape[0] * oh * ow)
-    np.testing.assert_array_equal(cols, ref_im2col.im2col(x, kernel, stride, pad))  # a copy: exact
-    dcols = rng.standard_normal(cols.shape).astype(dtype)
-    dx = numba_im2col.col2im(dcols, x_shape, kernel, stride, pad)
-    assert dx.dtype == x.dtype and dx.shape == x_shape
-    np.testing.assert_allclose(dx, ref_im2col.col2im(dcols, x_shape, kernel, stride, pad), rtol=_tol(dtype),
-                               atol=_tol(dtype))
-    # col2im is im2col's adjoint: <im2col(x), dcols> = <x, col2im(dcols)>
-    np.testing.assert_allclose(np.vdot(cols, dcols), np.vdot(x, dx), rtol=1e-4 if dtype == "float32" else 1e-10)
-
-
-@settings(max_examples=60, deadline=None)
-@given(geo=geometries(max_pad=0), seed=st.integers(0, 2 ** 16), dtype=st.sampled_from(["float32", "float64"]))
-def test_numba_pooling_matches_reference(geo, seed, dtype):
-    x_shape, kernel, stride, pad, _ = geo
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    y, arg = numba_pool.max_forward(x, kernel, stride, pad)
-    y_ref, arg_ref = ref_pool.max_forward(x, kernel, stride, pad)
-    assert y.dtype == x.dtype
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(arg, arg_ref)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dx = numba_pool.max_backward(dy, arg, x_shape, kernel, stride, pad)
-    assert dx.dtype == x.dtype
-    np.testing.assert_allclose(dx, ref_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad),
-                               rtol=_tol(dtype), atol=_tol(dtype))
-    a = numba_pool.avg_forward(x, kernel, stride, pad)
-    assert a.dtype == x.dtype
-    np.testing.assert_allclose(a, ref_pool.avg_forward(x, kernel, stride, pad), rtol=_tol(dtype), atol=_tol(dtype))
-    da = numba_pool.avg_backward(dy, x_shape, kernel, stride, pad)
-    assert da.dtype == x.dtype
-    np.testing.assert_allclose(da, ref_pool.avg_backward(dy, x_shape, kernel, stride, pad), rtol=_tol(dtype),
-                               atol=_tol(dtype))
-
-
-@settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(1, 4), oh=st.integers(1, 6), ow=st.integers(1, 6),
-       levels=st.sampled_from([2, 3, 1000]), seed=st.integers(0, 2 ** 16),
-       dtype=st.sampled_from(["float32", "float64"]))
-def test_numba_2x2_max_pool_fast_path_matches_reference(n, c, oh, ow, levels, seed, dtype):
-    """2x2 windows at stride 2 on an even-sized input take the tiling fast path; few value levels make ties common."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, levels, (n, c, 2 * oh, 2 * ow)).astype(dtype)
-    geo = ((2, 2), (2, 2), (0, 0, 0, 0))
-    assert numba_pool._tiles_2x2(x.shape, *geo)
-    y, arg = numba_pool.max_forward(x, *geo)
-    y_ref, arg_ref = ref_pool.max_forward(x, *geo)
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(arg, arg_ref)
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    np.testing.assert_array_equal(numba_pool.max_backward(dy, arg, x.shape, *geo),
-                                  ref_pool.max_backward(dy, arg_ref, x.shape, *geo))
-
-
-def test_parallel_paths_match_reference():
-    """Shapes above PARALLEL_THRESHOLD run the prange variants."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((16, 6, 20, 20)).astype(np.float32)
-    cols = numba_im2col.im2col(x, (5, 5), (1, 1), (2, 2, 2, 2))
-    np.testing.assert_array_equal(cols, ref_im2col.im2col(x, (5, 5), (1, 1), (2, 2, 2, 2)))
-    np.testing.assert_allclose(numba_im2col.col2im(cols, x.shape, (5, 5), (1, 1), (2, 2, 2, 2)),
-                               ref_im2col.col2im(cols, x.shape, (5, 5), (1, 1), (2, 2, 2, 2)), rtol=1e-5, atol=1e-5)
-    big = rng.standard_normal((40, 20, 24, 24)).astype(np.float32)
-    y, arg = numba_pool.max_forward(big, (2, 2), (2, 2), (0, 0, 0, 0))
-    y_ref, arg_ref = ref_pool.max_forward(big, (2, 2), (2, 2), (0, 0, 0, 0))
-    np.testing.assert_array_equal(arg, arg_ref)
-    np.testing.assert_allclose(numba_pool.max_backward(y, arg, big.shape, (2, 2), (2, 2), (0, 0, 0, 0)),
-                               ref_pool.max_backward(y_ref, arg_ref, big.shape, (2, 2), (2, 2), (0, 0, 0, 0)))
-    np.testing.assert_allclose(numba_pool.avg_forward(big, (3, 3), (2, 2), (0, 1, 0, 1)),
-                               ref_pool.avg_forward(big, (3, 3), (2, 2), (0, 1, 0, 1)), rtol=1e-5, atol=1e-6)
-
-
-def test_numba_kernels_are_cached_on_disk():
-    """cache=True on every compiled function: a new process loads them instead of recompiling."""
-    for module in (numba_im2col, numba_pool):
-        jitted = [f for f in vars(module).values() if hasattr(f, "py_func")]
-        assert jitted
-        for f in jitted:
-            assert type(f._cache).__name__ != "NullCache", f.__name__
-
-
-def test_dispatch_picks_numba_for_numpy_and_reference_elsewhere():
-    import array_api_strict
-
-    assert "im2col" in kernels.OPS and "pool" in kernels.OPS
-    assert kernels.get("im2col", np) is numba_im2col and kernels.get("pool", np) is numba_pool
-    assert kernels.get("im2col", array_api_strict) is ref_im2col
-    kernels.use("reference")
-    try:
-        assert kernels.get("pool", np) is ref_pool
-    finally:
-        kernels.use(None)
+#: the definitions of the pooling windows, with the signatures of the kernels' module
+DEFINED_POOL = type("DefinedPool", (), {name: staticmethod(getattr(pooling, f"{kind}_pool_{step}").definition)
+                                        for name, kind, step in (("max_forward", "max", "forward"),
+                                                                 ("max_backward", "max", "backward"),
+                                                                 ("avg_forward", "avg", "forward"),
+                                                                 ("avg_backward", "avg", "backward"))})
 
 
 # ------------------------------------------------------------------------- conventions
 
-@pytest.mark.parametrize("impl", [numba_pool, ref_pool], ids=["numba", "reference"])
+@pytest.mark.parametrize("impl", [numba_pool, DEFINED_POOL], ids=["numba", "definition"])
 def test_max_pool_tie_sends_the_gradient_to_the_first_maximum(impl):
     x = np.array([[[[1.0, 3.0, 3.0, 0.0],
                     [3.0, 2.0, 0.0, 0.0],
@@ -214,7 +104,9 @@ def _layers(device, dtype="float32"):
 
 
 def test_layers_on_every_device_match_the_cpu_and_stay_float32(device):
-    x_np = np.random.default_rng(1).standard_normal((2, 2, 9, 8)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x_np = rng.standard_normal((2, 2, 9, 8)).astype(np.float32)
+    dy_np = rng.standard_normal((2, 4, 3, 4)).astype(np.float32)  # the stack's output shape
     results = {}
     for where in ("cpu", device):
         stack = _layers(where)
@@ -225,7 +117,7 @@ def test_layers_on_every_device_match_the_cpu_and_stay_float32(device):
             shape = layer.output_shape(shape)
             assert tuple(h.shape[1:]) == tuple(shape)
             assert backend.dtype_name(h) == "float32" and backend.device_of(h) == backend.get_device(where)
-        d = h * 0.0 + 1.0
+        d = backend.get_device(where).asarray(dy_np)
         for layer in reversed(stack):
             d = layer.backward(d)
             assert backend.dtype_name(d) == "float32"
@@ -260,15 +152,79 @@ def test_conv_layer_uses_the_pure_functions_and_fans():
     assert np.abs(W).max() <= bound and np.abs(W).max() > 0.99 * bound
 
 
-def test_workspace_is_reused_and_results_stay_right():
+def test_workspace_is_reused_and_each_cache_stays_right():
+    """The layer's workspace keeps the kernel's buffers between calls; a cache holds the input, so two
+    forward passes before a backward pass (a layer used twice) each keep their own."""
     g = backend.Generator("cpu", 0)
     layer = npdl.Conv2D(2, 3, 3, rng=g)
     x1, x2 = g.normal((3, 2, 7, 7)), g.normal((3, 2, 7, 7))
-    layer(x1)
-    buffer = layer._workspace["cols"]
+    y1 = layer(x1)
+    cache1 = layer.cache
+    buffer = layer._workspace["conv2d.cols"][0]
     y2 = layer(x2)
-    assert layer._workspace["cols"] is buffer
+    assert layer._workspace["conv2d.cols"][0] is buffer
     assert relative_error(y2, npdl.conv2d_forward(x2, layer.params["W"], layer.params["b"])[0]) == 0.0
+    dy = g.normal(tuple(y1.shape))
+    layer.cache = cache1
+    dx1 = layer.backward(dy)
+    kernels.use("off")
+    try:
+        y1_ref, cache = npdl.conv2d_forward(x1, layer.params["W"], layer.params["b"])
+        dx1_ref, dW1_ref, _ = npdl.conv2d_backward(dy, cache)
+    finally:
+        kernels.use(None)
+    assert relative_error(y1, y1_ref) < 1e-6
+    assert relative_error(dx1, dx1_ref) < 1e-6 and relative_error(layer.grads["W"], dW1_ref) < 1e-6
+
+
+def test_the_conv_cache_is_the_same_on_every_device(device):
+    """``(x, W, stride, pad, has_bias)`` whichever code ran: the definition or a kernel."""
+    g = backend.Generator(device, 0)
+    x, W, b = g.normal((2, 3, 7, 6)), g.normal((4, 3, 3, 3)), g.normal((4,))
+    for kernels_on in (True, False):
+        kernels.use(None if kernels_on else "off")
+        try:
+            _, cache = npdl.conv2d_forward(x, W, b, 2, "same")
+        finally:
+            kernels.use(None)
+        assert len(cache) == 5 and tuple(cache[2:]) == ((2, 2), (1, 1, 0, 1), True)
+        np.testing.assert_array_equal(backend.to_numpy(cache[0]), backend.to_numpy(x))
+        assert cache[1] is W
+
+
+def _small_cnn(dtype):
+    g = backend.Generator("cpu", 0)
+    return npdl.Sequential([
+        npdl.Conv2D(2, 4, 3, padding="same", dtype=dtype, rng=g), npdl.MaxPool2D(2), npdl.ReLU(),
+        npdl.Conv2D(4, 3, (2, 3), stride=(1, 2), padding=1, dtype=dtype, rng=g),
+        npdl.AvgPool2D(2, padding="same"), npdl.Flatten(), npdl.Dense(9, 3, dtype=dtype, rng=g)])
+
+
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-10), ("float32", 1e-4)])
+def test_a_conv_net_trains_to_the_same_parameters_with_kernels_off(dtype, tol):
+    """A few SGD steps of conv -> max pool -> conv -> average pool -> dense, once with the kernels and
+    once with ``kernels.use("off")`` (the layer files' code only): the same parameters."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 2, 10, 9)).astype(dtype)
+    labels = rng.integers(0, 3, 12)
+    trained = []
+    for mode in (None, "off"):
+        kernels.use(mode)
+        try:
+            model = _small_cnn(dtype).compile("softmax_cross_entropy", npdl.optim.SGD(lr=0.2))
+            for step in range(4):
+                batch = slice(3 * step, 3 * step + 6)
+                model.train_batch(x[batch], labels[batch])
+            trained.append([backend.to_numpy(p) for layer in model.layers for p in layer.params.values()])
+        finally:
+            kernels.use(None)
+    with_kernels, without = trained
+    assert len(with_kernels) == 6
+    for a, b in zip(with_kernels, without):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    first = _small_cnn(dtype).layers[0].params["W"]
+    assert relative_error(with_kernels[0], first) > 1e-3  # the steps did move the parameters
 
 
 def test_get_config_round_trip():
@@ -338,37 +294,53 @@ def test_bad_constructor_arguments():
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_GPU, reason="needs CuPy and a CUDA device")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gpu_kernels_match_reference(dtype):
+def test_gpu_kernels_match_the_definitions(dtype):
     """Whatever the dispatch picks for CuPy arrays (the numba.cuda kernels where numba.cuda
-    can compile, else the reference) agrees with the reference on the CPU."""
+    can compile, else the definitions) agrees with the definitions on the CPU; and the
+    whole convolution on the GPU agrees with it on the CPU, kernels on and off."""
     import cupy
 
-    xp = backend.get_device("cuda:0").xp
-    gpu_im2col, gpu_pool = kernels.get("im2col", xp), kernels.get("pool", xp)
     rng = np.random.default_rng(0)
     for x_shape, kernel, stride, padding in [((2, 3, 9, 8), (3, 2), (2, 1), "same"), ((1, 2, 7, 7), (2, 2), (3, 3), 1),
                                              ((3, 1, 6, 5), (3, 3), (1, 1), "valid")]:
         _, _, pad = conv_geometry(x_shape, kernel, stride, padding, "test")
         x = rng.standard_normal(x_shape).astype(dtype)
         xg = cupy.asarray(x)
-        cols = ref_im2col.im2col(x, kernel, stride, pad)
-        np.testing.assert_array_equal(cupy.asnumpy(gpu_im2col.im2col(xg, kernel, stride, pad)), cols)
-        np.testing.assert_allclose(cupy.asnumpy(gpu_im2col.col2im(cupy.asarray(cols), x_shape, kernel, stride, pad)),
-                                   ref_im2col.col2im(cols, x_shape, kernel, stride, pad), rtol=_tol(dtype),
+        cols = im2col.definition(x, kernel, stride, pad)
+        np.testing.assert_array_equal(cupy.asnumpy(im2col(xg, kernel, stride, pad)), cols)
+        dcols = rng.standard_normal(cols.shape).astype(dtype)
+        np.testing.assert_allclose(cupy.asnumpy(col2im(cupy.asarray(dcols), x_shape, kernel, stride, pad)),
+                                   col2im.definition(dcols, x_shape, kernel, stride, pad), rtol=_tol(dtype),
                                    atol=_tol(dtype))
+        W = rng.standard_normal((4, x_shape[1], *kernel)).astype(dtype)
+        b = rng.standard_normal(4).astype(dtype)
+        y_ref, cache_ref = npdl.conv2d_forward(x, W, b, stride, padding)
+        dy = rng.standard_normal(y_ref.shape).astype(dtype)
+        grads_ref = npdl.conv2d_backward(dy, cache_ref)
+        for mode in (None, "off"):
+            kernels.use(mode)
+            try:
+                y, cache = npdl.conv2d_forward(xg, cupy.asarray(W), cupy.asarray(b), stride, padding)
+                grads = npdl.conv2d_backward(cupy.asarray(dy), cache)
+            finally:
+                kernels.use(None)
+            for got, want in zip((y, *grads), (y_ref, *grads_ref)):
+                np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=10 * _tol(dtype), atol=10 * _tol(dtype))
         if padding == 1:
             continue  # pooling takes 'valid' or 'same' only
-        y, arg = gpu_pool.max_forward(xg, kernel, stride, pad)
-        y_ref, arg_ref = ref_pool.max_forward(x, kernel, stride, pad)
+        y, arg = pooling.max_pool_forward(xg, kernel, stride, pad)
+        y_ref, arg_ref = DEFINED_POOL.max_forward(x, kernel, stride, pad)
         np.testing.assert_array_equal(cupy.asnumpy(y), y_ref)
         np.testing.assert_array_equal(cupy.asnumpy(arg), arg_ref)
         dy = rng.standard_normal(y_ref.shape).astype(dtype)
-        np.testing.assert_allclose(cupy.asnumpy(gpu_pool.max_backward(cupy.asarray(dy), arg, x_shape, kernel, stride,
-                                                                      pad)),
-                                   ref_pool.max_backward(dy, arg_ref, x_shape, kernel, stride, pad), rtol=_tol(dtype),
+        np.testing.assert_allclose(cupy.asnumpy(pooling.max_pool_backward(cupy.asarray(dy), arg, x_shape, kernel,
+                                                                          stride, pad)),
+                                   DEFINED_POOL.max_backward(dy, arg_ref, x_shape, kernel, stride, pad),
+                                   rtol=_tol(dtype), atol=_tol(dtype))
+        np.testing.assert_allclose(cupy.asnumpy(pooling.avg_pool_forward(xg, kernel, stride, pad)),
+                                   DEFINED_POOL.avg_forward(x, kernel, stride, pad), rtol=_tol(dtype),
                                    atol=_tol(dtype))
-        np.testing.assert_allclose(cupy.asnumpy(gpu_pool.avg_forward(xg, kernel, stride, pad)),
-                                   ref_pool.avg_forward(x, kernel, stride, pad), rtol=_tol(dtype), atol=_tol(dtype))
-        np.testing.assert_allclose(cupy.asnumpy(gpu_pool.avg_backward(cupy.asarray(dy), x_shape, kernel, stride, pad)),
-                                   ref_pool.avg_backward(dy, x_shape, kernel, stride, pad), rtol=_tol(dtype),
+        np.testing.assert_allclose(cupy.asnumpy(pooling.avg_pool_backward(cupy.asarray(dy), x_shape, kernel, stride,
+                                                                          pad)),
+                                   DEFINED_POOL.avg_backward(dy, x_shape, kernel, stride, pad), rtol=_tol(dtype),
                                    atol=_tol(dtype))

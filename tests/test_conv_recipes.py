@@ -1,5 +1,6 @@
-"""Convolutional recipes (lenet, network3*, keras-cnn), the ChannelBias layer, the chunked Numba
-convolution and the lenet/kcnn bench workloads: small, fast smoke runs."""
+"""Convolutional recipes (lenet, network3*, keras-cnn), the ChannelBias layer, the Conv2D layer with
+and without kernels and the lenet/kcnn bench workloads: small, fast smoke runs. (The chunked Numba
+convolution against its definition: tests/test_conv_kernels.py.)"""
 
 import json
 
@@ -8,8 +9,6 @@ import pytest
 
 import npdl
 from npdl import backend, cli
-from npdl.kernels.numba import im2col as numba_im2col
-from npdl.kernels.reference import im2col as ref_im2col
 from npdl.layers import ChannelBias, Conv2D, Dense, MaxPool2D
 from npdl.recipes import get_recipe, train
 
@@ -104,51 +103,7 @@ def test_pool_then_bias_equals_bias_then_pool():
     np.testing.assert_allclose(bias(pool(x)), pool(bias(x)), rtol=1e-6)
 
 
-# ------------------------------------------------------- chunked convolution (Numba)
-
-
-@pytest.mark.parametrize("geo", [
-    ((7, 3, 9, 8), (4, 3, 3, 2), (1, 1), (1, 2, 0, 1), True),
-    ((5, 2, 7, 7), (3, 2, 3, 3), (2, 2), (0, 1, 1, 1), False),
-    ((9, 1, 6, 6), (2, 1, 5, 5), (1, 1), (0, 0, 0, 0), True),
-    ((6, 2, 11, 10), (3, 2, 2, 4), (3, 1), (0, 0, 0, 0), True),
-])
-@pytest.mark.parametrize("chunk", [50, 1 << 18])
-def test_chunked_conv_matches_the_im2col_reference(geo, chunk, monkeypatch):
-    x_shape, w_shape, stride, pad, bias = geo
-    monkeypatch.setattr(numba_im2col, "CHUNK_ELEMENTS", chunk)  # 50: one image per chunk, several workers
-    rng = np.random.default_rng(0)
-    x, W = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
-    b = rng.standard_normal(w_shape[0]) if bias else None
-    C_out, N = w_shape[0], x_shape[0]
-    cols = ref_im2col.im2col(x, w_shape[2:], stride, pad)
-    out = W.reshape(C_out, -1) @ cols
-    ws = {}
-    y = numba_im2col.conv_forward(x, W, b, stride, pad, ws)
-    y_ref = out.reshape(C_out, N, *y.shape[2:]).transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(y, y_ref + (0 if b is None else b[None, :, None, None]), rtol=1e-10, atol=1e-10)
-    dy = rng.standard_normal(y.shape)
-    dy_t = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)
-    for need_dx in (True, False):
-        dx, dW, db = numba_im2col.conv_backward(dy, x, W, stride, pad, bias, need_dx, ws)
-        np.testing.assert_allclose(dW, (dy_t @ cols.T).reshape(w_shape), rtol=1e-10, atol=1e-10)
-        if need_dx:
-            np.testing.assert_allclose(dx, ref_im2col.col2im(W.reshape(C_out, -1).T @ dy_t, x_shape, w_shape[2:],
-                                                             stride, pad), rtol=1e-10, atol=1e-10)
-        else:
-            assert dx is None
-        if bias:
-            np.testing.assert_allclose(db, dy_t.sum(axis=1), rtol=1e-10)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_chunk_buffers_are_aligned(dtype):
-    for size in (1, 7, 1000):
-        buf = numba_im2col.aligned_empty(size, dtype)
-        assert buf.size == size and buf.dtype == np.dtype(dtype) and buf.flags.c_contiguous
-        assert buf.ctypes.data % numba_im2col.ALIGN == 0
-        buf[...] = 1.0  # writeable, and the whole range is ours
-        assert buf.sum() == size
+# ------------------------------------------------------------- the layer, kernels off
 
 
 def test_conv_layer_float32_matches_the_reference_kernels():
@@ -157,7 +112,7 @@ def test_conv_layer_float32_matches_the_reference_kernels():
     x = g.normal((33, 3, 10, 9))
     y = layer(x, training=True)
     dx = layer.backward(np.ones_like(y))
-    npdl.kernels.use("reference")
+    npdl.kernels.use("off")
     try:
         ref = Conv2D(3, 4, 5, padding="same", rng=backend.Generator("cpu", 0))
         y_ref = ref(x, training=True)

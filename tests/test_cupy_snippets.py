@@ -5,9 +5,10 @@ arrays' element type as ``T``, an element of each array argument, ``raw`` arrays
 element's index ``i``). This test writes the same: each snippet as a ``__host__ __device__``
 C++ function of those names, a host loop around it for float and double, and a ``__global__``
 kernel instantiating it for the device; nvcc compiles both (so the snippets must compile as
-device code too) into a library the test loads with ctypes and checks against the array-API
-reference on NumPy arrays. What it cannot check is CuPy itself (its launch, its typing of the
-arguments): ``tests/test_kernels.py::test_gpu_elementwise_kernels_match_reference`` (marked ``gpu``) does, on a GPU.
+device code too) into a library the test loads with ctypes and checks against the definitions
+the kernels accelerate (the layer and optimizer files' array-API code) on NumPy arrays. What it
+cannot check is CuPy itself (its launch, its typing of the arguments): the ``gpu``-marked tests
+in ``tests/test_kernels.py`` do, on a GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pytest
 
 from npdl.kernels.cupy import activation_backward as cupy_act, bias_activation as cupy_bias_act
 from npdl.kernels.cupy import optimizer_update as cupy_opt
-from npdl.kernels.reference import activation_backward as ref_act, bias_activation as ref_bias_act
-from npdl.kernels.reference import optimizer_update as ref_opt
+from npdl.kernels.scalars import kernel_scalars
+from npdl.layers import activations as A
+from npdl.optim.base import RULES, update_all
 
 pytestmark = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (a CUDA toolkit) and a host compiler")
 
@@ -114,6 +116,7 @@ def _tol(dtype):
 @pytest.mark.parametrize("ctype", list(CTYPES))
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu"])
 def test_activation_backward_snippets(lib, name, ctype):
+    """Against ``npdl.layers.activations.<name>_backward``'s definition, with a random upstream gradient."""
     dtype = CTYPES[ctype][0]
     rng = np.random.default_rng(0)
     dy = rng.standard_normal((5, 7)).astype(dtype)
@@ -121,13 +124,14 @@ def test_activation_backward_snippets(lib, name, ctype):
     y[0, 0] = 0.0  # ReLU's kink
     dx = np.empty_like(dy)
     _call(lib, "activation_backward", name, ctype, [dy, y, dx])
-    np.testing.assert_allclose(dx, getattr(ref_act, name)(dy, y), **_tol(dtype))
+    np.testing.assert_allclose(dx, getattr(A, f"{name}_backward").definition(dy, y), **_tol(dtype))
 
 
 @pytest.mark.parametrize("ctype", list(CTYPES))
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "sigmoid_no_bias"])
 def test_bias_activation_snippets(lib, name, ctype):
-    """Rank 3, so that ``i % K`` must pick the last axis; nan passes ReLU and -0.0 becomes 0.0."""
+    """Against ``npdl.layers.activations.<name>_forward``'s definition. Rank 3, so that ``i % K`` must
+    pick the last axis; nan passes ReLU and -0.0 becomes 0.0."""
     dtype = CTYPES[ctype][0]
     rng = np.random.default_rng(1)
     a = (rng.standard_normal((2, 3, 5)) * 3).astype(dtype)
@@ -135,10 +139,10 @@ def test_bias_activation_snippets(lib, name, ctype):
     y = np.empty_like(a)
     if name == "sigmoid_no_bias":
         _call(lib, "bias_activation", name, ctype, [a, y])
-        want = ref_bias_act.sigmoid(a)
+        want, _ = A.sigmoid_forward.definition(a)
     else:
         _call(lib, "bias_activation", name, ctype, [a, b, 5, y])
-        want = getattr(ref_bias_act, name)(a, b)
+        want, _ = getattr(A, f"{name}_forward").definition(a, bias=b)
     np.testing.assert_allclose(y, want, **_tol(dtype))
     if name == "relu":
         special = np.array([np.nan, -0.0, 1.0, -1.0, 0.0], dtype)
@@ -150,7 +154,8 @@ def test_bias_activation_snippets(lib, name, ctype):
 @pytest.mark.parametrize("ctype", list(CTYPES))
 @pytest.mark.parametrize("rule", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
 def test_optimizer_update_snippets(lib, rule, ctype):
-    """Three steps, the state carrying over, in place on p and the state, against the reference."""
+    """Three steps, the state carrying over, in place on p and the state, against the definition
+    (``npdl.optim.base.update_all`` with the rules of ``npdl.optim``)."""
     dtype = CTYPES[ctype][0]
     rng = np.random.default_rng(2)
     n_slots = {"sgd": 0, "adam": 2}.get(rule, 1)
@@ -160,8 +165,8 @@ def test_optimizer_update_snippets(lib, rule, ctype):
     for t in (1, 2, 3):
         scalars = {"sgd": (0.1,), "momentum": (0.1, 0.9), "nesterov": (0.1, 0.9), "rmsprop": (0.01, 0.9, 1e-7),
                    "adam": (0.9, 0.999, 1e-7, 0.01 / (1 - 0.9 ** t), (1 - 0.999 ** t) ** 0.5)}[rule]
-        _call(lib, "optimizer_update", rule, ctype, [g, *ref_opt.kernel_scalars(rule, scalars), p, *state])
-        ref_opt.update_all(rule, [want_p], [g], [[s] for s in want_state], scalars)
+        _call(lib, "optimizer_update", rule, ctype, [g, *kernel_scalars(rule, scalars), p, *state])
+        update_all.definition(rule, [want_p], [g], [[s] for s in want_state], scalars)
     np.testing.assert_allclose(p, want_p, **_tol(dtype))
     for got, want in zip(state, want_state):
         np.testing.assert_allclose(got, want, **_tol(dtype))
@@ -170,4 +175,4 @@ def test_optimizer_update_snippets(lib, rule, ctype):
 def test_every_snippet_is_checked():
     assert set(cupy_act.SPECS) == {"sigmoid", "tanh", "relu"}
     assert set(cupy_bias_act.SPECS) == {"sigmoid", "tanh", "relu", "sigmoid_no_bias"}
-    assert set(cupy_opt.SPECS) == set(ref_opt.RULES)
+    assert set(cupy_opt.SPECS) == set(RULES)

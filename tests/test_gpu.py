@@ -136,7 +136,7 @@ def test_out_of_memory_is_recognised_without_cupy(monkeypatch):
         pass
 
     assert not backend.is_out_of_memory(MyOOM())
-    monkeypatch.setattr(backend, "OOM_ERRORS", (MyOOM,))
+    monkeypatch.setattr(backend.oom, "OOM_ERRORS", (MyOOM,))
     assert backend.is_out_of_memory(MyOOM())
 
 
@@ -154,7 +154,7 @@ def full_gpu(monkeypatch):
 
     cupy = types.SimpleNamespace(asarray=asarray,
                                  cuda=types.SimpleNamespace(Device=lambda index: contextlib.nullcontext()))
-    monkeypatch.setattr(backend, "_require_cupy", lambda index: cupy)
+    monkeypatch.setattr(backend.devices, "require_cupy", lambda index: cupy)
     return backend.Device("cupy", 0), state
 
 
@@ -175,7 +175,7 @@ def test_other_errors_pass_through_unchanged(monkeypatch):
         raise ValueError("not memory")
 
     cupy = types.SimpleNamespace(asarray=asarray, cuda=types.SimpleNamespace(Device=lambda i: contextlib.nullcontext()))
-    monkeypatch.setattr(backend, "_require_cupy", lambda index: cupy)
+    monkeypatch.setattr(backend.devices, "require_cupy", lambda index: cupy)
     with pytest.raises(ValueError, match="not memory"):
         backend.Device("cupy", 0).asarray(np.zeros(3))
 
@@ -283,7 +283,9 @@ def lstm_net():
 @pytest.mark.parametrize("build", [conv_net, lstm_net], ids=["conv", "lstm"])
 @pytest.mark.parametrize("other", ["strict", GPU])
 def test_training_on_another_device_matches_the_cpu(build, other, monkeypatch):
-    """A few steps from the same initial parameters agree within float32 tolerance (TF32 off)."""
+    """A few steps from the same initial parameters agree within float32 tolerance (TF32 off): the
+    parameters differ from the CPU's by ~1e-7 on ``strict``, by the rounding of another summation order
+    on a GPU."""
     monkeypatch.setenv("CUPY_TF32", "0")
     backend.allow_tf32(False)
     npdl.manual_seed(0)
@@ -301,19 +303,20 @@ def test_training_on_another_device_matches_the_cpu(build, other, monkeypatch):
         batch = slice(4 * (step % 4), 4 * (step % 4) + 4)
         cpu_losses.append(backend.to_float(cpu_model.train_step(x[batch, ...], y[batch, ...])))
         dev_losses.append(backend.to_float(dev_model.train_step(xd[batch, ...], yd[batch, ...])))
-    np.testing.assert_allclose(dev_losses, cpu_losses, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dev_losses, cpu_losses, rtol=1e-5, atol=1e-6)
     assert backend.device_of(dev_model.layers[0].params["W" if build is conv_net else "Wx"]) == device
     for name, value in cpu_model.state_dict().items():
-        np.testing.assert_allclose(backend.to_numpy(dev_model.state_dict()[name]), value, rtol=1e-4, atol=1e-5,
+        np.testing.assert_allclose(backend.to_numpy(dev_model.state_dict()[name]), value, rtol=1e-5, atol=1e-6,
                                    err_msg=name)
-    np.testing.assert_allclose(backend.to_numpy(dev_model.predict(xd)), cpu_model.predict(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(backend.to_numpy(dev_model.predict(xd)), cpu_model.predict(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("other", ["strict", GPU])
 def test_a_layer_refuses_input_from_another_device(other):
-    model = classifier().to(other)
+    model, on_cpu = classifier().to(other), classifier()
     x, y = toy(8)
     with pytest.raises(DeviceError, match="on device 'cpu' but the layer's parameters are on"):
         model.forward(x)
-    assert model.predict(x).shape == (8, 3)  # predict moves the data once, itself
-    assert np.isfinite(model.evaluate(x, y)["loss"])
+    # predict and evaluate move the data once, themselves, and compute what the CPU computes
+    np.testing.assert_allclose(backend.to_numpy(model.predict(x)), on_cpu.predict(x), rtol=1e-5, atol=1e-6)
+    assert model.evaluate(x, y)["loss"] == pytest.approx(on_cpu.evaluate(x, y)["loss"], rel=1e-5)

@@ -330,25 +330,17 @@ def test_matches_torch_optim(ours, theirs):
 @pytest.mark.parametrize("name, kw", [("sgd", {}), ("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("adam", {})])
 def test_kernel_rules_update_every_parameter_in_one_call(monkeypatch, name, kw):
     """SGD, Momentum, Nesterov, RMSprop and Adam hand all of a device's parameters to the optimizer_update
-    kernel's update_all at once (one GPU launch), with their state slots aligned."""
-    from npdl import kernels
+    operation's update_all at once (one GPU launch), with their state slots aligned."""
+    from npdl.optim import base
 
     calls = []
-    real_get = kernels.get
+    real = base.update_all
 
-    def spy(op, xp):
-        module = real_get(op, xp)
-        if op != "optimizer_update":
-            return module
+    def spy(rule, ps, gs, slots, scalars):
+        calls.append((rule, len(ps), [len(s) for s in slots]))
+        return real(rule, ps, gs, slots, scalars)
 
-        class Spy:
-            @staticmethod
-            def update_all(rule, ps, gs, slots, scalars):
-                calls.append((rule, len(ps), [len(s) for s in slots]))
-                return module.update_all(rule, ps, gs, slots, scalars)
-        return Spy
-
-    monkeypatch.setattr(kernels, "get", spy)
+    monkeypatch.setattr(base, "update_all", spy)
     opt = optim.get_optimizer(name, lr=0.1, **kw)
     params = make_params(backend.get_device("cpu"))
     opt.step(params, grads_of(params))

@@ -1,6 +1,7 @@
-"""SimpleRNN, LSTM and TimeDistributed: shapes, states (initial, stateful, reset), bad input, dtypes,
-devices, truncated BPTT, the fused SGD update, checkpoints, the recurrent recipes and bench workloads.
-(The gradient checks run through tests/test_gradcheck.py, from npdl/gradcheck/family_rnn.py.)"""
+"""SimpleRNN, LSTM and TimeDistributed: shapes, states, bad input, dtypes, devices, truncated BPTT, kernels
+on and off, weight gradients as products, the fused SGD update, checkpoints, recipes, bench workloads.
+(Gradient checks: tests/test_gradcheck.py, from npdl/gradcheck/family_rnn.py; the loops' kernels against
+their definitions: tests/test_kernels.py and tests/cuda_sim_checks.py.)"""
 
 import json
 import os
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 
 import npdl
-from npdl import backend, cli
+from npdl import backend, cli, kernels
+from npdl.deferred import ProductGrad
 from npdl.errors import DTypeError, ShapeError
-from npdl.layers import LSTM, Dense, SimpleRNN, TimeDistributed
-from npdl.layers.recurrent import lstm_backward, lstm_forward, simple_rnn_backward, simple_rnn_forward
+from npdl.layers import (LSTM, Dense, SimpleRNN, TimeDistributed, lstm_backward, lstm_forward, simple_rnn_backward,
+                         simple_rnn_forward)
 from npdl.optim import SGD, Adam
 from npdl.recipes import get_recipe, train
 
@@ -186,6 +188,61 @@ def test_truncated_bptt_matches_jax_with_stop_gradient_and_no_truncation_is_exac
     assert layer.get_config()["bptt_truncate"] == 3
 
 
+# ------------------------------------------------------ kernels off, weight gradients as products
+
+
+# float32: worst |a - b| / (1 + |b|) measured 8e-7 over 40 seeds
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 5e-6)])
+@pytest.mark.parametrize("sequences, trunc", [(True, None), (False, None), (True, 2), (False, 3)])
+@pytest.mark.parametrize("cell", ["tanh", "sigmoid", "lstm"])
+def test_layers_give_the_same_numbers_with_kernels_off(cell, sequences, trunc, dtype, tol):
+    """``kernels.use("off")`` runs the layer files' loops: outputs, input, weight and state gradients
+    as with the kernels (Numba for tanh and the LSTM; sigmoid is the definition both ways)."""
+    N, T, F, H = 3, 7, 2, 4
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((N, T, F)).astype(dtype)
+    dy = rng.standard_normal((N, T, H) if sequences else (N, H)).astype(dtype)
+    states = tuple(rng.standard_normal((N, H)).astype(dtype) for _ in range(2 if cell == "lstm" else 1))
+    options = dict(return_sequences=sequences, bptt_truncate=trunc, dtype=dtype, rng=backend.Generator("cpu", 0))
+    layer = LSTM(F, H, **options) if cell == "lstm" else SimpleRNN(F, H, activation=cell, **options)
+    layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape).astype(dtype) * 0.5
+    results = []
+    for mode in (None, "off"):
+        kernels.use(mode)
+        try:
+            op = "lstm_cell" if cell == "lstm" else "simple_rnn"
+            assert kernels.implementation(np, op) == ("definition" if mode else "numba")  # the loops' kernels
+            y = layer(x, training=True, initial_state=states)
+            dx = layer.backward(dy)
+            results.append([y, dx, *(np.asarray(layer.grads[k]) for k in sorted(layer.grads)),
+                            *(layer.state_grads[k] for k in sorted(layer.state_grads))])
+        finally:
+            kernels.use(None)
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype == np.dtype(dtype) and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("cls", [SimpleRNN, LSTM])
+def test_weight_gradients_are_products_equal_to_the_sums_over_steps(cls):
+    """``grads["Wx"]`` and ``grads["Wh"]`` are ProductGrads whatever the optimizer; read as arrays they
+    are ``dWx = sum_t x_t^T da_t`` and ``dWh = sum_t h_{t-1}^T da_t``, summed here step by step; the
+    pure backward's formed ``dWx``, ``dWh`` (``need_dW=True``) are the same."""
+    layer = cls(3, 4, return_sequences=True, dtype="float64", rng=backend.Generator("cpu", 0))
+    x, dy = _x("cpu", (2, 5, 3), seed=1, dtype="float64"), _x("cpu", (2, 5, 4), seed=2, dtype="float64")
+    states = tuple(_x("cpu", (2, 4), seed=3 + i, dtype="float64") for i in range(layer.n_states))
+    layer(x, training=True, initial_state=states)
+    layer.backward(dy)
+    hs, dA = layer.cache["hs"], layer.cache["dA"].reshape(5, 2, -1)  # (T+1, N, H) and (T, N, K)
+    want = {"Wx": sum(x[:, t].T @ dA[t] for t in range(5)), "Wh": sum(hs[t].T @ dA[t] for t in range(5))}
+    formed = (simple_rnn_backward if cls is SimpleRNN else lstm_backward)(dy, layer.cache, need_dW=True)[1:3]
+    for name, formed_grad in zip(("Wx", "Wh"), formed):
+        assert isinstance(layer.grads[name], ProductGrad) and layer.grads[name].shape == layer.params[name].shape
+        np.testing.assert_allclose(np.asarray(layer.grads[name]), want[name], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(formed_grad, want[name], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(layer.grads["b"], dA.sum(axis=(0, 1)), rtol=1e-12, atol=1e-14)
+
+
 # --------------------------------------------------------------- training machinery
 
 
@@ -197,7 +254,7 @@ def test_fused_sgd_update_equals_the_unfused_one():
         model = npdl.Sequential([SimpleRNN(3, 7, dtype="float64", rng=backend.Generator("cpu", 0)),
                                  Dense(7, 4, dtype="float64", rng=backend.Generator("cpu", 1))])
         model.compile("softmax_cross_entropy", SGD(lr=0.1), l2=1e-3)
-        model.fuse_updates = fuse
+        model.optimizer.fuse_products = fuse
         for _ in range(3):
             model.train_step(x, y)
         results.append(model.state_dict())
@@ -333,69 +390,10 @@ def test_bench_peers_run(impl):
         assert impl in version
 
 
-# ------------------------------------------------------------- the LSTM cell kernel
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numba_lstm_loops_match_the_reference(dtype):
-    from npdl import kernels
-    from npdl.kernels.numba import lstm_cell as fast
-    from npdl.kernels.reference import lstm_cell as ref
-
-    assert kernels.get("lstm_cell", np) is fast
-    rng = np.random.default_rng(0)
-    T, N, H = 7, 5, 3
-    Z_in = rng.standard_normal((T, N, 4 * H)).astype(dtype) * 2
-    Wh = rng.standard_normal((H, 4 * H)).astype(dtype) * 0.5
-    h0, c0 = (rng.standard_normal((N, H)).astype(dtype) for _ in range(2))
-    tol = 2e-6 if dtype == "float32" else 1e-12
-    expected = ref.forward_sequence(Z_in, Wh, h0, c0)
-    got = fast.forward_sequence(Z_in, Wh, h0, c0)
-    for a, b in zip(got, expected):
-        assert a.dtype == np.dtype(dtype) and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    hs, cs, gates, tanh_cs = expected
-    dy = rng.standard_normal((N, T, H)).astype(dtype)
-    dy_seq = dy.transpose(1, 0, 2)  # a strided (T, N, H) view, as the layer passes it
-    for dy_s, dy_last in ((dy_seq, None), (None, dy[:, -1])):
-        for trunc in (None, 3):
-            for a, b in zip(fast.backward_sequence(dy_s, dy_last, gates, tanh_cs, cs, Wh, trunc),
-                            ref.backward_sequence(dy_s, dy_last, gates, tanh_cs, cs, Wh, trunc)):
-                assert a.dtype == np.dtype(dtype) and a.shape == b.shape
-                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numba_simple_rnn_loops_match_the_reference(dtype):
-    from npdl import kernels
-    from npdl.kernels.numba import simple_rnn as fast
-    from npdl.kernels.reference import simple_rnn as ref
-
-    assert kernels.get("simple_rnn", np) is fast
-    rng = np.random.default_rng(1)
-    T, N, H = 6, 4, 3
-    A_in = rng.standard_normal((T, N, H)).astype(dtype)
-    Wh = rng.standard_normal((H, H)).astype(dtype) * 0.5
-    h0 = rng.standard_normal((N, H)).astype(dtype)
-    tol = 2e-6 if dtype == "float32" else 1e-12
-    hs_ref, acts = ref.forward_sequence(A_in, Wh, h0)
-    hs, _ = fast.forward_sequence(A_in, Wh, h0)
-    assert hs.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(hs, hs_ref, rtol=tol, atol=tol)
-    dy = rng.standard_normal((N, T, H)).astype(dtype)
-    for dy_seq, dy_last in ((dy.transpose(1, 0, 2), None), (None, dy[:, -1])):
-        for trunc in (None, 2):
-            for a, b in zip(fast.backward_sequence(dy_seq, dy_last, hs, None, Wh, "tanh", trunc),
-                            ref.backward_sequence(dy_seq, dy_last, hs_ref, acts, Wh, "tanh", trunc)):
-                assert a.dtype == np.dtype(dtype)
-                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    # other activations go to the reference
-    hs_relu, acts_relu = fast.forward_sequence(A_in, Wh, h0, "relu")
-    assert isinstance(acts_relu, list) and np.all(hs_relu[1:] >= 0)
-
-
 def test_retain_freed_memory_is_safe_to_call_and_can_be_skipped(monkeypatch):
-    assert backend.retain_freed_memory() in (True, False)  # False off glibc
-    assert backend.retain_freed_memory() in (True, False)  # idempotent
+    from npdl.cli.memory import retain_freed_memory
+
+    assert retain_freed_memory() in (True, False)  # False off glibc
+    assert retain_freed_memory() in (True, False)  # idempotent
     monkeypatch.setenv("NPDL_MALLOC", "default")
-    assert backend.retain_freed_memory() is False
+    assert retain_freed_memory() is False

@@ -1,13 +1,12 @@
 """Hypothesis-generated shapes: dense and loss gradients agree with JAX for any batch and width."""
 
-import pytest
+from conftest import reference
 from hypothesis import given, settings, strategies as st
 
 from npdl import backend
-from npdl.gradcheck import AUTODIFF_TOL, CASES, Case, relative_error
+from npdl.gradcheck import AUTODIFF_TOL, CASES, Case, jax_ref, relative_error
 
-jax_ref = pytest.importorskip("npdl.gradcheck.jax_ref")
-pytest.importorskip("jax")
+reference("jax")
 
 dims = st.integers(1, 9)
 

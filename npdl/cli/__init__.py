@@ -29,9 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from ..backend import retain_freed_memory
-
-    retain_freed_memory()  # NumPy temporaries stay in the heap between steps (see its docstring)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

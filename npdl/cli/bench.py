@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .memory import retain_freed_memory
+
 
 def run(args) -> int:
     from .. import backend
@@ -19,6 +21,7 @@ def run(args) -> int:
         args.parser.error("--graph needs a GPU (--device gpu): the step is captured as a CUDA graph with CuPy")
     if args.graph and args.profile:
         args.parser.error("--graph and --profile do not combine: a captured step runs as one graph, not layer by layer")
+    retain_freed_memory()  # NumPy temporaries stay in the heap between steps (see its docstring)
     if args.tf32:
         backend.allow_tf32(True)
     device = backend.get_device(args.device)

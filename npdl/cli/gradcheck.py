@@ -8,10 +8,17 @@ import sys
 
 def run(args) -> int:
     from .. import backend
-    from ..gradcheck import AUTODIFF_TOL, NUMERIC_TOL, BACKENDS, format_table, runner, select
+    from ..gradcheck import AUTODIFF_TOL, NUMERIC_TOL, BACKENDS, format_table, runner, select, step
 
     try:
-        cases = select(args.layer)
+        if args.step is not None:
+            models = args.step or list(step.STEP_MODELS)
+            for name in models:
+                if name not in step.STEP_MODELS:
+                    raise KeyError(f"unknown step model {name!r}; choose from {', '.join(step.STEP_MODELS)}")
+            cases = []
+        else:
+            cases = select(args.layer)
     except KeyError as exc:
         print(f"npdl gradcheck: error: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -23,6 +30,8 @@ def run(args) -> int:
     records = []
     for case in cases:
         records += runner.check_case(case, args.backend, autodiff, seed=args.seed)
+    for name in (models if args.step is not None else ()):
+        records += step.check_step(name, args.backend, autodiff, seed=args.seed)
     if args.json:
         print(json.dumps([r.as_dict() for r in records], indent=1))
     else:
@@ -42,6 +51,11 @@ def register(sub) -> None:
                                    "central finite differences and against JAX (or PyTorch) autodiff. "
                                    "Exit code 1 if any row fails.")
     p.add_argument("--layer", nargs="+", metavar="NAME", help="only these layers/losses (default: all)")
+    p.add_argument("--step", nargs="*", metavar="MODEL",
+                   help="check instead the gradient a whole training step receives (loss + L1/L2 penalties, "
+                        "every parameter) of a small model of each family (default: all of mlp, tied_da, sda, "
+                        "stacked_tied_ae, conv, rnn, lstm) against finite differences and a JAX model built "
+                        "from the per-layer references")
     p.add_argument("--backend", choices=("numpy", "strict", "cupy"), default="numpy")
     p.add_argument("--autodiff", choices=("jax", "torch", "none"), default="jax")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")

@@ -88,25 +88,48 @@ def _mnist() -> dict:
     return {"source": status.get("source"), "searched": [d.get("dir") for d in status.get("searched", [])]}
 
 
+def _grouped(impl_of) -> str:
+    """``"numba for softmax_xent, ...; definition for conv2d"``: the kernel modules grouped by what serves them."""
+    from .. import kernels
+
+    by_impl: dict = {}
+    for op in kernels.OPS:
+        by_impl.setdefault(impl_of(op), []).append(op)
+    return "; ".join(f"{impl} for {', '.join(ops)}" for impl, ops in by_impl.items())
+
+
+def _cpu_kernels() -> str:
+    """Which implementation serves each kernel module for NumPy arrays (``definition``: the layer file's code)."""
+    from .. import kernels
+
+    if not kernels.enabled():
+        return "off (every operation runs its definition in the layer, loss and optimizer files)"
+    have_numba = kernels.numba_available()
+    return _grouped(lambda op: kernels.choose(op, numpy=True, cupy=False, have_numba=have_numba, have_cuda=False))
+
+
 def _gpu_kernels(gpu_present: bool) -> str:
     """Which implementation serves each kernel on a GPU: numba.cuda where written (or CuPy's
-    ElementwiseKernels with ``NPDL_KERNELS=cupy``), cuBLAS, else the reference.
+    ElementwiseKernels with ``NPDL_KERNELS=cupy``), cuBLAS, else the definition (the layer file's code).
 
     ``numba.cuda`` is only asked whether it can compile (a driver and libNVVM) where a
     GPU is present: elsewhere the line says what a GPU would run.
     """
     from .. import kernels
 
+    if not kernels.enabled():
+        return "off (every operation runs its definition in the layer, loss and optimizer files)"
     have_cuda = kernels.cuda_available() if gpu_present else True
-    by_impl: dict = {}
-    for op in kernels.OPS:
+    names = {"cuda": "numba.cuda"}
+
+    def impl_of(op):
         impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda,
                               prefer_cupy=kernels.prefers_cupy())
         if impl == "cupy":
-            impl = "cuBLAS" if op == "gemm_update" else "CuPy ElementwiseKernel"
-        by_impl.setdefault(impl, []).append(op)
-    names = {"cuda": "numba.cuda", "reference": "reference"}
-    text = "; ".join(f"{names.get(impl, impl)} for {', '.join(ops)}" for impl, ops in by_impl.items())
+            return "cuBLAS" if op == "gemm_update" else "CuPy ElementwiseKernel"
+        return names.get(impl, impl)
+
+    text = _grouped(impl_of)
     if not have_cuda:
         text += " (numba.cuda cannot compile here: no CUDA driver or libNVVM)"
     return text
@@ -126,7 +149,7 @@ def _gpu_matmul() -> dict:
 def collect() -> dict:
     import numpy as np
 
-    from .. import __version__, backend, kernels
+    from .. import __version__, backend
 
     strict = {"available": False}
     try:
@@ -149,7 +172,7 @@ def collect() -> dict:
         "numba": _numba(),
         "cupy": cupy_info,
         "array_api_strict": strict,
-        "kernels": {"cpu": kernels.implementation(np), "strict": "reference",
+        "kernels": {"cpu": _cpu_kernels(), "strict": "definition",
                     "gpu": _gpu_kernels(cupy_info["available"])},
         "devices": backend.available_devices(),
         "gpu_matmul": _gpu_matmul(),
@@ -187,7 +210,7 @@ def _print(info: dict) -> None:
     line("gpu matmul", info["gpu_matmul"]["status"])
     st = info["array_api_strict"]
     line("array-api-strict", st.get("version", "not installed"))
-    line("kernels", ", ".join(f"{k}: {v}" for k, v in info["kernels"].items()))
+    line("kernels", " | ".join(f"{k}: {v}" for k, v in info["kernels"].items()))
     line("devices", ", ".join(info["devices"]))
     source = info["mnist"]["source"]
     line("mnist", f"{source['kind']} files in {source['dir']} ({source['where']})" if source else

@@ -6,6 +6,8 @@ import json
 import math
 import sys
 
+from .memory import retain_freed_memory
+
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
@@ -16,6 +18,7 @@ def run(args) -> int:
     from ..training import TrainingDivergedError
 
     recipe = get_recipe(args.model)
+    retain_freed_memory()  # NumPy temporaries stay in the heap between steps (see its docstring)
     if args.tf32:
         from ..backend import allow_tf32
 

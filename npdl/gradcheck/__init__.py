@@ -12,8 +12,13 @@ For each layer and loss (:mod:`npdl.gradcheck.cases`), in float64:
 The relative error is ``max|a - n| / max(1e-8, max(|a| + |n|))``; a row passes
 when it is at most ``NUMERIC_TOL`` (1e-6) against finite differences and
 ``AUTODIFF_TOL`` (1e-8) against autodiff.
+
+:mod:`.step` checks a whole training step's gradient (loss and penalties, every parameter
+of a small model of each family) the same two ways (``npdl gradcheck --step``).
 """
 
-from .cases import CASES, Case, select
+from .case import Case
+from .cases import CASES, select
 from .numeric import numerical_vjp, relative_error
 from .runner import AUTODIFF_TOL, BACKENDS, NUMERIC_TOL, Record, check_case, format_table, run
+from .step import STEP_MODELS, check_step

@@ -12,37 +12,19 @@ a device. Inputs are chosen so that a check never fails by chance:
 * Dropout's mask is an input (fixed while differentiating), as in ``dropout_forward``.
 
 Each case's ``forward(**inputs) -> (y, cache)`` and ``backward(dy, cache) -> {name: grad}``
-call the same functions the layers call during training.
+call the same functions the layers call during training. :class:`Case` itself and the input
+helpers live in :mod:`.case`; the conv, recurrent and autoencoder families in ``family_*.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from .. import layers as L, losses as F
+from . import family_autoencoder, family_conv, family_rnn
+from .case import Case, away_from_zero, named_grads
 
-from .. import backend, layers as L, losses as F
-
-MARGIN = 0.1
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    make: Callable  # (Generator, dtype) -> dict of inputs on the generator's device
-    wrt: tuple  # names of the inputs to differentiate with respect to
-    forward: Callable  # (**inputs) -> (y, cache)
-    backward: Callable  # (dy, cache) -> {name: gradient}
-    group: str = "layer"
-    options: dict = field(default_factory=dict)
-
-
-def away_from_zero(x, margin=MARGIN):
-    xp = backend.namespace(x)
-    return xp.where(x >= 0, x + margin, x - margin)
-
-
-def _grads(names, values):
-    return {n: v for n, v in zip(names, values) if v is not None}
+#: case families kept in their own modules, each with ``cases()`` and its independent
+#: references ``jax_table(jnp, opt)`` / ``torch_table(torch, opt)``
+FAMILIES = (family_autoencoder, family_conv, family_rnn)
 
 
 def _elementwise(name, fwd, bwd, kink=False, **kw):
@@ -61,16 +43,16 @@ def _cases():
     cases = [
         Case("Dense", lambda g, d: {"x": g.normal((4, 5), dtype=d), "W": g.normal((5, 3), dtype=d),
                                     "b": g.normal((3,), dtype=d)},
-             ("x", "W", "b"), L.dense_forward, lambda dy, c: _grads(("x", "W", "b"), L.dense_backward(dy, c))),
+             ("x", "W", "b"), L.dense_forward, lambda dy, c: named_grads(("x", "W", "b"), L.dense_backward(dy, c))),
         Case("Dense[no_bias]", lambda g, d: {"x": g.normal((3, 4), dtype=d), "W": g.normal((4, 2), dtype=d)},
              ("x", "W"), lambda x, W: L.dense_forward(x, W, None),
-             lambda dy, c: _grads(("x", "W"), L.dense_backward(dy, c))),
+             lambda dy, c: named_grads(("x", "W"), L.dense_backward(dy, c))),
         # the activation applied inside the layer, the bias fused into it (bias_activation)
         *[Case(f"Dense[{act}]",
                lambda g, d: {"x": g.normal((4, 5), dtype=d), "W": g.normal((5, 3), dtype=d),
                              "b": g.normal((3,), dtype=d)},
                ("x", "W", "b"), lambda x, W, b, act=act: L.dense_forward(x, W, b, act),
-               lambda dy, c: _grads(("x", "W", "b"), L.dense_backward(dy, c)), options={"activation": act})
+               lambda dy, c: named_grads(("x", "W", "b"), L.dense_backward(dy, c)), options={"activation": act})
           for act in ("sigmoid", "tanh")],
         _elementwise("Sigmoid", L.sigmoid_forward, L.sigmoid_backward),
         _elementwise("Tanh", L.tanh_forward, L.tanh_backward),
@@ -110,31 +92,19 @@ def _cases():
     cases += [
         Case("L2Penalty", lambda g, d: {"W1": g.normal((3, 4), dtype=d), "W2": g.normal((4, 2), dtype=d)},
              ("W1", "W2"), lambda W1, W2: F.l2_penalty_forward([W1, W2], 0.3),
-             lambda dy, c: _grads(("W1", "W2"), F.l2_penalty_backward(dy, c)), group="penalty", options={"lam": 0.3}),
+             lambda dy, c: named_grads(("W1", "W2"), F.l2_penalty_backward(dy, c)),
+             group="penalty", options={"lam": 0.3}),
         Case("L1Penalty", lambda g, d: {"W1": away_from_zero(g.normal((3, 4), dtype=d)),
                                         "W2": away_from_zero(g.normal((4, 2), dtype=d))},
              ("W1", "W2"), lambda W1, W2: F.l1_penalty_forward([W1, W2], 0.3),
-             lambda dy, c: _grads(("W1", "W2"), F.l1_penalty_backward(dy, c)), group="penalty", options={"lam": 0.3}),
+             lambda dy, c: named_grads(("W1", "W2"), F.l1_penalty_backward(dy, c)),
+             group="penalty", options={"lam": 0.3}),
     ]
     for family in FAMILIES:
         cases += family.cases()
     return {c.name: c for c in cases}
 
 
-def _families():
-    """Case families kept in their own modules (``family_*.py``), each with ``cases()``
-    and its independent references ``jax_table(jnp, opt)`` / ``torch_table(torch, opt)``."""
-    import importlib
-    import pkgutil
-
-    from .. import gradcheck
-
-    return [importlib.import_module(f"{gradcheck.__name__}.{m.name}")
-            for m in sorted(pkgutil.iter_modules(gradcheck.__path__), key=lambda m: m.name)
-            if m.name.startswith("family_")]
-
-
-FAMILIES = _families()
 CASES: dict[str, Case] = _cases()
 
 

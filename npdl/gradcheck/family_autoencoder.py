@@ -11,11 +11,13 @@ ReLU and ELU have a kink at 0, and here the inputs to them are *pre-activations*
 activation's input. Instead ``make`` redraws (from the same seeded generator, so it is
 still deterministic) until every kinked pre-activation is at least ``MARGIN`` (0.1) from
 0: 10^5 times the finite-difference step, and far more than ``eps`` moves any of them.
-Imports from :mod:`.cases` happen inside the functions: ``cases`` imports this module
-while it loads.
 """
 
 from __future__ import annotations
+
+from .. import backend, layers as L, losses as F
+from ..layers import autoencoder as AE
+from .case import MARGIN, Case, named_grads
 
 #: (encoder, decoder) pairs checked for the tied autoencoder; the first is the plain name
 TIED_PAIRS = (("sigmoid", "sigmoid"), ("tanh", "tanh"), ("elu", "linear"), ("elu", "elu"),
@@ -32,8 +34,6 @@ def _suffix(encoder, decoder):
 
 
 def _clear_of_kinks(pre_activations, margin) -> bool:
-    from .. import backend
-
     for a in pre_activations:
         xp = backend.namespace(a)
         if backend.to_float(xp.min(xp.abs(a))) < margin:
@@ -43,8 +43,6 @@ def _clear_of_kinks(pre_activations, margin) -> bool:
 
 def _draw_clear(g, dtype, draw, pre_activations, kinked):
     """``draw(g, dtype)`` again and again until no kinked pre-activation is within MARGIN of 0."""
-    from .cases import MARGIN
-
     for _ in range(MAX_DRAWS):
         inputs = draw(g, dtype)
         if not kinked or _clear_of_kinks(pre_activations(inputs, kinked), MARGIN):
@@ -53,8 +51,6 @@ def _draw_clear(g, dtype, draw, pre_activations, kinked):
 
 
 def _tied_make(encoder, decoder):
-    from ..layers import autoencoder as AE
-
     def draw(g, d):
         return {"x": g.normal((N, V), dtype=d), "W": g.normal((V, H), std=0.5, dtype=d),
                 "b": g.normal((H,), std=0.5, dtype=d), "b_prime": g.normal((V,), std=0.5, dtype=d)}
@@ -70,8 +66,6 @@ def _tied_make(encoder, decoder):
 
 
 def _untied_make(encoder, decoder):
-    from ..layers import autoencoder as AE
-
     def draw(g, d):
         return {"x": g.normal((N, V), dtype=d), "W_enc": g.normal((V, H), std=0.5, dtype=d),
                 "b": g.normal((H,), std=0.5, dtype=d), "W_dec": g.normal((H, V), std=0.5, dtype=d),
@@ -93,8 +87,6 @@ STACKED_SIZES = (5, 4, 3)
 
 
 def _stacked_make(acts):
-    from ..layers import autoencoder as AE
-
     names = ("x", "W0", "W1", "b0", "b1", "c0", "c1")
 
     def draw(g, d):
@@ -121,30 +113,27 @@ def _stacked_make(acts):
 
 
 def cases():
-    from .. import layers as L, losses as F
-    from .cases import Case, _grads
-
     out = []
     for enc, dec in TIED_PAIRS:
         out.append(Case(
             "TiedAutoencoder" + _suffix(enc, dec), _tied_make(enc, dec), ("x", "W", "b", "b_prime"),
             lambda x, W, b, b_prime, e=enc, d=dec: L.tied_autoencoder_forward(x, W, b, b_prime, e, d),
-            lambda dy, c: _grads(("x", "W", "b", "b_prime"), L.tied_autoencoder_backward(dy, c)),
+            lambda dy, c: named_grads(("x", "W", "b", "b_prime"), L.tied_autoencoder_backward(dy, c)),
             options={"encoder": enc, "decoder": dec}))
     for enc, dec in UNTIED_PAIRS:
         names = ("x", "W_enc", "b", "W_dec", "b_prime")
         out.append(Case(
             "Autoencoder" + _suffix(enc, dec), _untied_make(enc, dec), names,
             lambda x, W_enc, b, W_dec, b_prime, e=enc, d=dec: L.autoencoder_forward(x, W_enc, b, W_dec, b_prime,
-                                                                                  e, d),
-            lambda dy, c, names=names: _grads(names, L.autoencoder_backward(dy, c)),
+                                                                                    e, d),
+            lambda dy, c, names=names: named_grads(names, L.autoencoder_backward(dy, c)),
             options={"encoder": enc, "decoder": dec}))
     for acts in STACKED_ACTS:
         names, make = _stacked_make(acts)
         out.append(Case(
             "StackedTiedAutoencoder" + ("" if acts == STACKED_ACTS[0] else f"[{'/'.join(acts)}]"), make, names,
             lambda x, W0, W1, b0, b1, c0, c1, a=acts: L.stacked_tied_forward(x, [W0, W1], [b0, b1], [c0, c1], *a),
-            lambda dy, c, names=names: _grads(names, _flat_stacked(L.stacked_tied_backward(dy, c))),
+            lambda dy, c, names=names: named_grads(names, _flat_stacked(L.stacked_tied_backward(dy, c))),
             options={"encoder": acts[0], "decoder": acts[1], "output": acts[2]}))
     out += [
         Case("MaskingNoise", lambda g, d: {"x": g.normal((4, 6), dtype=d), "mask": g.bernoulli((4, 6), 0.7, dtype=d)},

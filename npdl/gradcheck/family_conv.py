@@ -14,14 +14,12 @@ The JAX references use ``jax.lax.conv_general_dilated`` and ``jax.lax.reduce_win
 with JAX's own ``"SAME"`` padding (TensorFlow's convention, which npdl follows); the
 PyTorch references use ``torch.nn.functional``, padding explicitly where PyTorch
 has no asymmetric ``'same'``. Neither calls npdl.
-
-Family modules must not import :mod:`.cases` at module level: ``cases`` imports this
-module while it is itself being loaded.
 """
 
 from __future__ import annotations
 
 from .. import backend, layers as L
+from .case import Case, named_grads
 
 
 def _permuted(g, shape, dtype, spacing=0.1):
@@ -37,8 +35,6 @@ def _permuted(g, shape, dtype, spacing=0.1):
 
 
 def cases():
-    from .cases import Case, _grads
-
     def conv_case(suffix, x_shape, w_shape, stride, padding, bias=True):
         def make(g, d):
             inputs = {"x": g.normal(x_shape, dtype=d), "W": g.normal(w_shape, dtype=d)}
@@ -49,7 +45,7 @@ def cases():
         wrt = ("x", "W", "b") if bias else ("x", "W")
         return Case("Conv2D" + suffix, make, wrt,
                     lambda x, W, b=None: L.conv2d_forward(x, W, b, stride, padding),
-                    lambda dy, c: _grads(wrt, L.conv2d_backward(dy, c)),
+                    lambda dy, c: named_grads(wrt, L.conv2d_backward(dy, c)),
                     options={"stride": stride, "padding": padding})
 
     def pool_case(name, fwd, bwd, suffix, x_shape, pool_size, strides, padding, permuted):

@@ -14,21 +14,17 @@ textbook equations, sigmoid as ``1 / (1 + exp(-z))``); the PyTorch references ca
 PyTorch's own cells ``torch.rnn_tanh_cell`` and ``torch.lstm_cell`` (weights transposed
 to PyTorch's (out, in) layout; PyTorch's gate order i, f, g, o is npdl's), and write the
 sigmoid RNN by hand since PyTorch has no such cell. Neither calls npdl.
-
-Family modules must not import :mod:`.cases` at module level: ``cases`` imports this
-module while it is itself being loaded.
 """
 
 from __future__ import annotations
 
 from .. import layers as L
+from .case import Case, named_grads
 
 N, T, F, H = 3, 4, 2, 3
 
 
 def cases():
-    from .cases import Case, _grads
-
     def rnn_case(suffix, activation, return_sequences):
         def make(g, d):
             return {"x": g.normal((N, T, F), dtype=d), "Wx": g.normal((F, H), std=0.7, dtype=d),
@@ -38,7 +34,7 @@ def cases():
         wrt = ("x", "Wx", "Wh", "b", "h0")
         return Case("SimpleRNN" + suffix, make, wrt,
                     lambda x, Wx, Wh, b, h0: L.simple_rnn_forward(x, Wx, Wh, b, h0, activation, return_sequences),
-                    lambda dy, c: _grads(wrt, L.simple_rnn_backward(dy, c)),
+                    lambda dy, c: named_grads(wrt, L.simple_rnn_backward(dy, c)),
                     options={"activation": activation, "return_sequences": return_sequences})
 
     def lstm_make(g, d):
@@ -50,7 +46,7 @@ def cases():
         wrt = ("x", "Wx", "Wh", "b", "h0", "c0")
         return Case("LSTM" + suffix, lstm_make, wrt,
                     lambda x, Wx, Wh, b, h0, c0: L.lstm_forward(x, Wx, Wh, b, h0, c0, return_sequences),
-                    lambda dy, c: _grads(wrt, L.lstm_backward(dy, c)),
+                    lambda dy, c: named_grads(wrt, L.lstm_backward(dy, c)),
                     options={"return_sequences": return_sequences})
 
     def stack_make(g, d):
@@ -79,7 +75,7 @@ def cases():
         Case("TimeDistributed", lambda g, d: {"x": g.normal((N, T, F), dtype=d), "W": g.normal((F, 2), dtype=d),
                                               "b": g.normal((2,), dtype=d)},
              ("x", "W", "b"), L.time_distributed_dense_forward,
-             lambda dy, c: _grads(("x", "W", "b"), L.time_distributed_dense_backward(dy, c))),
+             lambda dy, c: named_grads(("x", "W", "b"), L.time_distributed_dense_backward(dy, c))),
         Case("LSTM+TimeDistributed", stack_make, ("x", "Wx", "Wh", "b", "h0", "c0", "W2", "b2"),
              stack_forward, stack_backward),
     ]

@@ -9,6 +9,7 @@ different derivations meet, not one code path run twice.
 from __future__ import annotations
 
 from .. import backend
+from .cases import FAMILIES
 
 
 def _jax():
@@ -24,9 +25,12 @@ def _reduce(jnp, e, reduction):
 
 def forward_fn(case):
     """The JAX forward for ``case``: a function of the case's inputs returning ``y``."""
+    return reference_fn(case.name.split("[")[0], case.options)
+
+
+def reference_fn(base: str, opt: dict):
+    """The JAX forward of the layer or loss named ``base`` (a class name) configured by ``opt``."""
     jnp = _jax().numpy
-    opt = case.options
-    base = case.name.split("[")[0]
     r = opt.get("reduction", "mean")
 
     def sigmoid(x):
@@ -56,12 +60,10 @@ def forward_fn(case):
         "L2Penalty": lambda W1, W2: opt["lam"] * (jnp.sum(W1 ** 2) + jnp.sum(W2 ** 2)),
         "L1Penalty": lambda W1, W2: opt["lam"] * (jnp.sum(jnp.abs(W1)) + jnp.sum(jnp.abs(W2))),
     }
-    from .cases import FAMILIES
-
     for family in FAMILIES:
         table.update(family.jax_table(jnp, opt))
     if base not in table:
-        raise KeyError(f"no JAX reference for {case.name}")
+        raise KeyError(f"no JAX reference for {base}")
     return table[base]
 
 

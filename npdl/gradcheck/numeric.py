@@ -7,6 +7,7 @@ proves the NumPy, array-api-strict and CuPy backends.
 from __future__ import annotations
 
 from .. import backend
+from ..deferred import formed
 
 
 def relative_error(a, b) -> float:
@@ -15,8 +16,10 @@ def relative_error(a, b) -> float:
     The error is scaled by the size of the gradients as a whole, not element by
     element: an element whose true gradient is ~1e-12 would otherwise turn
     round-off into a "100% error". The 1e-8 floor keeps an all-zero gradient
-    (correctly zero on both sides) at error 0 instead of 0/0.
+    (correctly zero on both sides) at error 0 instead of 0/0. A gradient kept as
+    its factors (:class:`npdl.deferred.ProductGrad`) is formed first.
     """
+    a, b = formed(a), formed(b)
     xp = backend.namespace(a, b)
     if a.shape != b.shape:
         raise ValueError(f"cannot compare gradients of shapes {tuple(a.shape)} and {tuple(b.shape)}")

@@ -6,7 +6,8 @@ import traceback
 from dataclasses import asdict, dataclass
 
 from .. import backend
-from . import cases as _cases
+from . import jax_ref, torch_ref
+from .cases import select
 from .numeric import numerical_vjp, relative_error
 
 #: float64 central differences with eps = 1e-6 agree to ~1e-9; a wrong gradient is off by O(1)
@@ -15,6 +16,8 @@ NUMERIC_TOL = 1e-6
 AUTODIFF_TOL = 1e-8
 
 BACKENDS = {"numpy": "cpu", "strict": "strict", "cupy": "cuda:0"}
+#: the independent autodiff references (each imports its library only when used)
+REFERENCES = {"jax": jax_ref, "torch": torch_ref}
 
 
 @dataclass
@@ -38,11 +41,8 @@ class Record:
 def _reference(autodiff):
     if autodiff in (None, "none"):
         return None, "no autodiff reference asked for"
-    if autodiff == "jax":
-        from . import jax_ref as ref
-    elif autodiff == "torch":
-        from . import torch_ref as ref
-    else:
+    ref = REFERENCES.get(autodiff)
+    if ref is None:
         raise ValueError(f"autodiff must be 'jax', 'torch' or 'none', got {autodiff!r}")
     ok, why = ref.available()
     return (ref if ok else None), why
@@ -79,7 +79,7 @@ def check_case(case, backend_name="numpy", autodiff="jax", seed=0, numeric=True)
 def run(names=None, backend_name="numpy", autodiff="jax", seed=0) -> list[Record]:
     """Check every case (or those named) on one backend."""
     records = []
-    for case in _cases.select(names):
+    for case in select(names):
         records += check_case(case, backend_name, autodiff, seed)
     return records
 

@@ -8,6 +8,7 @@ calling npdl.
 from __future__ import annotations
 
 from .. import backend
+from .cases import FAMILIES
 
 
 def forward_fn(case):
@@ -47,8 +48,6 @@ def forward_fn(case):
         "L2Penalty": lambda W1, W2: opt["lam"] * ((W1 ** 2).sum() + (W2 ** 2).sum()),
         "L1Penalty": lambda W1, W2: opt["lam"] * (W1.abs().sum() + W2.abs().sum()),
     }
-    from .cases import FAMILIES
-
     for family in FAMILIES:
         table.update(family.torch_table(torch, opt))
     if base not in table:

@@ -1,21 +1,33 @@
-"""Device-specific hot loops, behind one dispatch.
+"""Accelerations of named operations, and the one dispatch that chooses them.
 
-Every kernel exists as a readable array-API **reference** (``npdl.kernels.reference``),
-which is the specification, and as compiled versions tested against it: **numba**
-for NumPy arrays on the CPU, and for CuPy arrays on a GPU **cuda** (``numba.cuda``
-kernels, tested in CI under Numba's CUDA simulator) and **cupy** (CuPy library calls:
-cuBLAS for ``gemm_update``). ``get(op, xp)`` returns the module implementing ``op``
-for namespace ``xp``:
+The math of every layer, loss and optimizer is the array-API code in its own file
+(:mod:`npdl.layers`, :mod:`npdl.losses`, :mod:`npdl.optim`). Some of those functions
+are marked as a named operation::
 
-* NumPy -> the Numba version when Numba imports, else the reference;
-* CuPy -> the ``numba.cuda`` version when one exists for ``op`` and ``numba.cuda``
-  can compile for this machine's GPU, else the CuPy version when one exists, else
-  the reference; with ``NPDL_KERNELS=cupy`` (``use("cupy")``) the CuPy version first
-  where both exist (the elementwise kernels: cheaper launches, see :mod:`npdl.kernels.cupy`);
-* anything else (``array-api-strict``) -> the reference.
+    @kernels.accelerated("softmax_xent.forward")
+    def softmax_cross_entropy_forward(logits, labels):
+        ...the readable code, which is the definition...
 
-Set ``NPDL_KERNELS=reference`` (or call ``use("reference")``) to force the
-reference everywhere, e.g. to compare speeds or to rule a kernel out when debugging.
+A **kernel** is a faster version of such an operation for one kind of array: a
+function with the same signature and the same result, in a module
+``npdl.kernels.<implementation>.<module>`` (here ``npdl/kernels/numba/softmax_xent.py``,
+function ``forward``). The tests prove each kernel equal to the definition it
+accelerates. A kernel may decline a call it cannot do well (an odd layout, a dtype
+it was not compiled for) by returning ``NotImplemented``; the definition then runs.
+
+The implementations:
+
+* **numba** -- NumPy arrays on the CPU (Numba loops, direct BLAS calls);
+* **cuda** -- CuPy arrays, ``numba.cuda`` kernels (tested in CI under Numba's CUDA
+  simulator), used when ``numba.cuda`` can compile for this machine's GPU;
+* **cupy** -- CuPy arrays, CuPy's own kernels and library calls (cuBLAS, ElementwiseKernels);
+  with ``NPDL_KERNELS=cupy`` (``use("cupy")``) these come before the ``numba.cuda`` ones;
+* anything else (``array-api-strict``, a device without kernels) runs the definition.
+
+``NPDL_KERNELS=off`` (or ``use("off")``) switches every kernel off: every operation then
+runs exactly the code in the layer, loss and optimizer files (``reference`` is accepted as
+another name for ``off``). That is the way to train with the code you read, to compare
+speeds, or to rule a kernel out when debugging.
 """
 
 from __future__ import annotations
@@ -23,26 +35,56 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 import os
 
 import array_api_compat
 
-#: the kernels npdl has; each is a module with the same name in each implementation package
-OPS = ("softmax_xent", "im2col", "pool", "gemm_update", "lstm_cell", "simple_rnn", "activation_backward",
-       "optimizer_update", "bias_activation")
+#: the modules of operations that have kernels; each implementation package has some of them
+OPS = ("softmax_xent", "im2col", "conv2d", "pool", "gemm_update", "lstm_cell", "simple_rnn",
+       "activation_backward", "bias_activation", "optimizer_update")
 
-_forced = os.environ.get("NPDL_KERNELS", "").strip().lower() or None
-_cache: dict = {}
+#: what :func:`implementation` answers where no kernel serves: the layer file's code runs
+DEFINITION = "definition"
+
+_MODES = (None, "auto", "off", "reference", "cupy")
+_OFF = ("off", "reference")
+
+
+def _mode_from_env() -> str | None:
+    mode = os.environ.get("NPDL_KERNELS", "").strip().lower() or None
+    if mode not in _MODES:
+        raise ValueError(f"NPDL_KERNELS must be 'off', 'cupy' or 'auto', got {mode!r}")
+    return None if mode == "auto" else ("off" if mode in _OFF else mode)
+
+
+_forced = _mode_from_env()
+_cache: dict = {}  # (module, namespace) -> kernel module or None
+_calls: dict = {}  # (operation, array type) -> kernel function or None
+
+#: operation name -> its definition (the undecorated function in the layer, loss or optimizer file)
+DEFINITIONS: dict = {}
 
 
 def use(mode: str | None) -> None:
-    """Force ``"reference"`` kernels everywhere, prefer CuPy's own GPU kernels (``"cupy"``), or
-    ``None`` for the automatic choice."""
+    """``"off"`` runs every operation's definition (the layer files' code), ``"cupy"`` prefers
+    CuPy's own GPU kernels, ``None``/``"auto"`` the automatic choice."""
     global _forced
-    if mode not in (None, "auto", "reference", "cupy"):
-        raise ValueError(f"kernel mode must be 'reference', 'cupy' or None, got {mode!r}")
-    _forced = None if mode in (None, "auto") else mode
+    if mode not in _MODES:
+        raise ValueError(f"kernel mode must be 'off', 'cupy' or None, got {mode!r}")
+    _forced = None if mode in (None, "auto") else ("off" if mode in _OFF else mode)
     _cache.clear()
+    _calls.clear()
+
+
+def mode() -> str:
+    """``"off"``, ``"cupy"`` or ``"auto"``."""
+    return _forced or "auto"
+
+
+def enabled() -> bool:
+    """False when every kernel is switched off (``NPDL_KERNELS=off``, ``use("off")``)."""
+    return _forced != "off"
 
 
 def prefers_cupy() -> bool:
@@ -65,7 +107,7 @@ def cuda_available() -> bool:
     Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) it is always true. The
     NVVM check matters: CuPy does not need libNVVM (a CUDA toolkit's, or the
     ``nvidia-cuda-nvcc`` wheel's), so a machine where CuPy runs may lack it, and there
-    the first launch would fail instead of falling back to the CuPy/reference kernels.
+    the first launch would fail instead of falling back to the CuPy kernels or the definition.
     Asked once per process (it initialises the CUDA driver).
     """
     try:
@@ -89,13 +131,13 @@ def has_module(package: str, op: str) -> bool:
 
 
 def choose(op: str, *, numpy: bool, cupy: bool, have_numba: bool, have_cuda: bool, prefer_cupy: bool = False) -> str:
-    """The implementation for ``op`` given what is true of the namespace and the machine.
+    """The implementation for module ``op`` given what is true of the namespace and the machine.
 
     The whole selection rule, with the facts about the namespace and the machine as
     arguments (:func:`implementation` supplies the real ones), so that tests can try
-    every case on a machine without CuPy or a GPU.
+    every case on a machine without CuPy or a GPU. :data:`DEFINITION` means no kernel.
     """
-    if numpy and have_numba:
+    if numpy and have_numba and has_module("numba", op):
         return "numba"
     if cupy:
         if prefer_cupy and has_module("cupy", op):
@@ -104,13 +146,14 @@ def choose(op: str, *, numpy: bool, cupy: bool, have_numba: bool, have_cuda: boo
             return "cuda"
         if has_module("cupy", op):
             return "cupy"
-    return "reference"
+    return DEFINITION
 
 
 def implementation(xp, op: str = OPS[0]) -> str:
-    """Which implementation (``"numba"``, ``"cuda"``, ``"cupy"`` or ``"reference"``) serves ``op`` for ``xp``."""
-    if _forced == "reference":
-        return "reference"
+    """Which implementation (``"numba"``, ``"cuda"``, ``"cupy"`` or :data:`DEFINITION`) serves
+    module ``op`` for namespace ``xp``."""
+    if _forced == "off":
+        return DEFINITION
     numpy = array_api_compat.is_numpy_namespace(xp)
     cupy = not numpy and array_api_compat.is_cupy_namespace(xp)
     return choose(op, numpy=numpy, cupy=cupy, have_numba=numpy and numba_available(),
@@ -118,12 +161,71 @@ def implementation(xp, op: str = OPS[0]) -> str:
 
 
 def get(op: str, xp):
-    """The module implementing kernel ``op`` for array namespace ``xp``."""
+    """The kernel module serving ``op`` for namespace ``xp``, or None where the definition runs."""
     key = (op, xp, _forced)  # namespaces are modules: hashable, and cheaper to key on than their names
-    mod = _cache.get(key)
-    if mod is None:
-        if op not in OPS:
-            raise ValueError(f"unknown kernel {op!r}; known: {', '.join(OPS)}")
-        mod = importlib.import_module(f"{__name__}.{implementation(xp, op)}.{op}")
-        _cache[key] = mod
+    try:
+        return _cache[key]
+    except KeyError:
+        pass
+    if op not in OPS:
+        raise ValueError(f"unknown kernel module {op!r}; known: {', '.join(OPS)}")
+    impl = implementation(xp, op)
+    mod = None if impl == DEFINITION else importlib.import_module(f"{__name__}.{impl}.{op}")
+    _cache[key] = mod
     return mod
+
+
+def _array_of(value):
+    """The array that decides the device: ``value``, or the first of a list or tuple of arrays."""
+    return value[0] if isinstance(value, (list, tuple)) and value else value
+
+
+def kernel_for(operation: str, x):
+    """The kernel function for ``operation`` (``"module.function"``) on arrays like ``x``, or None."""
+    array = _array_of(x)
+    key = (operation, type(array))
+    try:
+        return _calls[key]
+    except KeyError:
+        pass
+    from .. import backend  # the backend imports nothing from here
+
+    module, function = operation.split(".")
+    mod = get(module, backend.namespace(array))
+    fn = None if mod is None else getattr(mod, function, None)
+    _calls[key] = fn
+    return fn
+
+
+def accelerated(operation: str, on: int = 0):
+    """Mark a function as the definition of ``operation`` (``"module.function"``).
+
+    Calls go to the kernel registered for the arrays' device, found from the argument
+    ``on`` (its position; an array, or a list of arrays), when there is one and kernels are
+    on; otherwise, or when the kernel returns ``NotImplemented``, to the function itself.
+    ``f.definition`` is the undecorated function and ``f.operation`` its name.
+    """
+    module, _, function = operation.partition(".")
+    if module not in OPS or not function:
+        raise ValueError(f"accelerated: {operation!r} is not 'module.function' with a module in OPS")
+
+    def decorate(fn):
+        name = list(inspect.signature(fn).parameters)[on]  # the argument ``on``, when passed by keyword
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            array = _array_of(args[on] if len(args) > on else kwargs[name])
+            key = (operation, type(array))
+            kernel = _calls[key] if key in _calls else kernel_for(operation, array)
+            if kernel is not None:
+                out = kernel(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            return fn(*args, **kwargs)
+
+        run.definition = fn
+        run.operation = operation
+        DEFINITIONS[operation] = fn
+        return run
+
+    return decorate

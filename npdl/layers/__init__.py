@@ -11,14 +11,14 @@ from .reshape import Flatten, flatten_backward, flatten_forward
 from .autoencoder import (AUTOENCODER_ACTIVATIONS, Autoencoder, TiedAutoencoder, autoencoder_backward,
                           autoencoder_forward, linear_backward, linear_forward, share_params,
                           tied_autoencoder_backward, tied_autoencoder_encode, tied_autoencoder_forward)
-from .autoencoder import (StackedTiedAutoencoder, stacked_tied_backward, stacked_tied_forward,
-                          tied_autoencoder_backward_products)
+from .autoencoder import tied_autoencoder_backward_products
+from .stacked_autoencoder import StackedTiedAutoencoder, stacked_tied_backward, stacked_tied_forward
 from .noise import (DropoutNoise, GaussianNoise, MaskingNoise, corrupt_dropout, corrupt_gaussian, corrupt_masking,
                     gaussian_noise_backward, gaussian_noise_forward, masking_noise_backward, masking_noise_forward)
 from .conv import Conv2D, conv2d_backward, conv2d_forward
 from .bias import ChannelBias, channel_bias_backward, channel_bias_forward
 from .pooling import (AvgPool2D, MaxPool2D, avgpool2d_backward, avgpool2d_forward, maxpool2d_backward,
                       maxpool2d_forward)
-from .recurrent import (LSTM, RNN_ACTIVATIONS, SimpleRNN, lstm_backward, lstm_forward, simple_rnn_backward,
-                        simple_rnn_forward)
+from .simple_rnn import RNN_ACTIVATIONS, SimpleRNN, simple_rnn_backward, simple_rnn_forward
+from .lstm import LSTM, lstm_backward, lstm_forward
 from .wrappers import TimeDistributed, time_distributed_dense_backward, time_distributed_dense_forward

@@ -7,7 +7,8 @@ style, ``*_forward(...) -> (y, cache)`` and ``*_backward(dy, cache) -> grads``:
   (exactly what the backward pass needs, nothing more) and returns ``y``;
 * ``backward(dy)`` calls the pure backward function with that cache, stores the
   parameter gradients in ``self.grads`` (same keys as ``self.params``) and returns
-  ``dx`` for the layer below.
+  ``dx`` for the layer below. A weight gradient that is a matrix product may be
+  stored as a :class:`npdl.deferred.ProductGrad`, formed when it is read.
 
 The gradient checker and the autodiff comparison call the same pure functions,
 so what is proven is exactly what trains.
@@ -16,6 +17,7 @@ so what is proven is exactly what trains.
 from __future__ import annotations
 
 from .. import backend
+from ..deferred import formed
 
 LAYERS: dict[str, type] = {}
 
@@ -25,12 +27,13 @@ class Layer:
 
     #: names of parameters that are weights: L1/L2 penalties apply to these, never to biases
     weight_names: tuple = ()
-    #: parameters whose gradient is a product ``A^T B`` that backward can hand over unformed
-    product_grads: tuple = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, register: bool = True, **kwargs):
+        """Every layer class is registered by name for :func:`layer_from_config`; a shared base class
+        (``class Activation(Layer, register=False)``, or a name starting with ``_``) is not a layer."""
         super().__init_subclass__(**kwargs)
-        LAYERS[cls.__name__] = cls
+        if register and not cls.__name__.startswith("_"):
+            LAYERS[cls.__name__] = cls
 
     def __init__(self, name: str | None = None):
         self.name = name or type(self).__name__.lower()
@@ -40,11 +43,6 @@ class Layer:
         self.trainable = True
         #: False for a network's first layer: backward may then skip dx and return None
         self.need_input_grad = True
-        #: set by a model whose optimizer can apply ``dW = A^T B`` without forming it (plain SGD):
-        #: backward then leaves ``grads[k] = None`` and puts ``(A, B)`` in ``products[k]`` instead,
-        #: for each ``k`` in ``product_grads``
-        self.defer_products = False
-        self.products: dict = {}
 
     # -- the pair every layer implements
     def forward(self, x, training: bool = False):
@@ -81,7 +79,7 @@ class Layer:
         """Move parameters (and any gradients) to ``device``; returns the layer."""
         device = backend.get_device(device)
         self.params = {k: device.asarray(v) for k, v in self.params.items()}
-        self.grads = {k: device.asarray(v) for k, v in self.grads.items()}
+        self.grads = {k: device.asarray(formed(v)) for k, v in self.grads.items() if v is not None}
         self._device = device
         self.cache = None
         return self

@@ -3,12 +3,12 @@
 ``y[n, o, i, j] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] * xpad[n, c, i*sh + kh, j*sw + kw]``
 
 with ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,), strides ``(sh, sw)``
-and ``xpad`` the input inside a border of zeros. The code computes it as one matrix
-product: the im2col kernel (:mod:`npdl.kernels` ``im2col``) copies every KH x KW patch
-into a column of ``cols`` (C*KH*KW, N*OH*OW), and ``y`` is ``W2 @ cols`` with
-``W2 = W`` reshaped to (C_out, C*KH*KW).
+and ``xpad`` the input inside a border of ``(pt, pb, pl, pr)`` zeros. The code computes it
+as one matrix product: :func:`im2col` copies every KH x KW patch into a column of
+``cols`` (C*KH*KW, N*OH*OW), and ``y`` is ``W2 @ cols`` with ``W2 = W`` reshaped to
+(C_out, C*KH*KW).
 
-Padding:
+Padding (:func:`npdl.kernels.geometry.conv_geometry` works it out):
 
 * ``"valid"``: none; ``OH = (H - KH) // sh + 1``.
 * ``"same"`` (Keras/TensorFlow): ``OH = ceil(H / sh)``; the rows needed,
@@ -17,91 +17,112 @@ Padding:
   At stride 1 the output has the input's size.
 * an int ``p`` or a pair ``(ph, pw)``: that many zero rows on top *and* bottom (columns
   left and right), as PyTorch's ``padding=``; ``OH = (H + 2 ph - KH) // sh + 1``.
+
+Four functions here are named operations with kernels (:mod:`npdl.kernels`):
+``im2col.im2col`` and ``im2col.col2im`` (Numba on the CPU, numba.cuda on a GPU) and
+``conv2d.forward`` and ``conv2d.backward``. On NumPy arrays the last two go to the
+Numba kernel in ``npdl/kernels/numba/conv2d.py``, which does the same products a few
+images at a time so that ``cols`` never leaves the CPU's cache; on a GPU the code below
+runs, with the numba.cuda im2col and cuBLAS for the products. ``NPDL_KERNELS=off``
+runs the code below everywhere.
 """
 
 from __future__ import annotations
 
 from .. import backend, checks, kernels
-from ..errors import ShapeError
 from ..init import get_initializer, initializer_name
+from ..kernels.geometry import conv_geometry, normalize_padding, output_size, pair
 from .base import Layer
 
 
-# --------------------------------------------------------------------------- geometry
+# ------------------------------------------------------------------ im2col and col2im
 
-def pair(value, what: str, who: str, minimum: int = 1) -> tuple:
-    """``value`` (an int or a pair of ints) as ``(h, w)``, each at least ``minimum``."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int):
-        value = (value, value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"{who}: {what} must be an int >= {minimum} or a pair of them, got {value!r}")
-
-
-def normalize_padding(padding, who: str):
-    """``"valid"``, ``"same"`` or ``(ph, pw)`` from what a user may write."""
-    if isinstance(padding, str):
-        if padding.lower() in ("valid", "same"):
-            return padding.lower()
-        raise ValueError(f"{who}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
-    return pair(padding, "padding", who, minimum=0)
+def pad_border(x, pad, value=0.0):
+    """``x`` (N, C, H, W) inside a border of ``value``: (N, C, H + pt + pb, W + pl + pr); ``x`` itself
+    when ``pad`` is all zeros."""
+    pt, pb, pl, pr = pad
+    N, C, H, W = x.shape
+    if tuple(pad) == (0, 0, 0, 0):
+        return x
+    xp = backend.namespace(x)
+    xpad = xp.full((N, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype, device=x.device)
+    xpad[:, :, pt:pt + H, pl:pl + W] = x
+    return xpad
 
 
-def conv_geometry(x_shape, kernel, stride, padding, who: str, what: str = "kernel"):
-    """``(OH, OW, (pt, pb, pl, pr))`` for a window of ``kernel`` = (KH, KW) over ``x_shape`` (N, C, H, W).
+def window(kh, kw, OH, OW, stride):
+    """The slices of the padded input holding, for every output pixel, the cell at window offset ``(kh, kw)``:
+    ``xpad[window(kh, kw, ...)][n, c, oh, ow] = xpad[n, c, oh*sh + kh, ow*sw + kw]``, shape (N, C, OH, OW)."""
+    sh, sw = stride
+    return (slice(None), slice(None), slice(kh, kh + sh * (OH - 1) + 1, sh), slice(kw, kw + sw * (OW - 1) + 1, sw))
 
-    Raises :class:`ShapeError` naming ``who`` and the shapes when the output would be empty.
+
+@kernels.accelerated("im2col.im2col")
+def im2col(x, kernel, stride, pad, workspace=None):
+    """``cols[(c, kh, kw), (n, oh, ow)] = xpad[n, c, oh*sh + kh, ow*sw + kw]``: (C*KH*KW, N*OH*OW).
+
+    ``x`` (N, C, H, W), ``kernel`` = (KH, KW), ``stride`` = (sh, sw), ``pad`` = (pt, pb, pl, pr);
+    rows and columns are in row-major order of their index triples, so a convolution is
+    ``W.reshape(C_out, C*KH*KW) @ cols``. Every input pixel appears once per window that
+    covers it; a window cell in the padding is 0.
+
+    Built from KH*KW strided slices of the padded input, one per window offset. ``workspace``
+    is a dict where a kernel may keep its ``cols`` buffer between calls (the Numba one does:
+    its result is then that buffer, overwritten by the next call with the same ``workspace``);
+    this code ignores it and returns a new array.
     """
-    H, W = int(x_shape[2]), int(x_shape[3])
-    (KH, KW), (sh, sw) = kernel, stride
-    padding = normalize_padding(padding, who)
-    if padding == "same":
-        OH, OW = -(-H // sh), -(-W // sw)
-        th, tw = max((OH - 1) * sh + KH - H, 0), max((OW - 1) * sw + KW - W, 0)
-        pad = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
-    else:
-        ph, pw = (0, 0) if padding == "valid" else padding
-        pad = (ph, ph, pw, pw)
-        OH = (H + 2 * ph - KH) // sh + 1 if H + 2 * ph >= KH else 0
-        OW = (W + 2 * pw - KW) // sw + 1 if W + 2 * pw >= KW else 0
-    if OH <= 0 or OW <= 0:
-        shown = padding if isinstance(padding, str) else f"{padding[0]}x{padding[1]}"
-        raise ShapeError(f"{who}: input of {H}x{W} pixels (shape {tuple(int(d) for d in x_shape)}) is smaller "
-                         f"than the {KH}x{KW} {what} with padding {shown!r}; the output would be empty")
-    return OH, OW, pad
+    xp = backend.namespace(x)
+    (KH, KW), (N, C, H, W) = kernel, x.shape
+    OH, OW = output_size(H, KH, stride[0], pad[0], pad[1]), output_size(W, KW, stride[1], pad[2], pad[3])
+    xpad = pad_border(x, tuple(pad))
+    patches = [xpad[window(kh, kw, OH, OW, stride)] for kh in range(KH) for kw in range(KW)]  # each (N, C, OH, OW)
+    cols = xp.stack(patches, axis=2)                       # (N, C, KH*KW, OH, OW)
+    cols = xp.permute_dims(cols, (1, 2, 0, 3, 4))          # (C, KH*KW, N, OH, OW)
+    return xp.reshape(cols, (C * KH * KW, N * OH * OW))
 
 
-# ------------------------------------------------------------------ the pure functions
+@kernels.accelerated("im2col.col2im")
+def col2im(cols, x_shape, kernel, stride, pad):
+    """The adjoint of :func:`im2col`: ``dx`` (N, C, H, W) from ``dcols`` (C*KH*KW, N*OH*OW).
 
+    Every entry goes back to the input pixel it was copied from, *added* where windows
+    overlap (a pixel copied into several columns receives the sum of their gradients);
+    what falls in the padding is dropped. So ``<im2col(x), dcols> = <x, col2im(dcols)>``.
+    """
+    xp = backend.namespace(cols)
+    (KH, KW), (N, C, H, W) = kernel, tuple(int(d) for d in x_shape)
+    pt, pb, pl, pr = pad
+    OH, OW = output_size(H, KH, stride[0], pt, pb), output_size(W, KW, stride[1], pl, pr)
+    blocks = xp.reshape(cols, (C, KH, KW, N, OH, OW))
+    dxpad = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=cols.dtype, device=cols.device)
+    for kh in range(KH):
+        for kw in range(KW):
+            where = window(kh, kw, OH, OW, stride)
+            dxpad[where] = dxpad[where] + xp.permute_dims(blocks[:, kh, kw, ...], (1, 0, 2, 3))
+    return dxpad[:, :, pt:pt + H, pl:pl + W]
+
+
+# ---------------------------------------------------------------- the convolution
+
+@kernels.accelerated("conv2d.forward")
 def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     """Convolve a batch: ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,) or ``None``.
 
-    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x_shape, W, cols, stride, pad, has_bias, workspace)``.
-    With the compiled CPU kernel (which has ``conv_forward``: the same products a chunk of
-    images at a time, so ``cols`` never leaves the cache) the cache holds ``x`` in place
-    of ``cols`` and the kernel's ``workspace``, and the backward pass goes to the kernel's
-    ``conv_backward``, which rebuilds each chunk's ``cols``.
-    The backward pass needs ``cols`` (for ``dW``) and ``W`` (for ``dx``); ``cols`` holds every
-    input value KH*KW times over, the price of doing the whole convolution as one
-    matrix product. ``workspace`` is a dict the layer owns, where the Numba kernel
-    keeps its ``cols`` buffer from one call to the next.
+    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x, W, stride, pad, has_bias)``, with
+    ``stride`` = (sh, sw) and ``pad`` = (pt, pb, pl, pr) as worked out from ``padding``.
+    The cache holds the input, not ``cols``: ``cols`` holds every input value KH*KW times
+    over, and :func:`conv2d_backward` rebuilds it from ``x`` (one more im2col) rather than
+    keeping it alive between the passes. Every implementation keeps this same cache.
+
+    ``workspace`` is a dict the layer owns, where kernels keep buffers from one call to
+    the next (the Numba ``cols``); it never changes a result.
     """
     xp = backend.namespace(x, W)
     stride = pair(stride, "stride", "conv2d_forward")
     C_out, C, KH, KW = (int(d) for d in W.shape)
     N = int(x.shape[0])
     OH, OW, pad = conv_geometry(x.shape, (KH, KW), stride, padding, "conv2d_forward")
-    kernel = kernels.get("im2col", xp)
-    if hasattr(kernel, "conv_forward"):
-        # the compiled kernel does these same products a few images at a time (cols stays in
-        # cache, see npdl.kernels.numba.im2col); the backward pass rebuilds cols from x
-        workspace = {} if workspace is None else workspace
-        y = kernel.conv_forward(x, W, b, stride, pad, workspace)
-        return y, (tuple(x.shape), W, x, stride, pad, b is not None, workspace)
-    cols = kernel.im2col(x, (KH, KW), stride, pad, workspace)  # (C*KH*KW, N*OH*OW)
+    cols = im2col(x, (KH, KW), stride, pad, workspace)                             # (C*KH*KW, N*OH*OW)
     W2 = xp.reshape(W, (C_out, C * KH * KW))
     out = W2 @ cols                                                                # (C_out, N*OH*OW)
     if b is not None:
@@ -109,10 +130,11 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     # (C_out, N, OH*OW) -> (N, C_out, OH*OW): moves whole OH*OW blocks; the reshape to
     # (N, C_out*OH*OW) forces the copy into NCHW order, the last one is a free view
     y = xp.reshape(xp.permute_dims(xp.reshape(out, (C_out, N, OH * OW)), (1, 0, 2)), (N, C_out * OH * OW))
-    return xp.reshape(y, (N, C_out, OH, OW)), (tuple(x.shape), W, cols, stride, pad, b is not None, None)
+    return xp.reshape(y, (N, C_out, OH, OW)), (x, W, stride, pad, b is not None)
 
 
-def conv2d_backward(dy, cache, need_dx=True):
+@kernels.accelerated("conv2d.backward")
+def conv2d_backward(dy, cache, need_dx=True, workspace=None):
     """Gradients of the convolution, given ``dy = dL/dy`` of shape (N, C_out, OH, OW).
 
     Differentiate ``y[n, o, i, j] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] xpad[n, c, i*sh + kh, j*sw + kw]``:
@@ -132,8 +154,9 @@ def conv2d_backward(dy, cache, need_dx=True):
       (padding is a constant, not an input).
 
     The code does all three as the same matrix products the forward pass used. With
-    ``cols[(c, kh, kw), (n, i, j)] = xpad[n, c, i*sh + kh, j*sw + kw]`` and ``dy`` reordered to
-    ``dy_t[o, (n, i, j)] = dy[n, o, i, j]``, the forward pass was ``out = W2 @ cols``, so
+    ``cols = im2col(x)`` rebuilt from the cached input, ``cols[(c, kh, kw), (n, i, j)] =
+    xpad[n, c, i*sh + kh, j*sw + kw]``, and ``dy`` reordered to ``dy_t[o, (n, i, j)] = dy[n, o, i, j]``,
+    the forward pass was ``out = W2 @ cols``, so
 
     * ``db = sum(dy_t, axis=1)``: (C_out,);
     * ``dW2 = dy_t @ cols^T``: (C_out, N*OH*OW) @ (N*OH*OW, C*KH*KW) -> (C_out, C*KH*KW), reshaped to ``W``'s
@@ -145,13 +168,13 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     Returns ``(dx, dW, db)``; ``db`` is ``None`` without a bias and ``dx`` is ``None`` with
     ``need_dx=False`` (a network's first layer: that skips ``dcols`` and col2im, the
-    larger half of the backward pass).
+    larger half of the backward pass). ``workspace`` is as for :func:`conv2d_forward`.
     """
-    x_shape, W, cols, stride, pad, has_bias, workspace = cache
+    x, W, stride, pad, has_bias = cache
     xp = backend.namespace(dy, W)
-    if workspace is not None:  # the chunked kernel's cache: ``cols`` holds x, see conv2d_forward
-        return kernels.get("im2col", xp).conv_backward(dy, cols, W, stride, pad, has_bias, need_dx, workspace)
     N, C_out, OH, OW = (int(d) for d in dy.shape)
+    kernel = (int(W.shape[2]), int(W.shape[3]))
+    cols = im2col(x, kernel, stride, pad, workspace)                               # (C*KH*KW, N*OH*OW)
     W2 = xp.reshape(W, (C_out, -1))
     # (N, C_out, OH*OW) -> (C_out, N*OH*OW), copied so the products below see one plain matrix
     dy_t = xp.reshape(xp.permute_dims(xp.reshape(dy, (N, C_out, OH * OW)), (1, 0, 2)), (C_out, N * OH * OW))
@@ -160,7 +183,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     dx = None
     if need_dx:
         dcols = W2.T @ dy_t
-        dx = kernels.get("im2col", xp).col2im(dcols, x_shape, tuple(W.shape[2:]), stride, pad)
+        dx = col2im(dcols, tuple(x.shape), kernel, stride, pad)
     return dx, dW, db
 
 
@@ -203,7 +226,7 @@ class Conv2D(Layer):
         self.params["W"] = device.asarray(self.init(rng, shape, fan_in, fan_out, self.dtype))
         if self.bias:
             self.params["b"] = device.zeros((self.out_channels,), self.dtype)
-        self._workspace: dict = {}  # buffers the kernels reuse between steps (never part of the result)
+        self._workspace: dict = {}  # buffers the kernels reuse between calls (never part of a result)
 
     @property
     def who(self) -> str:
@@ -222,7 +245,7 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
-        dx, dW, db = conv2d_backward(dy, self.cache, self.need_input_grad)
+        dx, dW, db = conv2d_backward(dy, self.cache, self.need_input_grad, workspace=self._workspace)
         self.grads["W"] = dW
         if db is not None:
             self.grads["b"] = db

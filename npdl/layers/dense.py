@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import backend, checks
+from ..deferred import ProductGrad
 from ..init import get_initializer, initializer_name
 from .activations import ELEMENTWISE, check_elementwise
 from .base import Layer
@@ -50,8 +51,8 @@ def dense_backward(dy, cache, need_dx=True, need_dW=True):
     Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
     is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
     the gradient of the data, and skipping it saves a third of the layer's work).
-    ``need_dW=False`` returns ``dW = None``: the caller applies ``x.T @ da`` itself,
-    fused into the weight update (see :meth:`Dense.backward`).
+    ``need_dW=False`` returns ``dW = None``: the caller keeps ``dW = x^T da`` as its
+    factors ``(x, da)`` (see :meth:`Dense.backward`).
     """
     return affine_backward(dense_pre_activation_grad(dy, cache), cache, need_dx, need_dW)
 
@@ -83,7 +84,6 @@ class Dense(Layer):
     """
 
     weight_names = ("W",)
-    product_grads = ("W",)
 
     def __init__(self, n_in: int, n_out: int, init="glorot_uniform", bias: bool = True,
                  dtype=None, device="cpu", rng=None, name: str | None = None, activation=None):
@@ -110,13 +110,12 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        """:func:`dense_backward`, with ``dW = x^T da`` kept as its factors ``(x, da)``: a
+        :class:`~npdl.deferred.ProductGrad`, formed when read, or added into ``W`` by plain SGD in
+        one GEMM without a (n_in, n_out) temporary."""
         da = dense_pre_activation_grad(dy, self.cache)
-        dx, dW, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=not self.defer_products)
-        if self.defer_products:
-            # dW = x.T @ da is left unformed: plain SGD adds -lr * x.T @ da straight into W in one
-            # GEMM (kernels.gemm_update), saving a (n_in, n_out) temporary and a pass over W
-            self.products["W"] = (self.cache[0], da)
-        self.grads["W"] = dW
+        dx, _, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=False)
+        self.grads["W"] = ProductGrad([(self.cache[0], da)])  # dW = x^T da
         if db is not None:
             self.grads["b"] = db
         return dx

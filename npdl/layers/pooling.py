@@ -4,24 +4,32 @@ A window of ``pool_size`` = (KH, KW) moves over each channel of each image by
 ``strides`` = (sh, sw) (the pool size by default, so windows tile the image). Padding
 is ``"valid"`` (none; rows and columns that do not fill a window are dropped) or
 ``"same"`` (Keras/TensorFlow: ``ceil(H / sh)`` outputs, the odd padding row at the
-bottom, the odd column at the right; see :func:`npdl.layers.conv.conv_geometry`).
-The windows are computed by the ``pool`` kernel (:mod:`npdl.kernels`).
+bottom, the odd column at the right; see :func:`npdl.kernels.geometry.conv_geometry`).
+Output pixel ``(oh, ow)`` pools the padded input cells ``(oh*sh + kh, ow*sw + kw)``,
+``kh < KH``, ``kw < KW``; the window offset ``k = kh*KW + kw`` numbers a window's cells
+in row-major order.
 
 * **max pooling** pads with ``-inf`` (a padded cell never wins). The gradient of a
   window's maximum goes to **one** cell: the first maximum in row-major order
   (``kh`` first, then ``kw``) when several cells tie. Any split of ``dy`` among tied
   cells is a valid subgradient; sending it all to one cell is what PyTorch and JAX do
-  too, and makes the rule easy to state and to test.
+  too, and makes the rule easy to state and to test. Windows that overlap (stride <
+  pool size) can pick the same input cell; its gradients add.
 * **average pooling** divides by the number of window cells that lie *inside* the
   input: with ``"same"`` padding the padded cells are **not counted**, as in Keras
   (PyTorch's ``count_include_pad=True`` default differs at the borders).
+
+The four window functions (``max_pool_forward`` ...) are named operations with kernels
+(``pool.max_forward`` ..., :mod:`npdl.kernels`: Numba on the CPU, numba.cuda on a GPU);
+``NPDL_KERNELS=off`` runs the code below.
 """
 
 from __future__ import annotations
 
 from .. import backend, checks, kernels
-from .base import LAYERS, Layer
-from .conv import conv_geometry, normalize_padding, pair
+from ..kernels.geometry import conv_geometry, normalize_padding, pair, sizes
+from .base import Layer
+from .conv import pad_border, window
 
 
 def _pool_geometry(x, pool_size, strides, padding, who):
@@ -33,15 +41,42 @@ def _pool_geometry(x, pool_size, strides, padding, who):
 
 # ------------------------------------------------------------------------ max pooling
 
+@kernels.accelerated("pool.max_forward")
+def max_pool_forward(x, kernel, stride, pad):
+    """``(y, arg)``: ``y[n, c, i, j] = max_{kh, kw} xpad[n, c, i*sh + kh, j*sw + kw]`` (N, C, OH, OW),
+    with ``xpad`` padded by ``-inf``, and ``arg[n, c, i, j] = kh*KW + kw``, the window offset of
+    the maximum (the first in row-major order on ties: ``argmax`` returns the first occurrence)."""
+    xp = backend.namespace(x)
+    N, C, H, W, KH, KW, OH, OW = sizes(x.shape, kernel, stride, pad)
+    xpad = pad_border(x, tuple(pad), value=-float("inf"))
+    cells = xp.stack([xpad[window(kh, kw, OH, OW, stride)] for kh in range(KH) for kw in range(KW)],
+                     axis=0)  # (KH*KW, N, C, OH, OW)
+    return xp.max(cells, axis=0), xp.argmax(cells, axis=0)
+
+
+@kernels.accelerated("pool.max_backward")
+def max_pool_backward(dy, arg, x_shape, kernel, stride, pad):
+    """``dx`` (N, C, H, W): each window's ``dy`` added to the one cell ``arg`` names; the part of
+    ``dxpad`` in the padding is dropped."""
+    xp = backend.namespace(dy)
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    pt, pb, pl, pr = pad
+    dxpad = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=dy.dtype, device=dy.device)
+    for kh in range(KH):
+        for kw in range(KW):
+            where = window(kh, kw, OH, OW, stride)
+            dxpad[where] = dxpad[where] + xp.where(arg == kh * KW + kw, dy, 0.0)
+    return dxpad[:, :, pt:pt + H, pl:pl + W]
+
+
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     """``y[n, c, i, j] = max_{kh, kw} xpad[n, c, i*sh + kh, j*sw + kw]`` with ``xpad`` padded by ``-inf``.
 
     Shapes: ``x`` (N, C, H, W) -> ``y`` (N, C, OH, OW). Cache: ``(arg, x_shape, geometry)``,
     where ``arg[n, c, i, j] = kh*KW + kw`` is the window offset of the (first) maximum.
     """
-    xp = backend.namespace(x)
     kernel, stride, pad = _pool_geometry(x, pool_size, strides, padding, "maxpool2d_forward")
-    y, arg = kernels.get("pool", xp).max_forward(x, kernel, stride, pad)
+    y, arg = max_pool_forward(x, kernel, stride, pad)
     return y, (arg, tuple(x.shape), (kernel, stride, pad))
 
 
@@ -54,20 +89,52 @@ def maxpool2d_backward(dy, cache):
     A winner in the padding (only possible when a window holds nothing but ``-inf``) is dropped.
     """
     arg, x_shape, (kernel, stride, pad) = cache
-    return kernels.get("pool", backend.namespace(dy)).max_backward(dy, arg, x_shape, kernel, stride, pad)
+    return max_pool_backward(dy, arg, x_shape, kernel, stride, pad)
 
 
 # -------------------------------------------------------------------- average pooling
+
+def _counts(x_shape, kernel, stride, pad, dtype, device, xp):
+    """How many real (unpadded) input cells each window holds: (OH, OW)."""
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    ones = pad_border(xp.ones((1, 1, H, W), dtype=dtype, device=device), tuple(pad))
+    total = sum(ones[window(kh, kw, OH, OW, stride)] for kh in range(KH) for kw in range(KW))
+    return total[0, 0, ...]
+
+
+@kernels.accelerated("pool.avg_forward")
+def avg_pool_forward(x, kernel, stride, pad):
+    """``y`` (N, C, OH, OW): ``y[n, c, i, j] = (1 / count[i, j]) sum xpad[n, c, i*sh + kh, j*sw + kw]`` over
+    the window, where ``count[i, j]`` is the number of the window's cells inside the input
+    (padding is zero and not counted). The cells are added in row-major window order."""
+    N, C, H, W, KH, KW, OH, OW = sizes(x.shape, kernel, stride, pad)
+    xpad = pad_border(x, tuple(pad))
+    total = sum(xpad[window(kh, kw, OH, OW, stride)] for kh in range(KH) for kw in range(KW))
+    return total / _counts(x.shape, kernel, stride, pad, x.dtype, x.device, backend.namespace(x))
+
+
+@kernels.accelerated("pool.avg_backward")
+def avg_pool_backward(dy, x_shape, kernel, stride, pad):
+    """``dx`` (N, C, H, W): every real cell of a window receives ``dy / count`` of that window."""
+    xp = backend.namespace(dy)
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    pt, pb, pl, pr = pad
+    share = dy / _counts(x_shape, kernel, stride, pad, dy.dtype, dy.device, xp)
+    dxpad = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=dy.dtype, device=dy.device)
+    for kh in range(KH):
+        for kw in range(KW):
+            where = window(kh, kw, OH, OW, stride)
+            dxpad[where] = dxpad[where] + share
+    return dxpad[:, :, pt:pt + H, pl:pl + W]
+
 
 def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
     """``y[n, c, i, j] = (1 / count[i, j]) sum xpad[n, c, i*sh + kh, j*sw + kw]`` over the window,
     where ``count[i, j]`` is the number of the window's cells inside the input (padding
     is zero and not counted). Shapes: (N, C, H, W) -> (N, C, OH, OW). Cache: ``(x_shape, geometry)``.
     """
-    xp = backend.namespace(x)
     kernel, stride, pad = _pool_geometry(x, pool_size, strides, padding, "avgpool2d_forward")
-    y = kernels.get("pool", xp).avg_forward(x, kernel, stride, pad)
-    return y, (tuple(x.shape), (kernel, stride, pad))
+    return avg_pool_forward(x, kernel, stride, pad), (tuple(x.shape), (kernel, stride, pad))
 
 
 def avgpool2d_backward(dy, cache):
@@ -75,7 +142,7 @@ def avgpool2d_backward(dy, cache):
     ``dx[n, c, p, q] = sum dy[n, c, i, j] / count[i, j]`` over the windows ``(i, j)`` that contain
     ``(p, q)``; shape (N, C, H, W). With non-overlapping windows that is one term per cell."""
     x_shape, (kernel, stride, pad) = cache
-    return kernels.get("pool", backend.namespace(dy)).avg_backward(dy, x_shape, kernel, stride, pad)
+    return avg_pool_backward(dy, x_shape, kernel, stride, pad)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -118,7 +185,6 @@ class _Pool2D(Layer):
         return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding, "name": self.name}
 
 
-LAYERS.pop("_Pool2D")  # a shared base, not a layer to rebuild from a config
 
 
 class MaxPool2D(_Pool2D):

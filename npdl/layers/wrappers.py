@@ -46,9 +46,9 @@ def time_distributed_dense_backward(dy, cache):
 class TimeDistributed(Layer):
     """Apply ``layer`` (e.g. ``Dense(units, 1)``) to each time step of inputs (N, T, ...).
 
-    The wrapper shares the wrapped layer's ``params``, ``grads`` and ``products``, so the
-    optimizer, penalties, checkpoints (``"<index>.W"``) and the fused SGD update see the
-    wrapped layer's parameters as the wrapper's own.
+    The wrapper shares the wrapped layer's ``params`` and ``grads``, so the optimizer,
+    penalties and checkpoints (``"<index>.W"``) see the wrapped layer's parameters as the
+    wrapper's own.
     """
 
     def __init__(self, layer: Layer, name: str | None = None):
@@ -56,11 +56,11 @@ class TimeDistributed(Layer):
             raise TypeError(f"TimeDistributed: expected an npdl Layer, got {type(layer).__name__}")
         super().__init__(name or f"time_distributed_{layer.name}")
         self.layer = layer
-        self.weight_names, self.product_grads = layer.weight_names, layer.product_grads
+        self.weight_names = layer.weight_names
         self._share()
 
     def _share(self):
-        self.params, self.grads, self.products = self.layer.params, self.layer.grads, self.layer.products
+        self.params, self.grads = self.layer.params, self.layer.grads
 
     @property
     def dtype(self):
@@ -87,11 +87,8 @@ class TimeDistributed(Layer):
         N, T, rest = self.cache
         xp = backend.namespace(dy)
         inner = self.layer
-        inner.need_input_grad, inner.defer_products = self.need_input_grad, self.defer_products
-        try:
-            dx = inner.backward(xp.reshape(dy, (N * T,) + tuple(int(d) for d in dy.shape[2:])))
-        finally:
-            inner.defer_products = False
+        inner.need_input_grad = self.need_input_grad
+        dx = inner.backward(xp.reshape(dy, (N * T,) + tuple(int(d) for d in dy.shape[2:])))
         self._share()
         return None if dx is None else xp.reshape(dx, (N, T) + rest)
 

@@ -6,28 +6,49 @@ from .. import backend, checks, kernels
 from .base import Loss, check_labels
 
 
+@kernels.accelerated("softmax_xent.forward")
 def softmax_cross_entropy_forward(logits, labels):
     """Mean cross-entropy of softmax(``logits``) against integer ``labels``.
 
-    ``logits`` (N, K) float, ``labels`` (N,) int in ``0..K-1``.
-    ``L = -(1/N) sum_n log softmax(logits)[n, labels[n]]`` (0-d array).
-    Runs the fused kernel (``npdl.kernels`` ``softmax_xent``): Numba on the CPU,
-    numba.cuda on a GPU, the array-API reference elsewhere. Cache: ``(probs, labels)``.
+    ``logits`` ``z`` (N, K) float, ``labels`` ``t`` (N,) int in ``0..K-1``::
+
+        m[n]        = max_k z[n, k]                   subtracted for stability: cancels below
+        s[n]        = sum_k exp(z[n, k] - m[n])       every term <= 1, so no overflow
+        p[n, k]     = exp(z[n, k] - m[n]) / s[n]      softmax probabilities, (N, K)
+        log p[n, k] = (z[n, k] - m[n]) - log s[n]     log-softmax, never log 0
+        L           = -(1/N) sum_n log p[n, t[n]]     (0-d array)
+
+    The loss takes the logarithm of the probabilities from the log-softmax line, not
+    ``log(p)``: a probability that underflows to 0 (a logit far below the row's maximum)
+    still has a finite log. Returns ``(L, cache)`` with cache ``(probs, labels)``.
+    Accelerated by the ``softmax_xent`` kernels (one pass per row).
     """
-    k = kernels.get("softmax_xent", backend.namespace(logits))
-    loss, probs = k.forward(logits, labels)
+    xp = backend.namespace(logits)
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)  # z - m
+    e = xp.exp(shifted)
+    s = xp.sum(e, axis=1, keepdims=True)  # (N, 1)
+    probs = e / s
+    # log p[n, t[n]]: pick the target's shifted logit first, so the log-softmax is only (N, 1)
+    log_p_target = xp.take_along_axis(shifted, xp.reshape(labels, (-1, 1)), axis=1) - xp.log(s)
+    loss = -xp.mean(log_p_target)
     return loss, (probs, labels)
 
 
+@kernels.accelerated("softmax_xent.backward", on=1)
 def softmax_cross_entropy_backward(dloss, cache):
     """``dL/dlogits[n, k] = dloss * (probs[n, k] - [k == labels[n]]) / N``, shape (N, K).
 
     Derivation: with ``p = softmax(z)`` and ``L_n = -log p[t]``,
     ``dL_n/dz[j] = sum_k (dL_n/dp[k]) (dp[k]/dz[j]) = (-1/p[t]) p[t] (delta_tj - p[j]) = p[j] - delta_tj``;
-    the mean over the batch divides by N.
+    the mean over the batch divides by N. No division by a probability survives, which is
+    why the fused loss is exact and stable where a softmax layer followed by NLL is not.
+    ``dloss`` is a Python number or a 0-d array of ``probs``' namespace and dtype.
     """
     probs, labels = cache
-    return kernels.get("softmax_xent", backend.namespace(probs)).backward(dloss, probs, labels)
+    xp = backend.namespace(probs)
+    n, k = probs.shape
+    onehot = xp.reshape(labels, (-1, 1)) == xp.reshape(xp.arange(k, dtype=labels.dtype), (1, -1))  # (N, K)
+    return (probs - xp.astype(onehot, probs.dtype)) * (dloss / n)
 
 
 def nll_forward(probs, labels, eps=0.0):

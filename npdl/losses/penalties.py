@@ -18,7 +18,13 @@ def l2_penalty_forward(weights, lam):
 def l2_penalty_backward(dP, cache):
     """``dP/dW_i = 2 lam W_i``, one array per weight, each shaped like its ``W_i``."""
     weights, lam = cache
-    return [W * (2.0 * lam * dP) for W in weights]
+    return [l2_penalty_grad(W, lam * dP) for W in weights]
+
+
+def l2_penalty_grad(W, lam):
+    """The gradient of ``lam * sum(W ** 2)`` with respect to ``W``: ``2 lam W``, shaped like ``W``.
+    (``lam`` a Python float, so a float32 ``W`` gives a float32 gradient.)"""
+    return W * (2.0 * lam)
 
 
 def l1_penalty_forward(weights, lam):
@@ -30,8 +36,12 @@ def l1_penalty_forward(weights, lam):
 def l1_penalty_backward(dP, cache):
     """``d|w|/dw = sign(w)`` (taken as 0 at the kink w = 0), so ``dP/dW_i = lam sign(W_i)``."""
     weights, lam = cache
-    xp = backend.namespace(*weights)
-    return [xp.sign(W) * (lam * dP) for W in weights]
+    return [l1_penalty_grad(W, lam * dP) for W in weights]
+
+
+def l1_penalty_grad(W, lam):
+    """The gradient of ``lam * sum(|W|)`` with respect to ``W``: ``lam sign(W)`` (0 where ``W = 0``)."""
+    return backend.namespace(W).sign(W) * lam
 
 
 def regularized_weights(layers) -> list[tuple[object, str]]:

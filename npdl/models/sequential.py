@@ -9,9 +9,9 @@ top-down (each layer stores its parameter gradients in ``layer.grads``), and
     history = model.fit(x, y, epochs=10, batch_size=20, validation_data=(xv, yv))
 
 L1/L2 here are *penalties added to the loss* on weights only (never biases), as
-the Theano tutorials' ``cost = nll + L1_reg * L1 + L2_reg * L2_sqr``: their
-gradient flows through the optimizer like the data gradient (and so is scaled by
-Adam's normalisation). The optimizer's ``weight_decay`` is the other, decoupled
+the Theano tutorials' ``cost = nll + L1_reg * L1 + L2_reg * L2_sqr``: the optimizer
+adds their gradient to each weight's data gradient, so it flows through the rule like
+the data gradient (and so is scaled by Adam's normalisation). The optimizer's ``weight_decay`` is the other, decoupled
 kind (AdamW), applied by the optimizer directly to the weights.
 """
 
@@ -21,7 +21,8 @@ from .. import backend, losses
 from ..losses import metrics as metric_fns
 from ..losses import penalties
 from ..layers.base import Layer
-from ..training import loop
+from ..optim import get_optimizer
+from ..training import checkpoint, loop
 from .state import ModelState
 from .summary import summary_table
 
@@ -56,9 +57,6 @@ class Sequential(ModelState):
         self.stop_training = False
         self.history = None  # the History of the last (or running) fit
         self.fit_rng = None  # the generator that shuffled the last (or running) fit
-        #: let plain SGD apply dense weight gradients in one fused GEMM (see train_batch); then those
-        #: ``layer.grads["W"]`` are None after a step. Set False to keep every gradient array.
-        self.fuse_updates = True
         for layer in layers or ():
             self.add(layer)
 
@@ -115,8 +113,6 @@ class Sequential(ModelState):
         ``"accuracy"`` and ``"error"`` (zero-one) need integer class labels.
         ``l2``/``l1`` add ``l2 * sum(W**2)`` / ``l1 * sum(|W|)`` over trainable weights to the loss.
         """
-        from ..optim import get_optimizer  # the optimizers import nothing from here; import late anyway
-
         self.loss = _loss_from(loss)
         self.optimizer = get_optimizer(optimizer)
         self.optimizer.to(self.device)
@@ -197,27 +193,36 @@ class Sequential(ModelState):
         if self.loss is not None:
             self.loss.cache = None
 
-    # -- penalties
-    def _penalty_terms(self):
-        """``[(value, backward_fn, cache, slots)]`` for L2 and L1 on trainable weights."""
-        trainable = [layer for layer in self.layers if layer.trainable]
-        slots = penalties.regularized_weights(trainable)
-        weights = [layer.params[name] for layer, name in slots]
-        terms = []
-        if weights and self.l2:
-            value, cache = penalties.l2_penalty_forward(weights, self.l2)
-            terms.append((value, penalties.l2_penalty_backward, cache, slots))
-        if weights and self.l1:
-            value, cache = penalties.l1_penalty_forward(weights, self.l1)
-            terms.append((value, penalties.l1_penalty_backward, cache, slots))
-        return terms
-
+    # -- penalties and the parameters an optimizer step sees
     def penalty_value(self):
-        """The current L1 + L2 penalty as a 0-d device array, or None without penalties."""
+        """The current L1 + L2 penalty on trainable weights as a 0-d device array, or None without penalties."""
+        slots = penalties.regularized_weights([layer for layer in self.layers if layer.trainable])
+        weights = [layer.params[name] for layer, name in slots]
         total = None
-        for value, *_ in self._penalty_terms():
+        if weights and self.l2:
+            total = penalties.l2_penalty_forward(weights, self.l2)[0]
+        if weights and self.l1:
+            value = penalties.l1_penalty_forward(weights, self.l1)[0]
             total = value if total is None else total + value
         return total
+
+    def step_inputs(self):
+        """What one optimizer step receives: ``(params, grads, decay_names, penalties)``.
+
+        ``params``/``grads`` map global names (``"0.W"``: layer index, parameter name) to every
+        trainable parameter and its data gradient from the last :meth:`backward`
+        (``layer.grads``, products possibly unformed); ``decay_names`` are the weights (not the
+        biases) that decoupled weight decay shrinks; ``penalties`` maps each of those weights to
+        ``(l1, l2)``, whose gradients the optimizer adds. See :meth:`npdl.optim.Optimizer.step`.
+        """
+        params, grads, decay = {}, {}, set()
+        for i, layer in enumerate(self.layers):
+            if layer.trainable and layer.params:
+                for k, v in layer.params.items():
+                    params[f"{i}.{k}"], grads[f"{i}.{k}"] = v, layer.grads.get(k)
+                decay.update(f"{i}.{k}" for k in layer.weight_names if k in layer.params)
+        pens = {k: (self.l1, self.l2) for k in sorted(decay)} if (self.l1 or self.l2) else {}
+        return params, grads, decay, pens
 
     # -- one step
     def train_batch(self, xb, yb):
@@ -237,41 +242,22 @@ class Sequential(ModelState):
                 "other arrays or processes") from exc
 
     def _train_batch(self, xb, yb):
-        """The step itself: forward, loss + penalties, backward, optimizer step."""
+        """The step itself: forward, loss + penalties, backward, one optimizer step with every term.
+
+        The penalties enter twice, both from the weights before the update: their value is
+        added to the reported loss here, and their gradients (``l1 sign(W) + 2 l2 W``) are
+        added by the optimizer to each weight's data gradient (:meth:`step_inputs`)."""
         self.require_compiled("train_step")
         xp = backend.namespace(xb)
-        # Plain SGD can apply a dense layer's dW = x^T dy (+ the L2 term) in one GEMM without forming
-        # it (Optimizer.step's ``products``); an L1 penalty's sign(W) cannot be folded in that way.
-        fuse = self.fuse_updates and self.optimizer.fuses_products() and not self.l1
         out = self.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
-        terms = self._penalty_terms()  # computed on the weights of this step, before the update
-        for layer in self.layers:  # (products are emptied below, when the optimizer takes them)
-            layer.defer_products = fuse and layer.trainable
-        try:
-            self.backward(self.loss.backward(1.0))
-        finally:
-            for layer in self.layers:
-                layer.defer_products = False
-        for value, backward_fn, cache, slots in terms:
-            loss = loss + value
-            if fuse:
-                continue  # the L2 gradient 2 l2 W goes into the fused update's beta (l2 below)
-            for (layer, name), grad in zip(slots, backward_fn(1.0, cache)):
-                layer.grads[name] = layer.grads[name] + grad
-        params, grads, products, decay = {}, {}, {}, set()
-        for i, layer in enumerate(self.layers):
-            if layer.trainable and layer.params:
-                for k, v in layer.params.items():
-                    params[f"{i}.{k}"], grads[f"{i}.{k}"] = v, layer.grads[k]
-                    if k in layer.products:
-                        products[f"{i}.{k}"] = layer.products[k]
-                decay.update(f"{i}.{k}" for k in layer.weight_names if k in layer.params)
-                layer.products.clear()
-        # the L2 penalty covers weights only (decay holds the weight names)
-        product_l2 = {k: self.l2 for k in products if k in decay} if self.l2 else None
+        penalty = self.penalty_value()
+        if penalty is not None:
+            loss = loss + penalty
+        self.backward(self.loss.backward(1.0))
+        params, grads, decay, pens = self.step_inputs()
         if params:
-            self.optimizer.step(params, grads, decay_names=decay, products=products, product_l2=product_l2)
+            self.optimizer.step(params, grads, decay_names=decay, penalties=pens)
         return xp.asarray(loss), out
 
     def train_step(self, xb, yb):
@@ -307,9 +293,7 @@ class Sequential(ModelState):
     # -- checkpoints
     def save_checkpoint(self, path, epoch=0, rng=None, history=None, extra=None) -> str:
         """Save model + optimizer + generators (see :func:`npdl.training.save_checkpoint`)."""
-        from ..training.checkpoint import save_checkpoint
-
-        return save_checkpoint(path, self, self.optimizer, rng if rng is not None else self.fit_rng, epoch,
+        return checkpoint.save_checkpoint(path, self, self.optimizer, rng if rng is not None else self.fit_rng, epoch,
                                history if history is not None else self.history, extra)
 
     def load_checkpoint(self, path) -> dict:
@@ -319,6 +303,7 @@ class Sequential(ModelState):
         and ``ck["history"]`` continue training: ``fit(..., initial_epoch=ck["epoch"], rng=ck["rng"],
         history=ck["history"])``.
         """
-        from ..training.checkpoint import load_checkpoint
+        return checkpoint.load_checkpoint(path, model=self)
 
-        return load_checkpoint(path, model=self)
+
+checkpoint.register_model_class(Sequential)  # what npdl.load_checkpoint(path) rebuilds without a model

@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import math
 
-from .base import Optimizer, check_number
+from .. import backend
+from .base import Optimizer, check_number, rule
+
+
+@rule("adam")
+def adam_rule(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
+    """In place, with the bias corrections folded into ``step_size = lr / (1 - beta1^t)`` and
+    ``sqrt_correction2 = sqrt(1 - beta2^t)`` (see :class:`Adam`):
+    ``m <- beta1 m + (1 - beta1) g``;  ``v <- beta2 v + (1 - beta2) g^2``;
+    ``p <- p - step_size m / (sqrt(v) / sqrt_correction2 + eps)``."""
+    xp = backend.namespace(p, g)
+    m *= beta1
+    m += g * (1.0 - beta1)
+    g2 = g * g
+    g2 *= 1.0 - beta2
+    v *= beta2
+    v += g2
+    denom = xp.sqrt(v)
+    denom /= sqrt_correction2
+    denom += eps
+    step = m / denom
+    step *= step_size
+    p -= step
 
 
 class Adam(Optimizer):
@@ -39,10 +61,7 @@ class Adam(Optimizer):
         self.beta2 = check_number("Adam", "beta2", beta2, 0.0, 1.0)
         self.eps = check_number("Adam", "eps", eps, 0.0)
 
-    # the ``optimizer_update`` kernel's ``adam``, whose reference is, per parameter and in place:
-    #   m *= beta1;  m += (1 - beta1) g;  v *= beta2;  v += (1 - beta2) g^2
-    #   p -= step_size m / (sqrt(v) / sqrt_correction2 + eps)
-    # (on a GPU one launch for up to 16 parameters instead of ten per parameter)
+    # :func:`adam_rule` (on a GPU one launch for up to 16 parameters instead of ten per parameter)
     kernel_rule = "adam"
 
     def _rule_scalars(self, lr):

@@ -27,11 +27,50 @@ from __future__ import annotations
 import math
 
 from .. import backend, kernels
+from ..deferred import ProductGrad, formed
 from ..errors import DTypeError, ShapeError
+from ..losses import penalties as penalty_fns
 from .clip import clip_by_global_norm
 from .schedules import get_schedule, schedule_config
 
 OPTIMIZERS: dict[str, type] = {}
+
+#: rule name -> the function updating one parameter and its state in place, ``rule(p, g, *state, *scalars)``;
+#: each optimizer's file defines its rule (:func:`rule`) next to its derivation
+RULES: dict = {}
+
+
+def rule(name: str):
+    """Register the decorated function as the elementwise update rule ``name`` (see :func:`update_all`)."""
+    def register(fn):
+        RULES[name] = fn
+        return fn
+    return register
+
+
+@kernels.accelerated("optimizer_update.update_all", on=1)
+def update_all(rule_name: str, ps, gs, slots, scalars):
+    """``RULES[rule_name](p, g, *state, *scalars)`` for every parameter ``p`` of the list ``ps``.
+
+    ``gs`` are the gradients, ``slots`` one list per kind of state aligned with ``ps`` (``[vs]``;
+    Adam's ``[ms, vs]``), ``scalars`` the rule's Python floats after ``g`` and the state (Python
+    floats, so no float64 reaches a float32 parameter). Here a loop over the parameters; on a GPU
+    the kernels update many parameters in one launch.
+    """
+    update = RULES[rule_name]
+    for p, g, *state in zip(ps, gs, *slots):
+        update(p, g, *state, *scalars)
+
+
+def total_gradient(p, g, l1: float = 0.0, l2: float = 0.0):
+    """``G = g + l1 sign(p) + 2 l2 p``: the data gradient ``g`` (formed if it was a product) plus the
+    penalties' gradients (:mod:`npdl.losses.penalties`). ``g`` itself when there is no penalty."""
+    g = formed(g)
+    if l2:
+        g = g + penalty_fns.l2_penalty_grad(p, l2)
+    if l1:
+        g = g + penalty_fns.l1_penalty_grad(p, l1)
+    return g
 
 
 def check_number(who: str, name: str, value, low: float, high: float = math.inf,
@@ -67,9 +106,10 @@ class Optimizer:
 
     #: names of the per-parameter state arrays the rule keeps, e.g. ("m", "v")
     slot_kinds: tuple = ()
-    #: the rule's name in the ``optimizer_update`` kernel ("momentum", "adam", ...), or None: :meth:`_update`
+    #: the rule's name in :data:`RULES` ("momentum", "adam", ...), or None: the subclass writes :meth:`_update`
     kernel_rule: str | None = None
-    #: True for rules that can take a gradient as an unformed product (see :meth:`step_products`)
+    #: True for rules that can apply a gradient given as its factors (:class:`npdl.deferred.ProductGrad`)
+    #: without forming it (:meth:`_apply_factors`)
     takes_products: bool = False
 
     def __init_subclass__(cls, **kwargs):
@@ -84,6 +124,9 @@ class Optimizer:
         self.weight_decay = check_number(who, "weight_decay", weight_decay, 0.0)
         self.iterations = 0
         self.last_grad_norm = None  # global norm before clipping (0-d array), when clip_norm is set
+        #: apply gradients given as factors without forming them, where the rule can
+        #: (:attr:`takes_products`): a choice of kernel, never of what is computed
+        self.fuse_products = True
         self._slots: dict = {}
         self._unplaced: set = set()  # loaded slots not yet checked against (and moved to) their parameter
 
@@ -93,27 +136,32 @@ class Optimizer:
         raise NotImplementedError
 
     def _rule_scalars(self, lr: float) -> tuple:
-        """For a :attr:`kernel_rule`: the Python floats its kernel function takes after ``g`` and the state."""
+        """For a :attr:`kernel_rule`: the Python floats its rule function takes after ``g`` and the state."""
+        raise NotImplementedError
+
+    def _apply_factors(self, p, pairs, lr: float, beta: float) -> None:
+        """``p <- beta p - lr sum_k A_k^T B_k`` for ``pairs = [(A_k, B_k)]``: the rule applied to a gradient
+        given as its factors. Only for :attr:`takes_products` rules."""
         raise NotImplementedError
 
     def _update_all(self, todo: list, lr: float) -> None:
-        """Apply the rule to every ``(name, p, g, xp)`` of ``todo``: :meth:`_update` one by one, or the
-        ``optimizer_update`` kernel's :attr:`kernel_rule` on each device's parameters together. (A
-        subclass that writes its own :meth:`_update` gets it called, whatever rule it inherits.)"""
+        """Apply the rule to every ``(name, p, g, xp)`` of ``todo``: :meth:`_update` one by one, or
+        :func:`update_all` with the :attr:`kernel_rule` on each device's parameters together (one
+        launch on a GPU). (A subclass that writes its own :meth:`_update` gets it called, whatever
+        rule it inherits.)"""
         if self.kernel_rule is None or type(self)._update is not Optimizer._update:
             for name, p, g, xp in todo:
                 self._update(name, p, g, lr, xp)
             return
         scalars = self._rule_scalars(lr)
-        by_device: dict = {}  # device -> (namespace, names, parameters, gradients)
+        by_device: dict = {}  # device -> (names, parameters, gradients)
         for name, p, g, xp in todo:
-            group = by_device.setdefault(backend.device_of(p), (xp, [], [], []))
-            group[1].append(name)
-            group[2].append(p)
-            group[3].append(g)
-        for device, (xp, names, ps, gs) in by_device.items():
+            group = by_device.setdefault(backend.device_of(p), ([], [], []))
+            group[0].append(name)
+            group[1].append(p)
+            group[2].append(g)
+        for device, (names, ps, gs) in by_device.items():
             slots = [[self._slot(kind, name, p) for name, p in zip(names, ps)] for kind in self.slot_kinds]
-            update_all = kernels.get("optimizer_update", xp).update_all
             if device.is_gpu:  # the kernels launch on the current device
                 with device.current():
                     update_all(self.kernel_rule, ps, gs, slots, scalars)
@@ -125,65 +173,79 @@ class Optimizer:
         """The learning rate the next step will use: ``schedule(lr, iterations)``."""
         return float(self.schedule(self.lr, self.iterations))
 
-    def step(self, params: dict, grads: dict, decay_names: set | None = None, products: dict | None = None,
-             product_l2: dict | None = None) -> None:
-        """One update of every ``params[k]`` in place from ``grads[k]``.
+    def _takes_factors(self, g) -> bool:
+        """Whether ``g`` is applied from its factors: a product not yet formed, a rule that can, and no
+        clipping (which needs every gradient's norm, so every gradient formed, first)."""
+        return (self.takes_products and self.fuse_products and self.clip_norm is None
+                and isinstance(g, ProductGrad) and not g.is_formed)
 
-        Order: clip all gradients by global norm (in place, if ``clip_norm``), then
-        for each parameter decay it if its name is in ``decay_names`` (``None``
-        decays every parameter, as PyTorch's ``AdamW`` does; pass the weight names
-        to spare biases), then apply the rule. ``iterations`` counts up afterwards.
+    def step(self, params: dict, grads: dict, decay_names: set | None = None, penalties: dict | None = None) -> None:
+        """One update of every ``params[k]`` in place, from every term of its gradient.
 
-        ``products`` (only when :meth:`fuses_products`) holds parameters whose gradient
-        is ``A^T B`` plus an L2 penalty's ``2 l2 p`` (``l2 = product_l2.get(k, 0)``), given
-        as ``(A, B)`` instead of in ``grads``; see :meth:`SGD.step_products`.
+        ``grads[k]`` is the data gradient ``dL/dp``: an array, or a
+        :class:`npdl.deferred.ProductGrad` (a product left unformed). ``penalties[k] = (l1, l2)``
+        adds the gradients of the penalties ``l1 sum|p| + l2 sum p^2`` (:mod:`npdl.losses.penalties`),
+        ``l1 sign(p) + 2 l2 p``; a name missing from ``penalties`` has none. So the gradient of
+        parameter ``k`` is::
+
+            G_k = dL/dp_k + l1_k sign(p_k) + 2 l2_k p_k          (all on the parameters before the step)
+
+        Order: form every ``G_k`` from the parameters as they are; clip them all together by
+        global norm (``clip_norm``); shrink each parameter named in ``decay_names`` by
+        ``1 - lr_t weight_decay`` (``None`` decays every parameter, as PyTorch's ``AdamW``; pass
+        the weight names to spare biases); apply the rule. ``iterations`` counts up afterwards.
+
+        A rule that can take a product's factors (plain SGD) applies ``G_k`` without forming
+        the product, ``p <- (1 - lr (2 l2 + wd)) p - lr A^T B - lr l1 sign(p)``: the same terms
+        in one GEMM. Which way a term is applied never changes which terms apply.
         """
-        if products:
-            if not self.fuses_products():
-                raise ValueError(f"{type(self).__name__}.step: this optimizer cannot take gradient products")
-            lr = self.current_lr()
-            decayed = lambda k: self.weight_decay and (decay_names is None or k in decay_names)  # noqa: E731
-            l2 = product_l2 or {}
-            shrink = {k: 1.0 - lr * (2.0 * l2.get(k, 0.0) + (self.weight_decay if decayed(k) else 0.0))
-                      for k in products}
-            self.step_products({k: params[k] for k in products}, products, lr, shrink)
-            params = {k: v for k, v in params.items() if k not in products}
-            grads = {k: v for k, v in grads.items() if k not in products}
         if params.keys() != grads.keys():
             raise ValueError(f"{type(self).__name__}.step: params and grads must have the same names; "
                              f"without a gradient: {sorted(params.keys() - grads.keys())}, "
                              f"without a parameter: {sorted(grads.keys() - params.keys())}")
+        penalties = penalties or {}
+        unknown = penalties.keys() - params.keys()
+        if unknown:
+            raise ValueError(f"{type(self).__name__}.step: penalties for parameters it was not given: {sorted(unknown)}")
         lr = self.current_lr()
-        if self.clip_norm is not None:
-            self.last_grad_norm = clip_by_global_norm(grads, self.clip_norm)
-        shrink = 1.0 - lr * self.weight_decay  # p -= lr wd p, done as one in-place multiply
-        todo = []
+        checked = []
         for name, p in params.items():  # every check before any change: a refused step changes nothing
             g = grads[name]
-            xp = backend.namespace(p, g)  # raises DeviceError on mixed devices
+            if g is None:
+                raise ValueError(f"{type(self).__name__}.step: the gradient of {name!r} is None (no backward pass?)")
+            xp = backend.namespace(p, *(g.pairs[0] if isinstance(g, ProductGrad) else (g,)))  # DeviceError if mixed
             if tuple(g.shape) != tuple(p.shape):
                 raise ShapeError(f"{type(self).__name__}.step: gradient of {name!r} has shape {tuple(g.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
             if g.dtype != p.dtype:
                 raise DTypeError(f"{type(self).__name__}.step: gradient of {name!r} is "
                                  f"{backend.dtype_name(g)}, parameter is {backend.dtype_name(p)}")
-            todo.append((name, p, g, xp))
-        if self.weight_decay:
-            for name, p, _, _ in todo:
-                if decay_names is None or name in decay_names:
-                    p *= shrink
+            l1, l2 = penalties.get(name, (0.0, 0.0))
+            checked.append((name, p, g, xp, float(l1), float(l2)))
+        # every term from the parameters before the step: factors kept, or the whole gradient formed
+        by_factors, todo = [], []
+        for name, p, g, xp, l1, l2 in checked:
+            if self._takes_factors(g):
+                l1_term = penalty_fns.l1_penalty_grad(p, l1) if l1 else None
+                by_factors.append((name, p, g, l1_term, l2))
+            else:
+                todo.append((name, p, total_gradient(p, g, l1, l2), xp))
+        if self.clip_norm is not None:
+            self.last_grad_norm = clip_by_global_norm({name: g for name, _, g, _ in todo}, self.clip_norm)
+        decays = lambda name: self.weight_decay and (decay_names is None or name in decay_names)  # noqa: E731
+        for name, p, g, l1_term, l2 in by_factors:
+            # G = A^T B + l1 sign(p) + 2 l2 p, and decoupled decay: one GEMM with beta, then the L1 term
+            beta = 1.0 - lr * (2.0 * l2 + (self.weight_decay if decays(name) else 0.0))
+            self._apply_factors(p, g.pairs, lr, beta)
+            if l1_term is not None:
+                l1_term *= lr
+                p -= l1_term
+        shrink = 1.0 - lr * self.weight_decay  # p -= lr wd p, done as one in-place multiply
+        for name, p, _, _ in todo:
+            if decays(name):
+                p *= shrink
         self._update_all(todo, lr)
         self.iterations += 1
-
-    def fuses_products(self) -> bool:
-        """Whether :meth:`step` may be given ``products`` this step: the rule must take them, and
-        no clipping (which needs every gradient's norm first) may be on."""
-        return self.takes_products and self.clip_norm is None
-
-    def step_products(self, params: dict, products: dict, lr: float, shrink: dict) -> None:
-        """Apply gradients given as products ``g = A^T B`` (``products[k] = (A, B)``) without forming
-        them; ``shrink[k]`` multiplies ``p`` first (decay, L2). Only for ``takes_products`` rules."""
-        raise NotImplementedError
 
     def _slot(self, kind: str, name: str, p):
         """The state array ``kind/name``, created as zeros on first use, moved to ``p``'s device if needed."""

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from .base import Optimizer, check_number
+from .. import backend
+from .base import Optimizer, check_number, rule
+
+
+@rule("rmsprop")
+def rmsprop_rule(p, g, v, lr: float, rho: float, eps: float):
+    """``v <- rho v + (1 - rho) g^2``;  ``p <- p - lr g / (sqrt(v) + eps)`` in place."""
+    xp = backend.namespace(p, g)
+    g2 = g * g
+    g2 *= 1.0 - rho
+    v *= rho
+    v += g2
+    denom = xp.sqrt(v)
+    denom += eps
+    step = g / denom
+    step *= lr
+    p -= step
 
 
 class RMSprop(Optimizer):
@@ -22,8 +38,7 @@ class RMSprop(Optimizer):
     """
 
     slot_kinds = ("v",)
-    # the ``optimizer_update`` kernel's rule, per parameter: v *= rho; v += (1 - rho) g^2; p -= lr g / (sqrt(v) + eps)
-    kernel_rule = "rmsprop"
+    kernel_rule = "rmsprop"  # :func:`rmsprop_rule`
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-7, **kw):
         super().__init__(lr, **kw)

@@ -2,26 +2,69 @@
 
 from __future__ import annotations
 
-from .. import backend, kernels
-from .base import Optimizer, check_number
+from .. import kernels
+from .base import Optimizer, check_number, rule
+
+
+@kernels.accelerated("gemm_update.gemm_update_sum")
+def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
+    """``C <- beta C + alpha sum_k A_k^T B_k`` in place for ``pairs = [(A_1, B_1), ...]``; returns ``C``.
+
+    Shapes: ``A_k`` (N_k, M), ``B_k`` (N_k, K), ``C`` (M, K); ``alpha``, ``beta`` Python floats.
+    Plain SGD's step for a weight whose gradient is a sum of products, with ``alpha = -lr`` and
+    ``beta = 1 - lr (2 l2 + wd)``. Written here term by term; the CPU and GPU kernels do it in
+    one GEMM (BLAS's ``C <- alpha A^T B + beta C``) over the stacked factors, with no
+    gradient array and one pass over ``C``.
+    """
+    if beta != 1.0:
+        C *= beta
+    for A, B in pairs:
+        C += alpha * (A.T @ B)
+    return C
+
+
+@rule("sgd")
+def sgd_rule(p, g, lr: float):
+    """``p <- p - lr g`` in place."""
+    p -= g * lr
+
+
+@rule("momentum")
+def momentum_rule(p, g, v, lr: float, mu: float):
+    """``v <- mu v - lr g``;  ``p <- p + v`` in place."""
+    v *= mu
+    v -= g * lr
+    p += v
+
+
+@rule("nesterov")
+def nesterov_rule(p, g, v, lr: float, mu: float):
+    """``v <- mu v - lr g``;  ``p <- p + mu v - lr g`` (with the new ``v``) in place."""
+    lr_g = g * lr  # the one temporary, used twice
+    v *= mu
+    v -= lr_g
+    p += v * mu
+    p -= lr_g
 
 
 class SGD(Optimizer):
-    """Plain stochastic gradient descent: ``p <- p - lr * g``.
+    """Plain stochastic gradient descent: ``p <- p - lr * g`` (:func:`sgd_rule`).
 
-    When the gradient is a product, ``g = A^T B + 2 l2 p`` (a dense layer's
-    ``x^T dy`` plus its L2 penalty), the step is
-    ``p <- (1 - 2 lr l2) p - lr A^T B``: one GEMM ``C <- alpha A^T B + beta C``
-    with ``alpha = -lr``, ``beta = 1 - 2 lr l2`` (times the decoupled decay's
-    ``1 - lr wd``), and no gradient array at all (:meth:`step_products`).
-    A weight used twice (a tied autoencoder's ``W``) has a sum of products as its
-    gradient, ``g = sum_p A_p^T B_p``, given as a list of pairs and applied in the
-    same single pass (``kernels gemm_update_sum``).
+    When the data gradient is a product left unformed (:class:`npdl.deferred.ProductGrad`,
+    a dense layer's ``x^T da``), the whole gradient is ``G = A^T B + 2 l2 p + l1 sign(p)``
+    and the step, with decoupled decay ``wd``, is
+
+    ``p <- (1 - lr (2 l2 + wd)) p - lr A^T B - lr l1 sign(p)``:
+
+    one GEMM ``C <- alpha A^T B + beta C`` with ``alpha = -lr``, ``beta = 1 - lr (2 l2 + wd)``
+    (:func:`gemm_update_sum`), then the L1 term, and no gradient array at all. A weight used
+    twice (a tied autoencoder's ``W``) has a sum of products as its gradient,
+    ``sum_k A_k^T B_k``, applied in the same single pass. ``fuse_products = False`` forms
+    every gradient instead (the same terms, one array more).
     """
 
     takes_products = True
-    # the ``optimizer_update`` kernel's rule, per parameter: p -= lr g (the parameters not given as products)
-    kernel_rule = "sgd"
+    kernel_rule = "sgd"  # :func:`sgd_rule` (for the gradients not applied from their factors)
 
     def __init__(self, lr: float = 0.01, **kw):
         super().__init__(lr, **kw)
@@ -29,14 +72,8 @@ class SGD(Optimizer):
     def _rule_scalars(self, lr):
         return (lr,)
 
-    def step_products(self, params, products, lr, shrink):
-        for name, p in params.items():
-            kernel = kernels.get("gemm_update", backend.namespace(p))
-            pairs = products[name]
-            if isinstance(pairs, tuple):  # one product (A, B)
-                kernel.gemm_update(p, pairs[0], pairs[1], -lr, shrink[name])
-            else:  # a list of products whose sum is the gradient
-                kernel.gemm_update_sum(p, pairs, -lr, shrink[name])
+    def _apply_factors(self, p, pairs, lr, beta):
+        gemm_update_sum(p, pairs, -lr, beta)
 
 
 class Momentum(Optimizer):
@@ -53,8 +90,7 @@ class Momentum(Optimizer):
     """
 
     slot_kinds = ("velocity",)
-    # the ``optimizer_update`` kernel's rule, per parameter: v *= mu; v -= lr g; p += v
-    kernel_rule = "momentum"
+    kernel_rule = "momentum"  # :func:`momentum_rule`
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, **kw):
         super().__init__(lr, **kw)
@@ -88,5 +124,4 @@ class Nesterov(Momentum):
     ``v`` starts at zero, so before the first step ``p = theta``.
     """
 
-    # the ``optimizer_update`` kernel's rule, per parameter: v *= mu; v -= lr g; p += mu v; p -= lr g
-    kernel_rule = "nesterov"
+    kernel_rule = "nesterov"  # :func:`nesterov_rule`

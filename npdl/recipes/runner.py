@@ -95,7 +95,7 @@ def check_checkpoint(path, recipe, options) -> dict:
     return ck
 
 
-def _resume(model, out, recipe, options, patience, fit_rng):
+def restore_run(model, out, recipe, options, patience, fit_rng):
     """Check the checkpoint in ``out`` belongs to this run, then restore it into ``model``, its
     optimizer and ``fit_rng`` (in place). Returns the checkpoint dict."""
     path = os.path.join(out, CHECKPOINT)
@@ -168,7 +168,7 @@ def train(recipe: Recipe, device="cpu", epochs=None, batch_size=None, lr=None, s
     callbacks += list(extra_callbacks)
     initial_epoch, history, resumed = 0, None, None
     if resume:
-        ck = _resume(model, out, recipe, options, patience, fit_rng)
+        ck = restore_run(model, out, recipe, options, patience, fit_rng)
         initial_epoch, history, resumed = ck["epoch"], ck["history"], ck["epoch"]
     validation = data.get("valid") if patience is None else None
     history = model.fit(*data["train"], epochs=options["epochs"], batch_size=options["batch_size"],

@@ -19,6 +19,8 @@ import math
 import os
 import warnings
 
+from .checkpoint import save_checkpoint
+
 
 class Callback:
     """Base class: every hook does nothing. ``self.model`` and ``self.params``
@@ -167,8 +169,6 @@ class ModelCheckpoint(Callback):
         return self.model.parameters_finite()
 
     def on_epoch_end(self, epoch, logs=None):
-        from .checkpoint import save_checkpoint  # checkpoint imports the model package; import late
-
         if not self._finite_state(logs):
             warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} has non-finite loss or parameters; "
                           "not saving, the previous checkpoint is kept", RuntimeWarning, stacklevel=2)

@@ -31,8 +31,20 @@ import numpy as np
 
 from .. import backend
 from ..errors import NpdlError
+from ..optim import optimizer_from_config
 from .errors import CheckpointError
 from .history import History
+
+#: the class that rebuilds a model from a checkpoint's ``model_config`` when no model is given
+#: (:class:`npdl.models.Sequential` registers itself: the models build on this package, not the reverse)
+MODEL_CLASS = None
+
+
+def register_model_class(cls) -> type:
+    """Make ``cls`` (with ``from_config(config, device=None)``) the class :func:`load_checkpoint` rebuilds."""
+    global MODEL_CLASS
+    MODEL_CLASS = cls
+    return cls
 
 FORMAT_TAG = "npdl-checkpoint"
 FORMAT_VERSION = 1
@@ -285,16 +297,15 @@ def load_checkpoint(path, model=None, device=None) -> dict:
     holding the saved shuffling state, or None), ``epoch`` and ``history`` added,
     ready for ``model.fit(..., initial_epoch=ck["epoch"], rng=ck["rng"], history=ck["history"])``.
     """
-    from ..models import Sequential  # the model package imports this module's siblings; import late
-
     checkpoint = read_checkpoint(path)
     optimizer = None
     if model is None:
-        model = Sequential.from_config(checkpoint["model_config"], device=device)
+        if MODEL_CLASS is None:
+            raise CheckpointError(f"{path}: no model class is registered to rebuild the saved model; "
+                                  "import npdl (or pass the model to load into)")
+        model = MODEL_CLASS.from_config(checkpoint["model_config"], device=device)
         saved, compile_config = checkpoint["optimizer"], checkpoint["compile_config"]
         if compile_config is not None and saved is not None:
-            from ..optim import optimizer_from_config
-
             model.compile(optimizer=optimizer_from_config(saved["class"], saved["config"]), **compile_config)
     optimizer = model.optimizer
     fit_state = checkpoint["rng"].get("fit")

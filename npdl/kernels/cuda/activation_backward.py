@@ -1,9 +1,11 @@
-"""Activation backward passes, numba.cuda version of :mod:`npdl.kernels.reference.activation_backward`.
+"""Activation backward passes on a GPU: numba.cuda versions of ``npdl.layers.activations``'
+``sigmoid_backward``, ``tanh_backward`` and ``relu_backward`` (arguments ``(dy, cache)``, ``cache = y``).
 
 One launch, one thread per element, reading ``dy`` and ``y`` once and writing ``dx``
 once, where CuPy would launch two or three elementwise kernels with temporaries in
-between. The same operations in the same order as the reference, in the arrays'
-dtype (a typed ``1``, never a float64 literal), so results are bit-identical to it.
+between. The same operations in the same order as the definitions, in the arrays'
+dtype (a typed ``1``, never a float64 literal), so results are bit-identical to them.
+Arrays of different shapes or dtypes are declined (``NotImplemented``: the definition runs).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 from numba import cuda
 
 from ... import backend
-from ..reference import activation_backward as _reference
 from . import launch
 
 
@@ -36,9 +37,9 @@ def _relu(dy, y, dx):
         dx[i] = dy[i] * (y.dtype.type(1) if y[i] > 0 else y.dtype.type(0))
 
 
-def _run(kernel, reference, dy, y):
-    if dy.shape != y.shape or dy.dtype != y.dtype:
-        return reference(dy, y)
+def _run(kernel, dy, y):
+    if dy.shape != y.shape or dy.dtype != y.dtype or dy.dtype.kind != "f":
+        return NotImplemented
     xp = backend.namespace(dy, y)
     dy, y = backend.row_major(dy), backend.row_major(y)
     dx = xp.empty(dy.shape, dtype=dy.dtype)
@@ -46,13 +47,16 @@ def _run(kernel, reference, dy, y):
     return dx
 
 
-def sigmoid(dy, y):
-    return _run(_sigmoid, _reference.sigmoid, dy, y)
+def sigmoid(dy, cache):
+    """``dy * y * (1 - y)`` with ``y = cache``."""
+    return _run(_sigmoid, dy, cache)
 
 
-def tanh(dy, y):
-    return _run(_tanh, _reference.tanh, dy, y)
+def tanh(dy, cache):
+    """``dy * (1 - y * y)`` with ``y = cache``."""
+    return _run(_tanh, dy, cache)
 
 
-def relu(dy, y):
-    return _run(_relu, _reference.relu, dy, y)
+def relu(dy, cache):
+    """``dy * [y > 0]`` with ``y = cache``."""
+    return _run(_relu, dy, cache)

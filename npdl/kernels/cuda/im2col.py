@@ -1,4 +1,4 @@
-"""im2col and col2im, numba.cuda version of :mod:`npdl.kernels.reference.im2col`.
+"""im2col and col2im (``npdl.layers.conv.im2col``/``col2im``), numba.cuda kernels.
 
 One thread per element of ``cols`` (C*KH*KW, N*OH*OW). The thread for
 ``cols[r, q]`` unpacks ``r = (c, kh, kw)`` and ``q = (n, oh, ow)`` (both row-major) and
@@ -10,11 +10,11 @@ works out the input pixel ``(n, c, oh*sh + kh - pt, ow*sw + kw - pl)`` that entr
 * ``col2im``: the thread adds its entry to that pixel (and drops it when it falls in
   the padding). Overlapping patches (stride < kernel) send several entries to one
   pixel, so the add is atomic; the order of the additions is not fixed, and ``dx``
-  agrees with the reference to round-off, not bit for bit.
+  agrees with the definition to round-off, not bit for bit.
 
-Only ``im2col`` and ``col2im``: the chunked ``conv_forward``/``conv_backward`` of the
-Numba version exist for CPU caches, and ``Conv2D`` uses them only when the module
-has them, so on a GPU it does ``W2 @ cols`` with cuBLAS.
+There is no numba.cuda ``conv2d`` module: the chunked convolution of the Numba kernels
+exists for CPU caches, so on a GPU the convolution's definition runs, with these two
+kernels for ``cols`` and ``dx`` and cuBLAS for the products.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ from __future__ import annotations
 from numba import cuda
 
 from ... import backend
+from ..geometry import sizes
 from . import launch
+
+#: the dtypes the kernels are written for (atomic adds); others go to the definition
+DTYPES = ("float32", "float64")
 
 
 @cuda.jit(cache=True)
@@ -60,14 +64,6 @@ def _col2im(cols, dx, KH, KW, sh, sw, pt, pl, OH, OW):
         cuda.atomic.add(dx, (n, c, h, w), cols[r, q])
 
 
-def _sizes(x_shape, kernel, stride, pad):
-    N, C, H, W = (int(d) for d in x_shape)
-    KH, KW = int(kernel[0]), int(kernel[1])
-    OH = (H + int(pad[0]) + int(pad[1]) - KH) // int(stride[0]) + 1
-    OW = (W + int(pad[2]) + int(pad[3]) - KW) // int(stride[1]) + 1
-    return N, C, H, W, KH, KW, OH, OW
-
-
 def _geometry(kernel, stride, pad, OH, OW):
     """The scalar kernel arguments after the arrays, as plain Python ints."""
     return int(kernel[0]), int(kernel[1]), int(stride[0]), int(stride[1]), int(pad[0]), int(pad[2]), OH, OW
@@ -75,9 +71,11 @@ def _geometry(kernel, stride, pad, OH, OW):
 
 def im2col(x, kernel, stride, pad, workspace=None):
     """``cols`` (C*KH*KW, N*OH*OW) for ``x`` (N, C, H, W); ``workspace`` is ignored (CuPy's memory pool reuses)."""
+    if x.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(x)
     x = backend.row_major(x)
-    N, C, H, W, KH, KW, OH, OW = _sizes(x.shape, kernel, stride, pad)
+    N, C, H, W, KH, KW, OH, OW = sizes(x.shape, kernel, stride, pad)
     cols = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
     launch(_im2col, cols.size, x, cols, *_geometry(kernel, stride, pad, OH, OW))
     return cols
@@ -85,9 +83,11 @@ def im2col(x, kernel, stride, pad, workspace=None):
 
 def col2im(cols, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): each entry of ``cols`` added (atomically) to the input pixel it came from."""
+    if cols.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(cols)
     cols = backend.row_major(cols)
-    N, C, H, W, KH, KW, OH, OW = _sizes(x_shape, kernel, stride, pad)
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
     dx = xp.zeros((N, C, H, W), dtype=cols.dtype)  # zeros: the threads only add
     launch(_col2im, cols.size, cols, dx, *_geometry(kernel, stride, pad, OH, OW))
     return dx

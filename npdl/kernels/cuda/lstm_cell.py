@@ -1,14 +1,15 @@
-"""The LSTM's per-step elementwise work as one launch each way, numba.cuda version of
-:mod:`npdl.kernels.reference.lstm_cell`.
+"""The LSTM cell's per-step elementwise work as one launch each way: numba.cuda versions of
+``npdl.layers.lstm.lstm_forward_step`` / ``lstm_backward_step`` (same arguments, same results).
 
-The reference's :func:`~npdl.kernels.reference.lstm_cell.forward_step` is about a dozen
-CuPy operations (the gates' sigmoids and tanh, the cell update, ``tanh(c)``, ``h``) and its
-``backward_step`` about fifteen: on a GPU, one kernel launch each, per time step, for arrays
-of a few thousand elements. Here one thread per ``(n, j)``, ``j < H``, does all four gates of
-hidden unit ``j`` of example ``n``; the sequence loops (one recurrent matrix product per step,
-cuBLAS through CuPy) are the reference's own, given these steps. The same operations in the
-same order as the reference, in the arrays' dtype (typed constants), so results agree with it
-to round-off (the GPU may fuse a multiply and an add; its ``tanhf`` is within a few ulp).
+The definition's ``lstm_forward_step`` is about a dozen CuPy operations (the gates' sigmoids
+and tanh, the cell update, ``tanh(c)``, ``h``) and its ``lstm_backward_step`` about fifteen: on
+a GPU, one kernel launch each, per time step, for arrays of a few thousand elements. Here one
+thread per ``(n, j)``, ``j < H``, does all four gates of hidden unit ``j`` of example ``n``. The
+loops over steps (``lstm_cell.forward_sequence`` / ``backward_sequence``, one recurrent matrix
+product per step, cuBLAS through CuPy) have no kernel here: the definition's loops run, and
+call these steps through the dispatch. The same operations in the same order as the
+definition, in the arrays' dtype (typed constants), so results agree with it to round-off
+(the GPU may fuse a multiply and an add; its ``tanhf`` is within a few ulp).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import math
 from numba import cuda
 
 from ... import backend
-from ..reference import lstm_cell as _reference
 from . import launch
 
 
@@ -34,7 +34,7 @@ def _forward(z_rec, z_in, c_prev, G, c, tc, h):
     zf = z_rec[n, H + j] + z_in[n, H + j]
     zg = z_rec[n, 2 * H + j] + z_in[n, 2 * H + j]
     zo = z_rec[n, 3 * H + j] + z_in[n, 3 * H + j]
-    i = (math.tanh(zi * half) + one) * half  # sigmoid in its tanh form, as the reference
+    i = (math.tanh(zi * half) + one) * half  # sigmoid in its tanh form, as the definition
     f = (math.tanh(zf * half) + one) * half
     g = math.tanh(zg)
     o = (math.tanh(zo * half) + one) * half
@@ -63,8 +63,15 @@ def _backward(dh, dc_next, G, tc, c_prev, dz, dc_prev):
     dc_prev[n, j] = dc * f
 
 
+def _incoming_dh(dh_rec, dy_t, like):
+    """``dh_rec + dy_t``, either possibly None (no gradient on that path): zeros when both are."""
+    if dh_rec is None and dy_t is None:
+        return backend.namespace(like).zeros_like(like)
+    return dh_rec if dy_t is None else (dy_t if dh_rec is None else dh_rec + dy_t)
+
+
 def forward_step(z_rec, z_in, c_prev):
-    """As the reference's: returns ``(G, c, tc, h)``."""
+    """As the definition: returns ``(G, c, tc, h)``."""
     xp = backend.namespace(z_rec, c_prev)
     z_rec, z_in, c_prev = backend.row_major(z_rec), backend.row_major(z_in), backend.row_major(c_prev)
     N, H = (int(d) for d in c_prev.shape)
@@ -75,21 +82,12 @@ def forward_step(z_rec, z_in, c_prev):
 
 
 def backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
-    """As the reference's: returns ``(dz, dc_prev)``; a missing gradient (None) counts as zeros."""
+    """As the definition: returns ``(dz, dc_prev)``; a missing gradient (None) counts as zeros."""
     xp = backend.namespace(G, tc)
-    dh = backend.row_major(_reference.incoming_dh(dh_rec, dy_t, tc))
+    dh = backend.row_major(_incoming_dh(dh_rec, dy_t, tc))
     dc_next = xp.zeros_like(tc) if dc_next is None else backend.row_major(dc_next)
     G, tc, c_prev = backend.row_major(G), backend.row_major(tc), backend.row_major(c_prev)
     dz = xp.empty(G.shape, dtype=G.dtype)
     dc_prev = xp.empty(tc.shape, dtype=tc.dtype)
     launch(_backward, int(tc.shape[0]) * int(tc.shape[1]), dh, dc_next, G, tc, c_prev, dz, dc_prev)
     return dz, dc_prev
-
-
-def forward_sequence(Z_in, Wh, h0, c0):
-    return _reference.forward_sequence(Z_in, Wh, h0, c0, step=forward_step)
-
-
-def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
-    return _reference.backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate,
-                                        step=backward_step)

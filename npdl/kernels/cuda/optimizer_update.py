@@ -1,22 +1,22 @@
-"""The optimizer rules, numba.cuda version of :mod:`npdl.kernels.reference.optimizer_update`.
+"""The optimizer rules, numba.cuda version of :func:`npdl.optim.base.update_all` (rules in :mod:`npdl.optim`).
 
 :func:`update_all` updates many parameters in one launch, one thread per element of all of
 them together: the parameters, gradients and state arrays come as tuples (Numba passes a tuple
 of arrays to a kernel as its members), with the offsets where each parameter's elements start,
 and a thread finds its parameter by walking the offsets. Each thread reads its ``p``, ``g`` and
-state once and writes ``p`` and the state once, where the reference's CuPy operations launch
+state once and writes ``p`` and the state once, where the definition's CuPy operations launch
 two (SGD) to ten (Adam) kernels per parameter and allocate temporaries. A model's step thus
 ends with one launch per 16 parameters instead of dozens (the launch itself costs host time per
 array argument, so the saving is the per-launch part).
 
 The scalars are passed as the parameters' own float type (``np.float32(lr)`` ...), as NumPy
 casts a Python float against a float32 array, so the arithmetic is float32 throughout with the
-reference's operations in its order. (The GPU compiler may fuse a multiply and an add into one
-FMA, so results agree with the reference to round-off, not always bit for bit.) Parameters are
+definition's operations in its order. (The GPU compiler may fuse a multiply and an add into one
+FMA, so results agree with the definition to round-off, not always bit for bit.) Parameters are
 grouped by dtype, one launch per group of up to :data:`MAX_PER_LAUNCH` (kernel arguments are
 limited in size), parameters that share memory in separate launches; an array the kernel
-cannot update in place (another layout, shape or dtype than its parameter's) sends that
-parameter to the reference.
+cannot update in place (another layout, shape or dtype than its parameter's) makes the whole
+call decline, and the definition runs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import math
 from numba import cuda
 
 from ... import backend
-from ..reference import optimizer_update as _reference
+from ..scalars import kernel_scalars
 from . import launch
 
 # One kernel per rule over all parameters: ps, gs and the state are tuples of flat arrays, and
@@ -127,7 +127,7 @@ def _span(a) -> tuple:
 def _launches(ks, ps):
     """``ks`` cut into launches of at most :data:`MAX_PER_LAUNCH` parameters, none of which share memory
     with another of its launch: two threads of one launch updating one element would lose an update
-    (a parameter given twice, e.g. one array under two names, is updated twice, as the reference does)."""
+    (a parameter given twice, e.g. one array under two names, is updated twice, as the definition does)."""
     launch_ks, spans = [], []
     for k in ks:
         span = _span(ps[k])
@@ -142,16 +142,19 @@ def _launches(ks, ps):
 
 
 def update_all(rule: str, ps, gs, slots, scalars):
-    """:func:`npdl.kernels.reference.optimizer_update.update_all` in one launch per dtype (per 16 parameters)."""
+    """:func:`npdl.optim.base.update_all` in one launch per dtype (per 16 parameters). Declines
+    (``NotImplemented``: the definition runs) when any parameter is not laid out for it, e.g. a
+    strided view, before changing anything."""
+    if rule not in _KERNELS:
+        return NotImplemented
     groups: dict = {}
     for k, (p, g, *state) in enumerate(zip(ps, gs, *slots)):
-        if _fits(p, g, state):
-            groups.setdefault(p.dtype, []).append(k)
-        else:  # e.g. a strided view: the reference updates it where it lies
-            _reference.RULES[rule](p, g, *state, *scalars)
+        if not _fits(p, g, state):
+            return NotImplemented
+        groups.setdefault(p.dtype, []).append(k)
     for dtype, ks in groups.items():
         t = dtype.type  # numpy.float32 / float64 for NumPy and CuPy arrays alike
-        constants = tuple(t(c) for c in _reference.kernel_scalars(rule, scalars))
+        constants = tuple(t(c) for c in kernel_scalars(rule, scalars))
         for launch_ks in _launches([k for k in ks if ps[k].size], ps):
             offsets = [0]
             for k in launch_ks:

@@ -1,8 +1,8 @@
-"""Max and average pooling, numba.cuda version of :mod:`npdl.kernels.reference.pool`.
+"""Max and average pooling (``npdl.layers.pooling.max_pool_forward`` ...), numba.cuda kernels.
 
 One thread per output pixel ``(n, c, oh, ow)``, whose window is the input cells
 ``(oh*sh + kh - pt, ow*sw + kw - pl)``, ``kh < KH``, ``kw < KW``. Same conventions as
-the reference:
+the definitions:
 
 * **max forward**: the thread scans its window in row-major order; padded cells are
   ``-inf`` (skipped: they never beat ``best``, which starts at ``-inf``), and a later
@@ -15,8 +15,8 @@ the reference:
 
 Overlapping windows (stride < pool size) share cells, so the backward passes add
 atomically into a zeroed ``dx``: the order of the additions is not fixed, and ``dx``
-agrees with the reference to round-off, not bit for bit. The forward passes are exact
-(the average sums in the input's dtype, in the reference's order).
+agrees with the definition to round-off, not bit for bit. The forward passes are exact
+(the average sums in the input's dtype, in the definition's order).
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ import math
 from numba import cuda
 
 from ... import backend
+from ..geometry import sizes
 from . import launch
+
+#: the dtypes the kernels are written for (atomic adds); others go to the definition
+DTYPES = ("float32", "float64")
 
 
 @cuda.jit(cache=True)
@@ -111,9 +115,8 @@ def _avg_backward(dy, dx, KH, KW, sh, sw, pt, pl):
 
 
 def _out_shape(x_shape, kernel, stride, pad):
-    N, C, H, W = (int(d) for d in x_shape)
-    return (N, C, (H + int(pad[0]) + int(pad[1]) - int(kernel[0])) // int(stride[0]) + 1,
-            (W + int(pad[2]) + int(pad[3]) - int(kernel[1])) // int(stride[1]) + 1)
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    return (N, C, OH, OW)
 
 
 def _window(kernel, stride, pad):
@@ -123,6 +126,8 @@ def _window(kernel, stride, pad):
 
 def max_forward(x, kernel, stride, pad):
     """``(y, arg)``: the window maxima (N, C, OH, OW) and the int32 offset of each (the first on ties)."""
+    if x.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(x)
     x = backend.row_major(x)
     shape = _out_shape(x.shape, kernel, stride, pad)
@@ -134,6 +139,8 @@ def max_forward(x, kernel, stride, pad):
 
 def max_backward(dy, arg, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): each window's ``dy`` added to the cell that held its maximum."""
+    if dy.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(dy)
     dy = backend.row_major(dy)
     arg = backend.row_major(arg if arg.dtype == xp.int32 else arg.astype(xp.int32))
@@ -145,6 +152,8 @@ def max_backward(dy, arg, x_shape, kernel, stride, pad):
 
 def avg_forward(x, kernel, stride, pad):
     """``y`` (N, C, OH, OW): the mean of each window's real cells (padding not counted)."""
+    if x.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(x)
     x = backend.row_major(x)
     y = xp.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
@@ -154,6 +163,8 @@ def avg_forward(x, kernel, stride, pad):
 
 def avg_backward(dy, x_shape, kernel, stride, pad):
     """``dx`` (N, C, H, W): every real cell of a window receives ``dy / count`` of that window."""
+    if dy.dtype not in DTYPES:
+        return NotImplemented
     xp = backend.namespace(dy)
     dy = backend.row_major(dy)
     dx = xp.zeros(tuple(int(d) for d in x_shape), dtype=dy.dtype)  # zeros: the threads only add

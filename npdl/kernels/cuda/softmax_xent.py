@@ -1,6 +1,8 @@
-"""Fused softmax + cross-entropy, numba.cuda version of :mod:`npdl.kernels.reference.softmax_xent`.
+"""Fused softmax + cross-entropy on a GPU: numba.cuda versions of
+``npdl.losses.cross_entropy.softmax_cross_entropy_forward`` / ``_backward`` (same arguments,
+results and cache).
 
-* **forward**: one thread per row ``n`` makes the reference's passes over its K logits
+* **forward**: one thread per row ``n`` makes the definition's passes over its K logits
   -- the maximum ``m``, the exponentials ``exp(z - m)`` (written to ``probs``) and their
   sum ``s``, the division by ``s``, and the row's loss ``log s - (z[t] - m)`` -- with no
   (N, K) temporaries besides ``probs``. A classifier has a handful of classes, so a
@@ -8,8 +10,10 @@
   then the mean of the N row losses, by the namespace's ``mean`` (on the device).
 * **backward**: one thread per element computes ``(p - [k == t]) * dloss / N``.
 
-Everything is computed in the logits' dtype, as in the reference; the GPU's ``expf``
-and ``logf`` are within a few ulp of NumPy's, so results agree to round-off.
+Everything is computed in the logits' dtype, as in the definition; the GPU's ``expf``
+and ``logf`` are within a few ulp of NumPy's, so results agree to round-off. Logits that
+are not a 2-D float array, and an empty batch, are declined (``NotImplemented``: the
+definition runs).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def _forward(logits, labels, probs, row_loss):
         probs[n, k] = e
         s += e
     for k in range(K):
-        probs[n, k] /= s  # divided, not multiplied by 1/s: the reference's rounding
+        probs[n, k] /= s  # divided, not multiplied by 1/s: the definition's rounding
     row_loss[n] = math.log(s) - (logits[n, labels[n]] - m)
 
 
@@ -55,25 +59,34 @@ def _backward(probs, labels, scale, dlogits):
     dlogits[n, k] = p * scale[0]
 
 
+def _fits(a) -> bool:
+    return a.ndim == 2 and a.dtype.kind == "f" and a.shape[0] > 0
+
+
 def forward(logits, labels):
-    """Returns ``(loss, probs)``: the mean cross-entropy (0-d array) and softmax (N, K)."""
+    """``(loss, (probs, labels))``: the mean cross-entropy (0-d array), softmax (N, K) and the labels."""
+    if not _fits(logits):
+        return NotImplemented
     xp = backend.namespace(logits)
-    logits, labels = backend.row_major(logits), backend.row_major(labels)
+    row_major_logits, row_major_labels = backend.row_major(logits), backend.row_major(labels)
     N = int(logits.shape[0])
     probs = xp.empty(logits.shape, dtype=logits.dtype)
     row_loss = xp.empty((N,), dtype=logits.dtype)
-    launch(_forward, N, logits, labels, probs, row_loss)
-    return xp.mean(row_loss), probs
+    launch(_forward, N, row_major_logits, row_major_labels, probs, row_loss)
+    return xp.mean(row_loss), (probs, labels)
 
 
-def backward(dloss, probs, labels):
-    """``dlogits = dloss * (probs - onehot(labels)) / N`` with shape (N, K).
+def backward(dloss, cache):
+    """``dlogits = dloss * (probs - onehot(labels)) / N`` with shape (N, K), ``cache = (probs, labels)``.
 
     ``dloss`` is a Python number or a 0-d array of ``probs``' namespace (what
     ``SoftmaxCrossEntropy.backward`` passes on). ``dloss / N`` goes to the kernel as a
     one-element array of ``probs``' dtype, computed on the device: a 0-d CuPy
     ``dloss`` is never copied to the host, which would wait for the GPU.
     """
+    probs, labels = cache
+    if not _fits(probs):
+        return NotImplemented
     xp = backend.namespace(probs)
     probs, labels = backend.row_major(probs), backend.row_major(labels)
     N = int(probs.shape[0])

@@ -1,17 +1,18 @@
 """Bias add and activation as CuPy ``ElementwiseKernel``\\ s (see :mod:`npdl.kernels.cupy`).
 
-``y = f(a + b[i % K])`` with ``K = a.shape[-1]`` and ``i`` the element's (C-order) index, in
-the reference's operations and order; with ``overwrite`` the output is ``a`` itself.
-``linear`` is the reference's (its bias add is one CuPy launch already), as are a
-standalone tanh and ReLU (one launch each).
+Versions of ``npdl.layers.activations``' ``sigmoid_forward``, ``tanh_forward`` and
+``relu_forward`` (arguments ``(x, *, bias=None, overwrite=False)``, result ``(y, cache)`` with
+``cache = y``): ``y = f(a + b[i % K])`` with ``a = x``, ``b = bias``, ``K = a.shape[-1]`` and ``i``
+the element's (C-order) index, in the definitions' operations and order; with ``overwrite``
+the output is ``x`` itself. Declined (``NotImplemented``: the definition runs): a 0-d ``x``, a
+bias of another dtype or shape than ``x.shape[-1:]``, and tanh and ReLU without a bias (one
+CuPy launch each already).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..reference import bias_activation as _reference
-from ..reference.bias_activation import linear  # noqa: F401
 from . import elementwise_kernel
 
 SPECS = {
@@ -23,24 +24,30 @@ SPECS = {
 }
 
 
-def _run(name, no_bias, reference, a, b, overwrite):
-    if a.ndim == 0 or b is not None and (b.dtype != a.dtype or tuple(b.shape) != tuple(a.shape[-1:])):
-        return reference(a, b, overwrite)
+def _run(name, no_bias, a, b, overwrite):
+    if a.ndim == 0 or a.dtype.kind != "f" or b is not None and (b.dtype != a.dtype
+                                                                  or tuple(b.shape) != tuple(a.shape[-1:])):
+        return NotImplemented
     if b is None and no_bias is None:
-        return reference(a, b, overwrite)
+        return NotImplemented
     out = (a,) if overwrite else ()
     if b is None:
-        return elementwise_kernel("bias_activation", no_bias, SPECS[no_bias])(a, *out)
-    return elementwise_kernel("bias_activation", name, SPECS[name])(a, b, np.int64(a.shape[-1]), *out)
+        y = elementwise_kernel("bias_activation", no_bias, SPECS[no_bias])(a, *out)
+    else:
+        y = elementwise_kernel("bias_activation", name, SPECS[name])(a, b, np.int64(a.shape[-1]), *out)
+    return y, y
 
 
-def sigmoid(a, b=None, overwrite=False):
-    return _run("sigmoid", "sigmoid_no_bias", _reference.sigmoid, a, b, overwrite)
+def sigmoid(x, *, bias=None, overwrite=False):
+    """``(y, y)`` with ``y = (tanh((x + bias) / 2) + 1) / 2``."""
+    return _run("sigmoid", "sigmoid_no_bias", x, bias, overwrite)
 
 
-def tanh(a, b=None, overwrite=False):
-    return _run("tanh", None, _reference.tanh, a, b, overwrite)
+def tanh(x, *, bias=None, overwrite=False):
+    """``(y, y)`` with ``y = tanh(x + bias)``."""
+    return _run("tanh", None, x, bias, overwrite)
 
 
-def relu(a, b=None, overwrite=False):
-    return _run("relu", None, _reference.relu, a, b, overwrite)
+def relu(x, *, bias=None, overwrite=False):
+    """``(y, y)`` with ``y = max(x + bias, 0)``."""
+    return _run("relu", None, x, bias, overwrite)

@@ -3,14 +3,14 @@
 One launch per parameter, each thread reading its element of ``p``, ``g`` and the state once
 and writing ``p`` and the state once (the outputs are read too: CuPy passes them by
 reference). The scalars are passed as the parameter's own float type, so float32 arithmetic
-throughout, in the reference's operations and order; NVRTC may fuse a multiply and an add into
-one FMA, so results agree with the reference to round-off. Another dtype or shape than the
-parameter's goes to the reference.
+throughout, in the definition's operations and order; NVRTC may fuse a multiply and an add into
+one FMA, so results agree with the definition to round-off. Another dtype or shape than the
+parameter's makes the call decline, and the definition runs.
 """
 
 from __future__ import annotations
 
-from ..reference import optimizer_update as _reference
+from ..scalars import kernel_scalars
 from . import elementwise_kernel
 
 SPECS = {
@@ -28,12 +28,15 @@ SPECS = {
 
 
 def update_all(rule: str, ps, gs, slots, scalars):
-    """:func:`npdl.kernels.reference.optimizer_update.update_all`, one launch per parameter."""
-    kernel = elementwise_kernel("optimizer_update", rule, SPECS[rule])
-    constants = _reference.kernel_scalars(rule, scalars)
+    """:func:`npdl.optim.base.update_all`, one launch per parameter. Declines (``NotImplemented``: the
+    definition runs) when shapes or dtypes differ, before changing anything."""
+    if rule not in SPECS:
+        return NotImplemented
     for p, g, *state in zip(ps, gs, *slots):
         if any(a.shape != p.shape or a.dtype != p.dtype for a in (g, *state)):
-            _reference.RULES[rule](p, g, *state, *scalars)
-            continue
+            return NotImplemented
+    kernel = elementwise_kernel("optimizer_update", rule, SPECS[rule])
+    constants = kernel_scalars(rule, scalars)
+    for p, g, *state in zip(ps, gs, *slots):
         t = p.dtype.type
         kernel(g, *(t(c) for c in constants), p, *state)

@@ -2,7 +2,7 @@
 
 A GEMM is the one kernel here not written as a Numba loop: NumPy's BLAS is far
 faster than any hand-written loop, and what the reference loses is only the
-missing ``beta`` in ``matmul``. Falls back to the reference when the BLAS
+missing ``beta`` in ``matmul``. Declines (the definition runs) when the BLAS
 cannot be called directly or the arrays' layout does not fit.
 
 A sum of products ``sum_p A_p^T B_p`` is one product of the stacked factors,
@@ -17,25 +17,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import gemm_update as _reference
 from .blas import gemm_at_b, ger
 
 
 def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
+    """``C <- beta C + alpha A^T B`` in one BLAS call; ``NotImplemented`` where the definition is as fast
+    or the BLAS cannot be called (nothing changed then)."""
     # A one-row or one-column ``C`` is a matrix-vector product: NumPy's matmul calls GEMV for it,
     # while OpenBLAS's GEMM takes ~5x longer at such shapes (LSTM regressor, one thread: 22 us
     # against 4.4 us for the (1, 80) input weights with N = 1000; 13 against 2.6 us for a
-    # (20, 1) dense output), and the temporary of the reference is tiny there.
+    # (20, 1) dense output), and the definition's temporary is tiny there.
     if C.ndim == 2 and 1 in C.shape:
-        _reference.gemm_update(C, A, B, alpha, beta)
-    elif A.ndim == 2 and A.shape[0] == 1 and beta == 1.0 and ger(C, A[0], B[0], float(alpha)):
-        pass  # batch 1: a rank-1 update, BLAS GER (see .blas: ~2.7x faster than GEMM with k = 1)
-    elif not gemm_at_b(C, A, B, float(alpha), float(beta)):
-        _reference.gemm_update(C, A, B, alpha, beta)
-    return C
+        return NotImplemented
+    if A.ndim == 2 and A.shape[0] == 1 and beta == 1.0 and ger(C, A[0], B[0], float(alpha)):
+        return C  # batch 1: a rank-1 update, BLAS GER (see .blas: ~2.7x faster than GEMM with k = 1)
+    if gemm_at_b(C, A, B, float(alpha), float(beta)):
+        return C
+    return NotImplemented
 
 
 def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
+    """:func:`npdl.optim.sgd.gemm_update_sum`: one GEMM over the stacked factors."""
     pairs = list(pairs)
     if len(pairs) == 1:
         return gemm_update(C, pairs[0][0], pairs[0][1], alpha, beta)
@@ -44,4 +46,4 @@ def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
         A = np.concatenate([a for a, _ in pairs], axis=0)
         B = np.concatenate([b for _, b in pairs], axis=0)
         return gemm_update(C, A, B, alpha, beta)
-    return _reference.gemm_update_sum(C, pairs, alpha, beta)
+    return NotImplemented

@@ -1,11 +1,14 @@
-"""The LSTM's loop over time steps, Numba CPU version of :mod:`npdl.kernels.reference.lstm_cell`.
+"""The LSTM's loops over time steps on the CPU: versions of
+``npdl.layers.lstm.lstm_forward_sequence`` / ``lstm_backward_sequence`` (same arguments, same
+results). The cell's single steps (``lstm_cell.forward_step`` / ``backward_step``) have no CPU
+kernel: these loops never call them.
 
-The reference takes ~12 NumPy calls per step forward and ~15 backward, each a pass over an
+The definition takes ~12 NumPy calls per step forward and ~15 backward, each a pass over an
 (N, H) or (N, 4H) array plus Python dispatch; at the LSTM regressor's size (N = 50, H = 20)
 dispatch and allocation dominate. Here the whole loop runs over preallocated buffers: backward
 is one Numba pass and one GEMM per step; forward is one GEMM, two NumPy tanh calls (NumPy's
 vectorised tanh: ~1 ns per element, against ~10 ns for a scalar ``math.tanh`` in a Numba loop)
-and one Numba pass per step.
+and one Numba pass per step. Arrays of mixed or non-float dtypes are declined (``NotImplemented``).
 """
 
 from __future__ import annotations
@@ -47,13 +50,21 @@ def _backward(dh, dy_t, dc, G, tc, c_prev, dz, has_dy):
             dz[n, 3 * H + j] = h_grad * t * o * (1.0 - o)
 
 
+def _served(*arrays):
+    """One float dtype for all (what the layers pass); anything else is the definition's."""
+    dtype = arrays[0].dtype
+    return dtype in (np.float32, np.float64) and all(a.dtype == dtype for a in arrays)
+
+
 def forward_sequence(Z_in, Wh, h0, c0):
-    """As the reference, into preallocated (T+1, N, H) / (T, N, 4H) buffers: per step one GEMM
+    """As the definition, into preallocated (T+1, N, H) / (T, N, 4H) buffers: per step one GEMM
     written straight into the step's gate slice, NumPy's vectorised tanh in place, and one Numba
     pass for the gates and the cell; no per-step allocation and no stacking afterwards.
 
     The sigmoid blocks need ``tanh(z / 2)``: ``Wh`` and ``Z_in`` are scaled by 1/2 on those blocks
     once per sequence (exact: a power of two), so each step's single tanh call serves all four gates."""
+    if not _served(Z_in, Wh, h0, c0):
+        return NotImplemented
     T, N, K = Z_in.shape
     H = K // 4
     dtype = Z_in.dtype
@@ -75,8 +86,10 @@ def forward_sequence(Z_in, Wh, h0, c0):
 
 
 def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
-    """As the reference: per step one Numba pass (``dz_t`` into a preallocated (T, N, 4H) buffer, the
+    """As the definition: per step one Numba pass (``dz_t`` into a preallocated (T, N, 4H) buffer, the
     cell gradient updated in place) and one GEMM written into the state gradient ``dh``."""
+    if not _served(gates, tanh_cs, cs, Wh, *(a for a in (dy_seq, dy_last) if a is not None)):
+        return NotImplemented
     T, N, K = gates.shape
     H = K // 4
     dZ = np.empty_like(gates)

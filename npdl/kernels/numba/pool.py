@@ -1,8 +1,8 @@
-"""Max and average pooling, Numba CPU version of :mod:`npdl.kernels.reference.pool`.
+"""Max and average pooling (``npdl.layers.pooling.max_pool_forward`` ...), Numba CPU kernels.
 
 One ``(image, channel)`` plane per iteration of a ``prange`` over N*C; each
 iteration reads and writes only its own plane, so no two threads touch one element.
-Same conventions as the reference: padded cells are ``-inf`` for max pooling and
+Same conventions as the definitions: padded cells are ``-inf`` for max pooling and
 are not counted for average pooling; ``arg`` holds the row-major window offset
 ``kh*KW + kw`` of the maximum, the first one on ties (a later cell must be strictly
 greater to win).
@@ -13,7 +13,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..geometry import sizes
 from . import PARALLEL_THRESHOLD
+
+#: the dtypes the loops are compiled for; others go to the definition
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @numba.njit(cache=True, inline="always")
@@ -227,12 +231,19 @@ def _avg_back_parallel(dy, dx, KH, KW, sh, sw, pt, pl):
 
 
 def _out_shape(x_shape, kernel, stride, pad):
-    N, C, H, W = (int(d) for d in x_shape)
-    return (N, C, (H + pad[0] + pad[1] - kernel[0]) // stride[0] + 1,
-            (W + pad[2] + pad[3] - kernel[1]) // stride[1] + 1)
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    return (N, C, OH, OW)
+
+
+def _window(kernel, stride, pad):
+    """``KH, KW, sh, sw, pt, pl`` as Python ints (the bottom and right padding only bound the output)."""
+    return int(kernel[0]), int(kernel[1]), int(stride[0]), int(stride[1]), int(pad[0]), int(pad[2])
 
 
 def max_forward(x, kernel, stride, pad):
+    """``(y, arg)``: the window maxima (N, C, OH, OW) and the int32 offset of each (the first on ties)."""
+    if x.dtype not in DTYPES:
+        return NotImplemented
     x = np.ascontiguousarray(x)
     y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
@@ -240,33 +251,43 @@ def max_forward(x, kernel, stride, pad):
         (_max2_parallel if x.size >= PARALLEL_THRESHOLD else _max2_serial)(x, y, arg)
         return y, arg
     run = _max_parallel if x.size >= PARALLEL_THRESHOLD else _max_serial
-    run(x, y, arg, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    run(x, y, arg, *_window(kernel, stride, pad))
     return y, arg
 
 
 def max_backward(dy, arg, x_shape, kernel, stride, pad):
+    """``dx`` (N, C, H, W): each window's ``dy`` added to the cell that held its maximum."""
+    if dy.dtype not in DTYPES:
+        return NotImplemented
     dy = np.ascontiguousarray(dy)
     dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
+    arg = np.ascontiguousarray(arg, dtype=np.int32)
     if _tiles_2x2(dx.shape, kernel, stride, pad):
-        run = _max2_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max2_back_serial
-        run(dy, np.ascontiguousarray(arg, dtype=np.int32), dx)
+        (_max2_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max2_back_serial)(dy, arg, dx)
         return dx
+    KH, KW, sh, sw, pt, pl = _window(kernel, stride, pad)
     run = _max_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max_back_serial
-    run(dy, np.ascontiguousarray(arg, dtype=np.int32), dx, kernel[1], stride[0], stride[1], pad[0], pad[2])
+    run(dy, arg, dx, KW, sh, sw, pt, pl)
     return dx
 
 
 def avg_forward(x, kernel, stride, pad):
+    """``y`` (N, C, OH, OW): the mean of each window's real cells (padding not counted)."""
+    if x.dtype not in DTYPES:
+        return NotImplemented
     x = np.ascontiguousarray(x)
     y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     run = _avg_parallel if x.size >= PARALLEL_THRESHOLD else _avg_serial
-    run(x, y, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    run(x, y, *_window(kernel, stride, pad))
     return y
 
 
 def avg_backward(dy, x_shape, kernel, stride, pad):
+    """``dx`` (N, C, H, W): every real cell of a window receives ``dy / count`` of that window."""
+    if dy.dtype not in DTYPES:
+        return NotImplemented
     dy = np.ascontiguousarray(dy)
     dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
     run = _avg_back_parallel if dx.size >= PARALLEL_THRESHOLD else _avg_back_serial
-    run(dy, dx, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2])
+    run(dy, dx, *_window(kernel, stride, pad))
     return dx

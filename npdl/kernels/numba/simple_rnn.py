@@ -1,5 +1,7 @@
-"""The SimpleRNN's loop over time steps, Numba CPU version of :mod:`npdl.kernels.reference.simple_rnn`
-for the tanh activation (others use the reference).
+"""The SimpleRNN's loops over time steps on the CPU: versions of
+``npdl.layers.simple_rnn.simple_rnn_forward_sequence`` / ``simple_rnn_backward_sequence``
+(same arguments, same results) for the tanh activation; the others are declined
+(``NotImplemented``) and the definition runs.
 
 Per step forward: one GEMM written straight into the step's slice of a preallocated (T+1, N, H)
 buffer, an in-place add and NumPy's vectorised tanh in place; no per-step allocation and no
@@ -12,8 +14,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
-from ..reference import simple_rnn as _reference
 
 
 @numba.njit(cache=True)
@@ -29,9 +29,16 @@ def _tanh_grad(dh, dy_t, h, da, has_dy):
             da[n, j] = g * (1.0 - y * y)
 
 
+def _served(activation, *arrays):
+    """tanh, on arrays of one float dtype (what the layers pass); anything else is the definition's."""
+    dtype = arrays[0].dtype
+    return activation == "tanh" and dtype in (np.float32, np.float64) and all(a.dtype == dtype for a in arrays)
+
+
 def forward_sequence(A_in, Wh, h0, activation="tanh"):
-    if activation != "tanh":
-        return _reference.forward_sequence(A_in, Wh, h0, activation)
+    """``(hs, act_caches)`` as the definition: tanh's cache of step ``t`` is ``h_t``, here a view of ``hs``."""
+    if not _served(activation, A_in, Wh, h0):
+        return NotImplemented
     T, N, H = A_in.shape
     hs = np.empty((T + 1, N, H), A_in.dtype)
     hs[0] = h0
@@ -40,12 +47,14 @@ def forward_sequence(A_in, Wh, h0, activation="tanh"):
         np.matmul(hs[t], Wh, out=a)
         a += A_in[t]
         np.tanh(a, out=a)
-    return hs, None
+    return hs, list(hs[1:])
 
 
 def backward_sequence(dy_seq, dy_last, hs, act_caches, Wh, activation="tanh", bptt_truncate=None):
-    if activation != "tanh":
-        return _reference.backward_sequence(dy_seq, dy_last, hs, act_caches, Wh, activation, bptt_truncate)
+    """``(dA, dh0)`` as the definition; tanh's slope is read from ``hs`` (``act_caches`` holds the same)."""
+    given = [a for a in (dy_seq, dy_last) if a is not None]
+    if not _served(activation, hs, Wh, *given):
+        return NotImplemented
     T = hs.shape[0] - 1
     N, H = hs.shape[1], hs.shape[2]
     dA = np.empty((T, N, H), hs.dtype)

@@ -1,7 +1,11 @@
-"""Fused softmax + cross-entropy, Numba CPU version of :mod:`npdl.kernels.reference.softmax_xent`.
+"""Fused softmax + cross-entropy on the CPU: Numba versions of
+``npdl.losses.cross_entropy.softmax_cross_entropy_forward`` / ``_backward``.
 
 One pass per row computes the maximum, the exponentials, their sum, the
-probabilities and the row's loss, with no (N, K) temporaries besides ``probs``.
+probabilities and the row's loss ``log s - (z[t] - m)``, with no (N, K) temporaries
+besides ``probs``; the row losses are summed in float64. Same arguments, results and
+cache as the definitions. Logits that are not a 2-D float array are declined
+(``NotImplemented``: the definition runs).
 """
 
 from __future__ import annotations
@@ -47,22 +51,35 @@ def _forward_parallel(logits, labels, probs, row_loss):
 @numba.njit(cache=True)
 def _backward(probs, labels, scale, dlogits):
     N, K = probs.shape
+    one = probs.dtype.type(1)
     for n in range(N):
         for k in range(K):
             dlogits[n, k] = probs[n, k] * scale
-        dlogits[n, labels[n]] -= scale
+        t = labels[n]
+        dlogits[n, t] = (probs[n, t] - one) * scale  # (p - 1) * scale, as the definition rounds it
+
+
+def _fits(a) -> bool:
+    return a.ndim == 2 and a.dtype.kind == "f"
 
 
 def forward(logits, labels):
-    logits = np.ascontiguousarray(logits)
-    probs = np.empty_like(logits)
-    row_loss = np.empty(logits.shape[0], dtype=np.float64)  # summed in float64 below
-    run = _forward_parallel if logits.size >= PARALLEL_THRESHOLD else _forward_serial
-    run(logits, labels, probs, row_loss)
-    return np.asarray(row_loss.mean(), dtype=logits.dtype), probs
+    """``(loss, (probs, labels))``, as the definition."""
+    if not _fits(logits):
+        return NotImplemented
+    row_major = np.ascontiguousarray(logits)
+    probs = np.empty_like(row_major)
+    row_loss = np.empty(row_major.shape[0], dtype=np.float64)  # summed in float64 below
+    run = _forward_parallel if row_major.size >= PARALLEL_THRESHOLD else _forward_serial
+    run(row_major, labels, probs, row_loss)
+    return np.asarray(row_loss.mean(), dtype=logits.dtype), (probs, labels)
 
 
-def backward(dloss, probs, labels):
+def backward(dloss, cache):
+    """``dloss * (probs - onehot(labels)) / N``, as the definition."""
+    probs, labels = cache
+    if not _fits(probs) or probs.shape[0] == 0:  # no rows: the definition says what dloss / 0 is
+        return NotImplemented
     dlogits = np.empty_like(probs)
-    _backward(probs, labels, float(dloss) / probs.shape[0], dlogits)
+    _backward(probs, labels, probs.dtype.type(float(dloss) / probs.shape[0]), dlogits)
     return dlogits

@@ -1,0 +1,265 @@
+"""The convolution (``npdl.layers.conv.conv2d_forward``/``conv2d_backward``), Numba CPU kernel:
+the same matrix products, a few images at a time.
+
+The definition materialises ``cols`` for the whole batch: for LeNet's second layer
+(500 images, 20 channels, 5x5 kernel, 8x8 outputs) that is 500 x 32,000 floats, 64 MB,
+written once, read back by the GEMM, and its gradient ``dcols`` written and read again.
+This kernel does the same products a chunk of images at a time, so each chunk's ``cols``
+(about 1 MiB) is built, multiplied and dropped while it is still in the core's cache.
+The cache is the definition's, ``(x, W, stride, pad, has_bias)``: the backward pass
+rebuilds each chunk's ``cols`` from ``x`` (cheap, in cache), as the definition rebuilds
+the whole of it. Chunks go to worker threads one at a time (:mod:`.chunking`).
+
+Each output is the same dot product over ``(c, kh, kw)`` as in ``W2 @ cols``; only the
+sums over images that make ``dW`` are split differently (per chunk, then per worker),
+so ``dW`` agrees with the definition to round-off. The ``workspace`` holds the chunk
+buffers (``conv2d.*`` keys) between calls; they never change a result.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..geometry import conv_geometry, pair, sizes
+from .blas import gemm_at_b
+from .chunking import buffers, run_chunks, workers
+
+#: the dtypes the loops are compiled for; others go to the definition
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: elements of one chunk's ``cols`` (float32: 1 MiB, half a core's L2 here)
+CHUNK_ELEMENTS = 1 << 18
+
+
+@numba.njit(cache=True, nogil=True)
+def _im2col_dense(xc, cols, KH, KW, sh, sw, OH, OW):
+    """``cols[(c, kh, kw), (n, oh, ow)] = xc[n, c, oh*sh + kh, ow*sw + kw]`` for an already padded chunk.
+
+    Without padding to test, every index is a sum of loop counters, which the compiler
+    knows to be >= 0: it drops NumPy's negative-index wraparound and vectorises the copy.
+    That makes this ~5x faster than the bounds-tracking :func:`.im2col._im2col_plane`, so chunks
+    with padding are first copied into a zero-bordered buffer (:func:`_pad_chunk`).
+    """
+    m, C = xc.shape[0], xc.shape[1]
+    for n in range(m):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    r = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        col = (n * OH + oh) * OW
+                        for ow in range(OW):
+                            cols[r, col + ow] = xc[n, c, oh * sh + kh, ow * sw + kw]
+
+
+@numba.njit(cache=True, nogil=True)
+def _im2col_dense_s1(xc, cols, KH, KW, OH, OW):
+    """:func:`_im2col_dense` at stride 1 (a branch on the stride inside the loops costs ~2x)."""
+    m, C = xc.shape[0], xc.shape[1]
+    for n in range(m):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    r = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        col = (n * OH + oh) * OW
+                        for ow in range(OW):
+                            cols[r, col + ow] = xc[n, c, oh + kh, ow + kw]
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im_dense(cols, dxc, KH, KW, sh, sw, OH, OW):
+    """The adjoint of :func:`_im2col_dense`: ``dxc`` (the padded chunk) zeroed, then every entry added back."""
+    m, C = dxc.shape[0], dxc.shape[1]
+    for n in range(m):
+        for c in range(C):
+            for h in range(dxc.shape[2]):
+                for w in range(dxc.shape[3]):
+                    dxc[n, c, h, w] = 0
+            for kh in range(KH):
+                for kw in range(KW):
+                    r = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        col = (n * OH + oh) * OW
+                        for ow in range(OW):
+                            dxc[n, c, oh * sh + kh, ow * sw + kw] += cols[r, col + ow]
+
+
+@numba.njit(cache=True, nogil=True)
+def _col2im_dense_s1(cols, dxc, KH, KW, OH, OW):
+    """:func:`_col2im_dense` at stride 1."""
+    m, C = dxc.shape[0], dxc.shape[1]
+    for n in range(m):
+        for c in range(C):
+            for h in range(dxc.shape[2]):
+                for w in range(dxc.shape[3]):
+                    dxc[n, c, h, w] = 0
+            for kh in range(KH):
+                for kw in range(KW):
+                    r = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        col = (n * OH + oh) * OW
+                        for ow in range(OW):
+                            dxc[n, c, oh + kh, ow + kw] += cols[r, col + ow]
+
+
+def _col2im_any(cols, dxc, KH, KW, stride, OH, OW):
+    if stride == (1, 1):
+        _col2im_dense_s1(cols, dxc, KH, KW, OH, OW)
+    else:
+        _col2im_dense(cols, dxc, KH, KW, stride[0], stride[1], OH, OW)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pad_chunk(x, s, e, xpad, pt, pl):
+    """``xpad[n - s]`` = image ``n`` of ``x`` inside a border of zeros (``pt`` rows on top, ``pl`` columns left)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for n in range(s, e):
+        for c in range(C):
+            for h in range(xpad.shape[2]):
+                for w in range(xpad.shape[3]):
+                    xpad[n - s, c, h, w] = 0
+            for h in range(H):
+                for w in range(W):
+                    xpad[n - s, c, h + pt, w + pl] = x[n, c, h, w]
+
+
+@numba.njit(cache=True, nogil=True)
+def _unpad_chunk(dxpad, dx, s, e, pt, pl):
+    """``dx[n]`` = the inside of ``dxpad[n - s]`` (the gradient that fell on the padding is dropped)."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    for n in range(s, e):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    dx[n, c, h, w] = dxpad[n - s, c, h + pt, w + pl]
+
+
+def _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_buf):
+    """im2col of images ``s:e`` into ``cols``; pads them into ``pad_buf`` first if ``pad`` is not zero."""
+    if any(pad):
+        xc = pad_buf[:(e - s) * x.shape[1] * (x.shape[2] + pad[0] + pad[1]) * (x.shape[3] + pad[2] + pad[3])]
+        xc = xc.reshape(e - s, x.shape[1], x.shape[2] + pad[0] + pad[1], x.shape[3] + pad[2] + pad[3])
+        _pad_chunk(x, s, e, xc, pad[0], pad[2])
+    else:
+        xc = x[s:e]
+    if tuple(stride) == (1, 1):
+        _im2col_dense_s1(xc, cols, KH, KW, OH, OW)
+    else:
+        _im2col_dense(xc, cols, KH, KW, stride[0], stride[1], OH, OW)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter_out(out, y, s, e, b, has_bias):
+    """``y[n, o, p] = out[o, (n - s) P + p] (+ b[o])``: the chunk's GEMM result into NCHW order."""
+    C_out, P = y.shape[1], y.shape[2]
+    for n in range(s, e):
+        for o in range(C_out):
+            add = b[o] if has_bias else 0
+            col = (n - s) * P
+            for p in range(P):
+                y[n, o, p] = out[o, col + p] + add
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_dy(dy, s, e, d):
+    """``d[o, (n - s) P + p] = dy[n, o, p]``: the chunk's upstream gradient as one matrix."""
+    C_out, P = dy.shape[1], dy.shape[2]
+    for n in range(s, e):
+        for o in range(C_out):
+            col = (n - s) * P
+            for p in range(P):
+                d[o, col + p] = dy[n, o, p]
+
+def _plan(x_shape, W_shape, stride, pad):
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, W_shape[2:], stride, pad)
+    K, P = C * KH * KW, OH * OW
+    nb = max(1, min(N, CHUNK_ELEMENTS // (K * P)))
+    return N, KH, KW, OH, OW, K, P, nb, -(-N // nb)
+
+
+def forward(x, W, b, stride=1, padding="valid", workspace=None):
+    """``(y, cache)`` as :func:`npdl.layers.conv.conv2d_forward`, chunk by chunk: per chunk of images,
+    ``cols`` of the chunk, ``out = W2 @ cols``, and ``out`` (+ ``b``) scattered into ``y`` in NCHW order."""
+    if x.dtype not in DTYPES or W.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
+        return NotImplemented
+    stride = pair(stride, "stride", "conv2d_forward")
+    _, _, pad = conv_geometry(x.shape, (int(W.shape[2]), int(W.shape[3])), stride, padding, "conv2d_forward")
+    x = np.ascontiguousarray(x)
+    W2 = np.ascontiguousarray(W).reshape(W.shape[0], -1)
+    C_out = W2.shape[0]
+    N, KH, KW, OH, OW, K, P, nb, n_chunks = _plan(x.shape, W.shape, stride, pad)
+    y = np.empty((N, C_out, P), dtype=x.dtype)
+    n_workers = min(workers(), n_chunks)
+    cols_bufs = buffers(workspace, "conv2d.cols", n_workers, K * nb * P, x.dtype)
+    out_bufs = buffers(workspace, "conv2d.out", n_workers, C_out * nb * P, x.dtype)
+    bias = b if b is not None else np.zeros(C_out, dtype=x.dtype)  # ignored without a bias
+    padded = (x.shape[1] * (x.shape[2] + pad[0] + pad[1]) * (x.shape[3] + pad[2] + pad[3])) * nb
+    pad_bufs = buffers(workspace, "conv2d.xpad", n_workers, padded, x.dtype) if any(pad) else [None] * n_workers
+
+    def work(k, chunks):
+        for i in chunks:
+            s, e = i * nb, min(N, (i + 1) * nb)
+            cols = cols_bufs[k][:K * (e - s) * P].reshape(K, (e - s) * P)
+            _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_bufs[k])
+            out = out_bufs[k][:C_out * (e - s) * P].reshape(C_out, (e - s) * P)
+            np.matmul(W2, cols, out=out)
+            _scatter_out(out, y, s, e, bias, b is not None)
+
+    run_chunks(work, n_chunks)
+    return y.reshape(N, C_out, OH, OW), (x, W, stride, pad, b is not None)
+
+
+def backward(dy, cache, need_dx=True, workspace=None):
+    """``(dx, dW, db)`` as :func:`npdl.layers.conv.conv2d_backward`, chunk by chunk: per chunk,
+    ``cols`` rebuilt from ``x``, ``d = dy`` as (C_out, n P), ``dW2 += d @ cols^T`` and
+    ``dx[chunk] = col2im(W2^T @ d)``."""
+    x, W, stride, pad, has_bias = cache
+    if x.dtype not in DTYPES or dy.dtype != x.dtype or W.dtype != x.dtype:
+        return NotImplemented
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy)
+    W2 = np.ascontiguousarray(W).reshape(W.shape[0], -1)
+    C_out = W2.shape[0]
+    N, KH, KW, OH, OW, K, P, nb, n_chunks = _plan(x.shape, W.shape, stride, pad)
+    dy3 = dy.reshape(N, C_out, P)
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    n_workers = min(workers(), n_chunks)
+    cols_bufs = buffers(workspace, "conv2d.cols", n_workers, K * nb * P, x.dtype)
+    d_bufs = buffers(workspace, "conv2d.out", n_workers, C_out * nb * P, x.dtype)
+    dcols_bufs = buffers(workspace, "conv2d.dcols", n_workers, K * nb * P, x.dtype) if need_dx else None
+    padded_shape = (x.shape[1], x.shape[2] + pad[0] + pad[1], x.shape[3] + pad[2] + pad[3])
+    padded = padded_shape[0] * padded_shape[1] * padded_shape[2] * nb
+    pad_bufs = buffers(workspace, "conv2d.xpad", n_workers, padded, x.dtype) if any(pad) else [None] * n_workers
+
+    def work(k, chunks):
+        # dW2^T (K, C_out) accumulates cols @ d^T in place (BLAS beta = 1): in this orientation
+        # OpenBLAS's GEMM measured 1.5x faster than d @ cols^T at one-image chunks (inner dimension P)
+        dW2T = np.zeros((K, C_out), dtype=x.dtype)
+        for i in chunks:
+            s, e = i * nb, min(N, (i + 1) * nb)
+            m = (e - s) * P
+            cols = cols_bufs[k][:K * m].reshape(K, m)
+            _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_bufs[k])
+            d = d_bufs[k][:C_out * m].reshape(C_out, m)
+            _gather_dy(dy3, s, e, d)
+            if not gemm_at_b(dW2T, cols.T, d.T, 1.0, 1.0):
+                dW2T += cols @ d.T
+            if need_dx:
+                dcols = dcols_bufs[k][:K * m].reshape(K, m)
+                np.matmul(W2.T, d, out=dcols)
+                if any(pad):  # pad_bufs[k] holds this chunk's padded x, no longer needed: reuse it
+                    dxc = pad_bufs[k][:padded // nb * (e - s)].reshape(e - s, *padded_shape)
+                    _col2im_any(dcols, dxc, KH, KW, tuple(stride), OH, OW)
+                    _unpad_chunk(dxc, dx, s, e, pad[0], pad[2])
+                else:
+                    _col2im_any(dcols, dx[s:e], KH, KW, tuple(stride), OH, OW)
+        return dW2T
+
+    partial = run_chunks(work, n_chunks)
+    dW2T = partial[0]
+    for g in partial[1:]:
+        dW2T += g
+    db = dy3.sum(axis=(0, 2)) if has_bias else None
+    return dx, np.ascontiguousarray(dW2T.T).reshape(W.shape), db

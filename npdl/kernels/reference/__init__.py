@@ -1,1 +1,0 @@
-"""Readable array-API versions of every kernel: the specification the compiled ones are tested against."""
