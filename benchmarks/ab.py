@@ -30,9 +30,13 @@ import subprocess
 import sys
 import tempfile
 
-from run import ROOT, machine  # benchmarks/run.py: the machine description and the checkout's root
+#: the environment this script was started with: importing npdl (below) sets variables of its own
+#: (OPENBLAS_THREAD_TIMEOUT), which each side's process must set, or not, for itself
+START_ENV = dict(os.environ)
 
-from npdl.bench.workloads import expand
+from run import ROOT, machine  # noqa: E402  (benchmarks/run.py: the machine description, the checkout's root)
+
+from npdl.bench.workloads import expand  # noqa: E402
 
 #: the workloads of the README's benchmark table
 README_WORKLOADS = "mlp_b20,sda_b1,sda_b128,da_b1,da_b20,lenet_b500,kcnn_b64,rnn_b50,lstm_b50"
@@ -92,7 +96,7 @@ class Checkout:
 
 def child_env(checkout, threads):
     """The same environment for both sides but for where npdl comes from."""
-    env = dict(os.environ)
+    env = dict(START_ENV)
     env["PYTHONPATH"] = checkout.root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") \
         else checkout.root
     if threads is not None:
@@ -194,7 +198,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     info = machine()
-    env = {var: os.environ[var] for var in RECORDED_VARS if var in os.environ}
+    env = {var: START_ENV[var] for var in RECORDED_VARS if var in START_ENV}
     if args.threads is not None:
         env.update({var: str(args.threads) for var in THREAD_VARS})
     command = " ".join(shlex.quote(a) for a in ["python", os.path.relpath(__file__, ROOT),

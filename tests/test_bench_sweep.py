@@ -218,3 +218,39 @@ def test_run_py_sweeps_npdl_on_the_cpu(tmp_path):
         assert "matplotlib is not installed" in done.stderr
     else:
         assert (tmp_path / "sweep-mlp.png").exists()
+
+
+# ---------------------------------------------------------------------- A/B of two checkouts
+def test_ab_ratios_per_round_median_and_max():
+    ab = _load("bench_ab", "ab.py")
+    rows = [{"workload": w, "side": side, "round": k, "median_ms": ms}
+            for w, side, k, ms in [("mlp_b20", "new", 1, 1.0), ("mlp_b20", "old", 1, 2.0),
+                                   ("mlp_b20", "new", 2, 3.0), ("mlp_b20", "old", 2, 2.0),
+                                   ("mlp_b20", "new", 3, 1.5), ("mlp_b20", "old", 3, 2.0),
+                                   ("sda_b1", "new", 1, 1.0), ("sda_b1", "old", 2, 4.0)]]  # no round with both
+    mlp, sda = ab.summarise(rows, ["mlp_b20", "sda_b1"])
+    assert mlp["ratios"] == [0.5, 1.5, 0.75] and mlp["median_ratio"] == 0.75 and mlp["max_ratio"] == 1.5
+    assert (mlp["new_ms"], mlp["old_ms"]) == (1.5, 2.0)
+    assert sda["ratios"] == [] and sda["max_ratio"] is None and (sda["new_ms"], sda["old_ms"]) == (1.0, 4.0)
+
+
+def test_ab_times_two_checkouts_end_to_end(tmp_path):
+    """benchmarks/ab.py --against HEAD on one tiny cell: both sides timed, a report and a CSV, no worktree left."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    prefix = str(tmp_path / "ab")
+    done = subprocess.run([sys.executable, os.path.join(BENCH, "ab.py"), "--against", "HEAD", "--workload", "mlp_b1",
+                           "--rounds", "1", "--min-seconds", "0.01", "--threads", "1", "--out", prefix],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(prefix + ".csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["workload"], r["side"], r["round"]) for r in rows] == [("mlp_b1", "new", "1"), ("mlp_b1", "old", "1")]
+    assert rows[1]["rev"] == head.stdout.strip() and all(float(r["median_ms"]) > 0 for r in rows)
+    text = open(prefix + ".md").read()
+    assert timing.cpu_name() in text and "OPENBLAS_NUM_THREADS=1" in text and "--against HEAD" in text
+    assert "| mlp_b1 |" in text
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=BENCH, capture_output=True, text=True).stdout
+    assert "npdl-ab-" not in worktrees
