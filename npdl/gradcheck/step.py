@@ -107,6 +107,7 @@ def numeric_gradients(model, x, y, eps=1e-6) -> dict:
     params, _, _, _ = model.step_inputs()
     out = {}
     for k, p in params.items():
+        device = backend.device_of(p)
         host = backend.to_numpy(p).copy()
         grad = host * 0.0
         flat_host, flat_grad = host.reshape(-1), grad.reshape(-1)
@@ -114,10 +115,10 @@ def numeric_gradients(model, x, y, eps=1e-6) -> dict:
             old = flat_host[i]
             for sign in (1.0, -1.0):
                 flat_host[i] = old + sign * eps
-                p[...] = backend.get_device(backend.device_of(p)).asarray(host)
+                p[...] = device.asarray(host)
                 flat_grad[i] += sign * objective(model, x, y) / (2.0 * eps)
             flat_host[i] = old
-        p[...] = backend.get_device(backend.device_of(p)).asarray(host)
+        p[...] = device.asarray(host)
         out[k] = grad
     return out
 
@@ -125,7 +126,7 @@ def numeric_gradients(model, x, y, eps=1e-6) -> dict:
 def _jax_layer(layer, jnp):
     """The JAX reference of one layer as ``f(x, params) -> y``, from :mod:`.jax_ref`'s tables."""
     kind, opt = type(layer).__name__, {}
-    extra = {}
+    states = ()  # the recurrent layers' initial states, zeros as the layers start from
     if kind == "Dense":
         opt = {"activation": layer.activation}
     elif kind == "Conv2D":
@@ -138,12 +139,12 @@ def _jax_layer(layer, jnp):
         opt = {"encoder": layer.encoder, "decoder": layer.decoder, "output": layer.output}
     elif kind in ("SimpleRNN", "LSTM"):
         opt = {"activation": getattr(layer, "activation", "tanh"), "return_sequences": layer.return_sequences}
-        extra = {"h0": None} if kind == "SimpleRNN" else {"h0": None, "c0": None}
+        states = ("h0",) if kind == "SimpleRNN" else ("h0", "c0")
     fn = jax_ref.reference_fn(kind, opt)
 
     def run(x, params):
-        states = {k: jnp.zeros((x.shape[0], layer.units), dtype=x.dtype) for k in extra}
-        return fn(x, **params, **states)
+        zeros = {k: jnp.zeros((x.shape[0], layer.units), dtype=x.dtype) for k in states}
+        return fn(x, **params, **zeros)
     return run
 
 

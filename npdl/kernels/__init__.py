@@ -40,6 +40,8 @@ import os
 
 import array_api_compat
 
+from .. import backend  # the backend imports nothing from here
+
 #: the modules of operations that have kernels; each implementation package has some of them
 OPS = ("softmax_xent", "im2col", "conv2d", "pool", "gemm_update", "lstm_cell", "simple_rnn",
        "activation_backward", "bias_activation", "optimizer_update")
@@ -61,6 +63,7 @@ def _mode_from_env() -> str | None:
 _forced = _mode_from_env()
 _cache: dict = {}  # (module, namespace) -> kernel module or None
 _calls: dict = {}  # (operation, array type) -> kernel function or None
+_UNKNOWN = object()  # not looked up yet
 
 #: operation name -> its definition (the undecorated function in the layer, loss or optimizer file)
 DEFINITIONS: dict = {}
@@ -188,8 +191,6 @@ def kernel_for(operation: str, x):
         return _calls[key]
     except KeyError:
         pass
-    from .. import backend  # the backend imports nothing from here
-
     module, function = operation.split(".")
     mod = get(module, backend.namespace(array))
     fn = None if mod is None else getattr(mod, function, None)
@@ -215,8 +216,9 @@ def accelerated(operation: str, on: int = 0):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             array = _array_of(args[on] if len(args) > on else kwargs[name])
-            key = (operation, type(array))
-            kernel = _calls[key] if key in _calls else kernel_for(operation, array)
+            kernel = _calls.get((operation, type(array)), _UNKNOWN)
+            if kernel is _UNKNOWN:
+                kernel = kernel_for(operation, array)
             if kernel is not None:
                 out = kernel(*args, **kwargs)
                 if out is not NotImplemented:

@@ -63,6 +63,17 @@ def sizes(x_shape, kernel, stride, pad) -> tuple:
     return N, C, H, W, KH, KW, OH, OW
 
 
+def pooled_shape(x_shape, kernel, stride, pad) -> tuple:
+    """``(N, C, OH, OW)``: the output shape of a window over ``x_shape`` (N, C, H, W)."""
+    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
+    return (N, C, OH, OW)
+
+
+def window_ints(kernel, stride, pad) -> tuple:
+    """``KH, KW, sh, sw, pt, pl`` as plain Python ints (the bottom and right padding only bound the output)."""
+    return int(kernel[0]), int(kernel[1]), int(stride[0]), int(stride[1]), int(pad[0]), int(pad[2])
+
+
 def conv_geometry(x_shape, kernel, stride, padding, who: str, what: str = "kernel"):
     """``(OH, OW, (pt, pb, pl, pr))`` for a window of ``kernel`` = (KH, KW) over ``x_shape`` (N, C, H, W).
 

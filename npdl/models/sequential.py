@@ -196,6 +196,8 @@ class Sequential(ModelState):
     # -- penalties and the parameters an optimizer step sees
     def penalty_value(self):
         """The current L1 + L2 penalty on trainable weights as a 0-d device array, or None without penalties."""
+        if not (self.l1 or self.l2):
+            return None
         slots = penalties.regularized_weights([layer for layer in self.layers if layer.trainable])
         weights = [layer.params[name] for layer, name in slots]
         total = None
@@ -221,7 +223,7 @@ class Sequential(ModelState):
                 for k, v in layer.params.items():
                     params[f"{i}.{k}"], grads[f"{i}.{k}"] = v, layer.grads.get(k)
                 decay.update(f"{i}.{k}" for k in layer.weight_names if k in layer.params)
-        pens = {k: (self.l1, self.l2) for k in sorted(decay)} if (self.l1 or self.l2) else {}
+        pens = dict.fromkeys(decay, (self.l1, self.l2)) if (self.l1 or self.l2) else {}
         return params, grads, decay, pens
 
     # -- one step

@@ -173,12 +173,6 @@ class Optimizer:
         """The learning rate the next step will use: ``schedule(lr, iterations)``."""
         return float(self.schedule(self.lr, self.iterations))
 
-    def _takes_factors(self, g) -> bool:
-        """Whether ``g`` is applied from its factors: a product not yet formed, a rule that can, and no
-        clipping (which needs every gradient's norm, so every gradient formed, first)."""
-        return (self.takes_products and self.fuse_products and self.clip_norm is None
-                and isinstance(g, ProductGrad) and not g.is_formed)
-
     def step(self, params: dict, grads: dict, decay_names: set | None = None, penalties: dict | None = None) -> None:
         """One update of every ``params[k]`` in place, from every term of its gradient.
 
@@ -208,12 +202,16 @@ class Optimizer:
         if unknown:
             raise ValueError(f"{type(self).__name__}.step: penalties for parameters it was not given: {sorted(unknown)}")
         lr = self.current_lr()
-        checked = []
-        for name, p in params.items():  # every check before any change: a refused step changes nothing
+        factors_ok = self.takes_products and self.fuse_products and self.clip_norm is None
+        # every check before any change (a refused step changes nothing), and every term from the
+        # parameters before the step: a product's factors kept, or the whole gradient formed
+        by_factors, todo = [], []
+        for name, p in params.items():
             g = grads[name]
             if g is None:
                 raise ValueError(f"{type(self).__name__}.step: the gradient of {name!r} is None (no backward pass?)")
-            xp = backend.namespace(p, *(g.pairs[0] if isinstance(g, ProductGrad) else (g,)))  # DeviceError if mixed
+            product = isinstance(g, ProductGrad)
+            xp = backend.namespace(p, g.pairs[0][0] if product else g)  # DeviceError if mixed
             if tuple(g.shape) != tuple(p.shape):
                 raise ShapeError(f"{type(self).__name__}.step: gradient of {name!r} has shape {tuple(g.shape)}, "
                                  f"parameter has {tuple(p.shape)}")
@@ -221,15 +219,10 @@ class Optimizer:
                 raise DTypeError(f"{type(self).__name__}.step: gradient of {name!r} is "
                                  f"{backend.dtype_name(g)}, parameter is {backend.dtype_name(p)}")
             l1, l2 = penalties.get(name, (0.0, 0.0))
-            checked.append((name, p, g, xp, float(l1), float(l2)))
-        # every term from the parameters before the step: factors kept, or the whole gradient formed
-        by_factors, todo = [], []
-        for name, p, g, xp, l1, l2 in checked:
-            if self._takes_factors(g):
-                l1_term = penalty_fns.l1_penalty_grad(p, l1) if l1 else None
-                by_factors.append((name, p, g, l1_term, l2))
+            if factors_ok and product and not g.is_formed:
+                by_factors.append((name, p, g, penalty_fns.l1_penalty_grad(p, l1) if l1 else None, float(l2)))
             else:
-                todo.append((name, p, total_gradient(p, g, l1, l2), xp))
+                todo.append((name, p, total_gradient(p, g, float(l1), float(l2)), xp))
         if self.clip_norm is not None:
             self.last_grad_norm = clip_by_global_norm({name: g for name, _, g, _ in todo}, self.clip_norm)
         decays = lambda name: self.weight_decay and (decay_names is None or name in decay_names)  # noqa: E731

@@ -26,7 +26,7 @@ import math
 from numba import cuda
 
 from ... import backend
-from ..geometry import sizes
+from ..geometry import pooled_shape, window_ints
 from . import launch
 
 #: the dtypes the kernels are written for (atomic adds); others go to the definition
@@ -114,14 +114,6 @@ def _avg_backward(dy, dx, KH, KW, sh, sw, pt, pl):
             cuda.atomic.add(dx, (n, c, h, w), share)  # overlapping windows share cells
 
 
-def _out_shape(x_shape, kernel, stride, pad):
-    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
-    return (N, C, OH, OW)
-
-
-def _window(kernel, stride, pad):
-    """``KH, KW, sh, sw, pt, pl`` as plain Python ints (the bottom and right padding only bound the output)."""
-    return int(kernel[0]), int(kernel[1]), int(stride[0]), int(stride[1]), int(pad[0]), int(pad[2])
 
 
 def max_forward(x, kernel, stride, pad):
@@ -130,10 +122,10 @@ def max_forward(x, kernel, stride, pad):
         return NotImplemented
     xp = backend.namespace(x)
     x = backend.row_major(x)
-    shape = _out_shape(x.shape, kernel, stride, pad)
+    shape = pooled_shape(x.shape, kernel, stride, pad)
     y = xp.empty(shape, dtype=x.dtype)
     arg = xp.empty(shape, dtype=xp.int32)
-    launch(_max_forward, y.size, x, y, arg, *_window(kernel, stride, pad))
+    launch(_max_forward, y.size, x, y, arg, *window_ints(kernel, stride, pad))
     return y, arg
 
 
@@ -145,7 +137,7 @@ def max_backward(dy, arg, x_shape, kernel, stride, pad):
     dy = backend.row_major(dy)
     arg = backend.row_major(arg if arg.dtype == xp.int32 else arg.astype(xp.int32))
     dx = xp.zeros(tuple(int(d) for d in x_shape), dtype=dy.dtype)  # zeros: the threads only add
-    KH, KW, sh, sw, pt, pl = _window(kernel, stride, pad)
+    KH, KW, sh, sw, pt, pl = window_ints(kernel, stride, pad)
     launch(_max_backward, dy.size, dy, arg, dx, KW, sh, sw, pt, pl)
     return dx
 
@@ -156,8 +148,8 @@ def avg_forward(x, kernel, stride, pad):
         return NotImplemented
     xp = backend.namespace(x)
     x = backend.row_major(x)
-    y = xp.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
-    launch(_avg_forward, y.size, x, y, *_window(kernel, stride, pad))
+    y = xp.empty(pooled_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
+    launch(_avg_forward, y.size, x, y, *window_ints(kernel, stride, pad))
     return y
 
 
@@ -168,5 +160,5 @@ def avg_backward(dy, x_shape, kernel, stride, pad):
     xp = backend.namespace(dy)
     dy = backend.row_major(dy)
     dx = xp.zeros(tuple(int(d) for d in x_shape), dtype=dy.dtype)  # zeros: the threads only add
-    launch(_avg_backward, dy.size, dy, dx, *_window(kernel, stride, pad))
+    launch(_avg_backward, dy.size, dy, dx, *window_ints(kernel, stride, pad))
     return dx

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..geometry import sizes
+from ..geometry import pooled_shape, window_ints
 from . import PARALLEL_THRESHOLD
 
 #: the dtypes the loops are compiled for; others go to the definition
@@ -230,14 +230,6 @@ def _avg_back_parallel(dy, dx, KH, KW, sh, sw, pt, pl):
         _avg_back_plane(dy, dx, i, KH, KW, sh, sw, pt, pl)
 
 
-def _out_shape(x_shape, kernel, stride, pad):
-    N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
-    return (N, C, OH, OW)
-
-
-def _window(kernel, stride, pad):
-    """``KH, KW, sh, sw, pt, pl`` as Python ints (the bottom and right padding only bound the output)."""
-    return int(kernel[0]), int(kernel[1]), int(stride[0]), int(stride[1]), int(pad[0]), int(pad[2])
 
 
 def max_forward(x, kernel, stride, pad):
@@ -245,13 +237,13 @@ def max_forward(x, kernel, stride, pad):
     if x.dtype not in DTYPES:
         return NotImplemented
     x = np.ascontiguousarray(x)
-    y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
+    y = np.empty(pooled_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
     if _tiles_2x2(x.shape, kernel, stride, pad):
         (_max2_parallel if x.size >= PARALLEL_THRESHOLD else _max2_serial)(x, y, arg)
         return y, arg
     run = _max_parallel if x.size >= PARALLEL_THRESHOLD else _max_serial
-    run(x, y, arg, *_window(kernel, stride, pad))
+    run(x, y, arg, *window_ints(kernel, stride, pad))
     return y, arg
 
 
@@ -265,7 +257,7 @@ def max_backward(dy, arg, x_shape, kernel, stride, pad):
     if _tiles_2x2(dx.shape, kernel, stride, pad):
         (_max2_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max2_back_serial)(dy, arg, dx)
         return dx
-    KH, KW, sh, sw, pt, pl = _window(kernel, stride, pad)
+    KH, KW, sh, sw, pt, pl = window_ints(kernel, stride, pad)
     run = _max_back_parallel if dx.size >= PARALLEL_THRESHOLD else _max_back_serial
     run(dy, arg, dx, KW, sh, sw, pt, pl)
     return dx
@@ -276,9 +268,9 @@ def avg_forward(x, kernel, stride, pad):
     if x.dtype not in DTYPES:
         return NotImplemented
     x = np.ascontiguousarray(x)
-    y = np.empty(_out_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
+    y = np.empty(pooled_shape(x.shape, kernel, stride, pad), dtype=x.dtype)
     run = _avg_parallel if x.size >= PARALLEL_THRESHOLD else _avg_serial
-    run(x, y, *_window(kernel, stride, pad))
+    run(x, y, *window_ints(kernel, stride, pad))
     return y
 
 
@@ -289,5 +281,5 @@ def avg_backward(dy, x_shape, kernel, stride, pad):
     dy = np.ascontiguousarray(dy)
     dx = np.empty(tuple(int(d) for d in x_shape), dtype=dy.dtype)
     run = _avg_back_parallel if dx.size >= PARALLEL_THRESHOLD else _avg_back_serial
-    run(dy, dx, *_window(kernel, stride, pad))
+    run(dy, dx, *window_ints(kernel, stride, pad))
     return dx
