@@ -9,7 +9,7 @@
 # compiled to PTX with the machine's libNVVM),
 # gradcheck-cupy.txt, train-*.json/.txt (short --device gpu runs of every issue-8 model),
 # kernels-ab.txt (npdl's GPU steps with the numba.cuda kernels, with CuPy ElementwiseKernels for the
-# elementwise ones, NPDL_KERNELS=cupy, and with CuPy operations only, NPDL_KERNELS=reference: does a
+# elementwise ones, NPDL_KERNELS=cupy, and with CuPy operations only, NPDL_KERNELS=off: does a
 # fused kernel's launch pay at small batches, and whose?), launch-overhead.txt
 # (host microseconds per launch, kernel by kernel: benchmarks/launch_overhead.py),
 # bench.csv/bench.txt (npdl CPU vs GPU vs PyTorch CUDA, with the CUDA-graph replay) and
@@ -51,7 +51,7 @@ done
 # kernel may lose to the several CuPy launches it replaces: the same GPU steps with the numba.cuda
 # kernels (auto), CuPy's ElementwiseKernels for the elementwise ones (cupy) and plain CuPy operations
 # (reference); unbuffered, so a timeout keeps what was printed
-step kernels-ab 40 bash -c 'set -o pipefail; for k in auto cupy reference; do
+step kernels-ab 40 bash -c 'set -o pipefail; for k in auto cupy off; do
     NPDL_KERNELS=$k python -u -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
         --min-seconds 0.1 --json | sed -u "s/^/$k /"; done'
 # host time per launch: CuPy's operations against npdl's numba.cuda kernels, one by one

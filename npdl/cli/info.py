@@ -195,7 +195,7 @@ def _print(info: dict) -> None:
     spin = blas.get("idle_spin")
     line("", f"idle threads sleep after 2^{spin} cycles (OPENBLAS_THREAD_TIMEOUT)" if spin else
          "idle threads spin for OpenBLAS's default 2^28 cycles (NumPy was imported before npdl)")
-    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (NumPy reference used)'}"
+    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}"
              + ("; batch 1 through ?ger" if blas.get("direct_ger") else ""))
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"

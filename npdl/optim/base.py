@@ -3,10 +3,10 @@
 An optimizer sees the model as two flat dicts keyed by global names (``"0.W"``,
 ``"1.b"``): ``params`` and ``grads``. :meth:`Optimizer.step` changes every
 ``params[k]`` *in place*, so the arrays the layers hold are the ones that move.
-A subclass writes :meth:`Optimizer._update`, the rule for one parameter, or, for a
-rule of the ``optimizer_update`` kernel (SGD, Momentum, Nesterov, RMSprop, Adam), names it
-in :attr:`Optimizer.kernel_rule` and gives its scalars (:meth:`Optimizer._rule_scalars`):
-then one call updates every parameter (one launch on a GPU, where a rule written
+A subclass writes :meth:`Optimizer._update`, the rule for one parameter, or registers its
+rule in its own file (:func:`rule`: SGD, Momentum, Nesterov, RMSprop, Adam), names it in
+:attr:`Optimizer.kernel_rule` and gives its scalars (:meth:`Optimizer._rule_scalars`): then
+one :func:`update_all` updates every parameter (one launch on a GPU, where a rule written
 with array operations costs two to ten launches per parameter).
 
 Weight decay here is *decoupled* (Loshchilov & Hutter, "Decoupled Weight Decay

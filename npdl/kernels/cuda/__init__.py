@@ -1,4 +1,4 @@
-"""numba.cuda (CUDA) versions of the kernels, tested against the array-API reference.
+"""numba.cuda (CUDA) versions of the kernels, tested against the definitions they accelerate.
 
 The kernels are written in Python with ``numba.cuda``, compiled lazily once per
 argument types (the same source serves float32 and float64) and cached on disk
@@ -12,7 +12,7 @@ Numba's CUDA compiler accepts, so the same tests also compile every kernel to PT
 Every kernel uses one thread per output element (per row for the softmax forward).
 Where several threads add into one output element -- col2im, where patches overlap,
 and the pooling backward passes, where windows overlap -- they add with atomics, so
-the order of the additions is not fixed and those results agree with the reference
+the order of the additions is not fixed and those results agree with the definition
 to round-off, not bit for bit. im2col and the pooling forward passes are exact; the
 softmax agrees to round-off (the GPU's ``expf``, a sequential row sum).
 

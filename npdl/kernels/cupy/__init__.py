@@ -2,8 +2,8 @@
 elementwise kernels, CuPy ``ElementwiseKernel``\\ s.
 
 The hand-written GPU kernels are in :mod:`npdl.kernels.cuda` (``numba.cuda``) and serve by
-default; a kernel in neither falls back to the array-API reference, which CuPy runs as
-ordinary (unfused) device operations. The elementwise ones here (``activation_backward``,
+default; an operation with a kernel in neither runs its definition (the layer file's array-API
+code), which CuPy runs as ordinary (unfused) device operations. The elementwise ones here (``activation_backward``,
 ``bias_activation``, ``optimizer_update``) are the same one-pass loops as the ``numba.cuda``
 versions, written as the CUDA C++ snippets CuPy compiles with NVRTC: a CuPy launch costs less
 host time than a Numba one, which is what a small batch's step is bound by, so with
@@ -14,7 +14,7 @@ Each such module declares its kernels in ``SPECS``, ``name -> (in_params, out_pa
 operation)`` in CuPy's notation (``T`` the arrays' float type, ``raw`` an array indexed by
 hand, ``i`` the element's index); :func:`elementwise_kernel` builds them. Without a GPU the
 snippets are compiled by ``tests/test_cupy_snippets.py`` into a host library with nvcc and
-checked against the reference on the CPU.
+checked against the definitions on the CPU.
 """
 
 from __future__ import annotations

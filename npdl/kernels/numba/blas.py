@@ -11,7 +11,7 @@ once. For a 1000x1000 float32 ``C`` on a 2-core AMD EPYC (OpenBLAS 0.3.31, 2 thr
 ``sgemm`` with k = 1 took 0.077 ms, ``sger`` 0.028 ms.
 
 ``gemm_at_b`` and ``ger`` return False when no usable CBLAS was found or the arrays do
-not fit (dtype, layout); the caller then falls back to the array-API reference.
+not fit (dtype, layout); the kernel then declines and the definition runs.
 """
 
 from __future__ import annotations

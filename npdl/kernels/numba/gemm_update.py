@@ -1,7 +1,7 @@
 """``C <- beta C + alpha A^T B`` on the CPU: one BLAS call (see :mod:`.blas`), no temporary.
 
 A GEMM is the one kernel here not written as a Numba loop: NumPy's BLAS is far
-faster than any hand-written loop, and what the reference loses is only the
+faster than any hand-written loop, and what the definition loses is only the
 missing ``beta`` in ``matmul``. Declines (the definition runs) when the BLAS
 cannot be called directly or the arrays' layout does not fit.
 
