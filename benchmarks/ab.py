@@ -217,6 +217,10 @@ def main(argv=None) -> int:
                 "env": env}
     text = report(summary, info, sides, settings)
     prefix = args.out or os.path.join(ROOT, "benchmarks", "results", f"{info['date'][:10]}-ab-{sides[1].rev[:10]}")
+    if not args.out:  # a second run on the same day against the same revision keeps the first one's files
+        base, n = prefix, 2
+        while os.path.exists(prefix + ".md") or os.path.exists(prefix + ".csv"):
+            prefix, n = f"{base}-{n}", n + 1
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     with open(prefix + ".md", "w") as f:
         f.write(text)

@@ -36,20 +36,21 @@ class ProductGrad:
     __slots__ = ("pairs", "shape", "dtype", "_formed")
 
     def __init__(self, pairs):
-        pairs = [tuple(pair) for pair in pairs]
-        if not pairs or any(len(pair) != 2 for pair in pairs):
+        pairs = list(pairs)
+        if not pairs:
             raise ValueError("ProductGrad: expected a non-empty list of (A, B) factor pairs")
-        M, K = int(pairs[0][0].shape[1]), int(pairs[0][1].shape[1])
-        for A, B in pairs:
-            if A.ndim != 2 or B.ndim != 2 or int(A.shape[0]) != int(B.shape[0]) \
-                    or (int(A.shape[1]), int(B.shape[1])) != (M, K):
+        A0, B0 = pairs[0]
+        M, K = A0.shape[-1], B0.shape[-1]
+        dtype = A0.dtype
+        for A, B in pairs:  # a layer passes one or two pairs: the checks cost a few attribute reads
+            if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0] or A.shape[1] != M or B.shape[1] != K:
                 raise ValueError(f"ProductGrad: factors of shapes {tuple(A.shape)} and {tuple(B.shape)} do not "
                                  f"give a ({M}, {K}) product A^T B")
-            if A.dtype != pairs[0][0].dtype or B.dtype != pairs[0][0].dtype:
+            if A.dtype != dtype or B.dtype != dtype:
                 raise ValueError("ProductGrad: the factors must share one dtype")
         self.pairs = pairs
-        self.shape = (M, K)
-        self.dtype = pairs[0][0].dtype
+        self.shape = (int(M), int(K))
+        self.dtype = dtype
         self._formed = None
 
     @property
