@@ -63,6 +63,7 @@ def _mode_from_env() -> str | None:
 _forced = _mode_from_env()
 _cache: dict = {}  # (module, namespace) -> kernel module or None
 _calls: dict = {}  # (operation, array type) -> kernel function or None
+_call_caches: list = []  # each accelerated operation's own array type -> kernel cache
 _UNKNOWN = object()  # not looked up yet
 
 #: operation name -> its definition (the undecorated function in the layer, loss or optimizer file)
@@ -78,6 +79,8 @@ def use(mode: str | None) -> None:
     _forced = None if mode in (None, "auto") else ("off" if mode in _OFF else mode)
     _cache.clear()
     _calls.clear()
+    for cache in _call_caches:
+        cache.clear()
 
 
 def mode() -> str:
@@ -212,13 +215,19 @@ def accelerated(operation: str, on: int = 0):
 
     def decorate(fn):
         name = list(inspect.signature(fn).parameters)[on]  # the argument ``on``, when passed by keyword
+        by_type: dict = {}  # array type -> this operation's kernel or None (cleared by :func:`use`)
+        _call_caches.append(by_type)
 
         @functools.wraps(fn)
         def run(*args, **kwargs):
-            array = _array_of(args[on] if len(args) > on else kwargs[name])
-            kernel = _calls.get((operation, type(array)), _UNKNOWN)
+            array = args[on] if len(args) > on else kwargs[name]
+            kind = type(array)
+            if kind is list or kind is tuple:
+                array = _array_of(array)
+                kind = type(array)
+            kernel = by_type.get(kind, _UNKNOWN)
             if kernel is _UNKNOWN:
-                kernel = kernel_for(operation, array)
+                kernel = by_type[kind] = kernel_for(operation, array)
             if kernel is not None:
                 out = kernel(*args, **kwargs)
                 if out is not NotImplemented:
