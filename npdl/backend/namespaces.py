@@ -49,6 +49,24 @@ def namespace(*arrays):
     return xp
 
 
+class AutodiffDevice(Device):
+    """Where a PyTorch tensor or a JAX array lives (``kind`` ``"torch"`` or ``"jax"``).
+
+    Training never sees one: :func:`npdl.gradcheck.check_layer` runs a layer's own array-API
+    forward on torch tensors or JAX arrays to differentiate it by autodiff, and the layer's
+    device checks then compare these. ``xp`` is the library's array-API namespace.
+    """
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", self.kind)
+
+    @property
+    def xp(self):
+        import importlib
+
+        return importlib.import_module("array_api_compat.torch" if self.kind == "torch" else "jax.numpy")
+
+
 def device_of(x) -> Device:
     """The :class:`Device` an array lives on."""
     if type(x) is np.ndarray:  # the common case first: checks call this several times per step
@@ -59,6 +77,8 @@ def device_of(x) -> Device:
         return Device("strict")
     if array_api_compat.is_cupy_array(x):
         return Device("cupy", int(x.device.id))
+    if array_api_compat.is_torch_array(x) or array_api_compat.is_jax_array(x):
+        return AutodiffDevice("torch" if array_api_compat.is_torch_array(x) else "jax")
     raise DeviceError(f"not an array npdl can use: {type(x).__module__}.{type(x).__name__}")
 
 

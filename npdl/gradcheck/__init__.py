@@ -15,6 +15,10 @@ when it is at most ``NUMERIC_TOL`` (1e-6) against finite differences and
 
 :mod:`.step` checks a whole training step's gradient (loss and penalties, every parameter
 of a small model of each family) the same two ways (``npdl gradcheck --step``).
+
+:func:`check_layer`, :func:`check_loss` and :func:`check_model` (:mod:`.user`) do the same for a
+layer, loss or model you write yourself, differentiating its own forward with PyTorch and JAX
+(no hand-written reference needed), and return a :class:`Report` of the same records.
 """
 
 from .case import Case
@@ -22,3 +26,5 @@ from .cases import CASES, select
 from .numeric import numerical_vjp, relative_error
 from .runner import AUTODIFF_TOL, BACKENDS, NUMERIC_TOL, Record, check_case, format_table, run
 from .step import STEP_MODELS, check_step
+from .user import check_layer, check_loss, check_model
+from .user_report import CheckRecord, GradientCheckError, Report
