@@ -1,61 +1,111 @@
 #!/usr/bin/env bash
-# Every GPU check of the GPU issues in one call, time-boxed to fit a lent GPU machine's budget.
+# Every GPU check of npdl in one call of at most 6 minutes, the most important first, on a machine
+# with an NVIDIA GPU and no network:
 #
-#   mkdir -p data && cp -r ../shared/data/mnist data/      # /data/ is git-ignored
-#   run(command="bash benchmarks/gpu_check.sh", carry=["data"], timeout_s=600)
+#   bash benchmarks/gpu_wheels.sh 3.12          # beforehand, with network: wheels of what may be missing
+#   mkdir -p data && cp -r /path/to/mnist data/ # the MNIST files for the training runs (data/ is git-ignored)
+#   OUT=/some/dir bash benchmarks/gpu_check.sh  # on the GPU machine, in the repository's root
 #
-# Writes under $OUT (default ./gpu-check): info.txt (nvidia-smi, npdl info), pytest-gpu.txt
-# (the tests marked gpu), pytest-cuda-kernels.txt (the numba.cuda kernels under the simulator and
-# compiled to PTX with the machine's libNVVM),
-# gradcheck-cupy.txt, train-*.json/.txt (short --device gpu runs of every issue-8 model),
-# kernels-ab.txt (npdl's GPU steps with the numba.cuda kernels, with CuPy ElementwiseKernels for the
-# elementwise ones, NPDL_KERNELS=cupy, and with CuPy operations only, NPDL_KERNELS=off: does a
-# fused kernel's launch pay at small batches, and whose?), launch-overhead.txt
-# (host microseconds per launch, kernel by kernel: benchmarks/launch_overhead.py),
-# bench.csv/bench.txt (npdl CPU vs GPU vs PyTorch CUDA, with the CUDA-graph replay) and
-# summary.txt (exit status and seconds of each step). Each step has its own timeout, so
-# one that hangs costs its slot, not the rest; the limits add up to 575 s (under the 600 s of one call).
+# Steps, in this order, each under its own timeout and all under one deadline (BUDGET seconds, 355 by
+# default), so a step that hangs costs its slot and a run cut short keeps every earlier result:
+#   0. the Python packages npdl needs, installed from wheelhouse/ (--no-index) when one is missing;
+#   1. nvidia-smi and `npdl info`                                       -> info.txt
+#   2. the tests marked gpu, the CuPy backend's first, then the numba.cuda kernels -> tests.txt
+#   3. `npdl gradcheck --backend cupy`                                  -> tests.txt
+#   4. the benchmark suite on the CPU and the GPU against PyTorch CUDA: a batch-size sweep, the
+#      GPU/CPU crossover, the ceilings and the roofline columns         -> bench.txt, bench.csv, peak.txt
+#   5. the kernel A/B (numba.cuda, CuPy ElementwiseKernels, plain CuPy) and the host time per launch
+#                                                                       -> kernels.txt
+#   6. short --device gpu training runs of logreg, da, lenet and keras-cnn -> train.txt
+#   7. `npdl bench --peak --device gpu`                                 -> peak.txt
+# summary.txt has each step's exit status and seconds. Every file starts with the GPU's name. Eight
+# files in all, appended to as the steps run (bench.csv row by row).
 set -u
-OUT=${OUT:-./gpu-check}
+OUT=${OUT:-${1:-./gpu-check}}
 mkdir -p "$OUT"
-export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
+OUT=$(cd "$OUT" && pwd)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export NPDL_DATA_DIR=${NPDL_DATA_DIR:-$PWD/data/mnist}
-SUMMARY="$OUT/summary.txt"
-: > "$SUMMARY"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+DEADLINE=$((SECONDS + ${BUDGET:-355}))
+SCRATCH=$(mktemp -d)
+GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+GPU=${GPU:-no GPU found by nvidia-smi}
+for f in summary info tests bench kernels train peak; do
+    echo "# GPU: $GPU; $(date -u +%Y-%m-%dT%H:%M:%SZ); $(git rev-parse --short HEAD 2>/dev/null || echo no-git)" \
+        > "$OUT/$f.txt"
+done
 
-step() {  # step NAME SECONDS COMMAND...: run with a timeout, log output and status
-    local name=$1 limit=$2
-    shift 2
+step() {  # step FILE NAME SECONDS COMMAND...: append the output to FILE.txt, under the step's and the run's limit
+    local file=$1 name=$2 limit=$3
+    shift 3
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 5 ]; then
+        echo "$name skipped: the ${BUDGET:-355} s budget is spent" | tee -a "$OUT/summary.txt"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     local start=$SECONDS
-    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    echo "=== $name (limit ${limit} s)" >> "$OUT/$file.txt"
+    timeout -k 5 "$limit" "$@" >> "$OUT/$file.txt" 2>&1
     local rc=$?
-    echo "$name rc=$rc seconds=$((SECONDS - start))" | tee -a "$SUMMARY"
+    echo "$name rc=$rc seconds=$((SECONDS - start))$([ $rc -eq 124 ] && echo ' (timed out)')" | tee -a "$OUT/summary.txt"
 }
 
-step info 30 bash -c 'nvidia-smi; python -m npdl info'
-step pytest-gpu 90 python -m pytest -q -m gpu tests/ -p no:cacheprovider
-step pytest-cuda-kernels 25 python -m pytest -q tests/test_cuda_sim.py -p no:cacheprovider
-step gradcheck-cupy 40 python -m npdl gradcheck --backend cupy --autodiff none
-# MODEL:SECONDS:ARGS. The SdA smoke run is one epoch per phase at batch 20 (10,000 steps instead
-# of 200,000 at batch 1): the published batch-1 reproduction belongs to a run of its own.
-for spec in "logreg:30:" "mlp:30:--epochs 3" "da:35:--epochs 2" "sda:50:--epochs 1 --batch-size 20" \
-            "lenet:30:--epochs 2" "keras-cnn:35:" "rnn-mnist:25:"; do
+# 0. what npdl needs, from the wheels brought along, only where an import fails
+missing=$($PY - <<'EOF'
+import importlib
+need = {"array_api_compat": "array-api-compat", "array_api_strict": "array-api-strict", "tqdm": "tqdm",
+        "threadpoolctl": "threadpoolctl", "numba": "numba", "hypothesis": "hypothesis", "pytest": "pytest"}
+out = []
+for module, dist in need.items():
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        out.append(dist)
+print(" ".join(out))
+EOF
+)
+if [ -n "$missing" ]; then
+    SITE=$SCRATCH/site
+    # shellcheck disable=SC2086  # a word list on purpose
+    step summary "install $missing" 30 $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
+        --find-links wheelhouse $missing
+    export PYTHONPATH=$PYTHONPATH:$SITE
+fi
+
+# 1. the machine
+step info info 20 bash -c "nvidia-smi; $PY -m npdl info"
+# 2. the gpu tests: the CuPy backend first, then the rest, then the numba.cuda kernels (simulator and PTX)
+step tests pytest-gpu-cupy 50 $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_backend.py
+step tests pytest-gpu-rest 50 $PY -m pytest -q -m gpu -p no:cacheprovider tests/ \
+    --ignore=tests/test_gpu.py --ignore=tests/test_backend.py
+step tests pytest-cuda-kernels 20 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_sim.py
+# 3. gradients on the GPU against the definitions
+step tests gradcheck-cupy 25 $PY -m npdl gradcheck --backend cupy --autodiff none
+# 4. npdl CPU vs GPU vs PyTorch CUDA over batch sizes (the crossover), with the ceilings and the roofline
+step bench bench 120 $PY benchmarks/run.py --workload mlp,lenet --batch-sizes 1,32,1024 --device cpu,gpu \
+    --impls npdl,torch --rounds 1 --min-seconds 0.1 --csv "$SCRATCH/bench.csv" --no-plots
+cp "$SCRATCH/bench.csv" "$OUT/bench.csv" 2>/dev/null
+for f in "$SCRATCH"/bench-peak-*.json; do [ -f "$f" ] && { echo "=== $(basename "$f")"; cat "$f"; } >> "$OUT/peak.txt"; done
+# 5. does a fused kernel's launch pay at small batches, and whose? (numba.cuda launches cost more host time
+#    than CuPy's); then the host time per launch, kernel by kernel
+step kernels kernels-ab 30 bash -c "set -o pipefail; for k in auto cupy off; do
+    NPDL_KERNELS=\$k $PY -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
+        --min-seconds 0.05 --no-peak --json | sed -u \"s/^/\$k /\"; done"
+step kernels launch-overhead 12 $PY benchmarks/launch_overhead.py --calls 300
+# 6. short training runs on the GPU (MODEL:SECONDS:ARGS)
+for spec in "logreg:15:--epochs 2" "da:15:--epochs 1 --subset 20000" "lenet:20:--epochs 1 --subset 10000" \
+            "keras-cnn:20:--subset 10000"; do
     model=${spec%%:*}
     rest=${spec#*:}
     limit=${rest%%:*}
     args=${rest#*:}
     # shellcheck disable=SC2086  # args is a word list on purpose
-    step "train-$model" "$limit" python -m npdl train "$model" --device gpu --json --quiet $args
+    step train "train-$model" "$limit" $PY -m npdl train "$model" --device gpu --json --quiet $args
 done
-# numba.cuda launches cost more host time than CuPy's (numba-cuda#477), so at small batches a fused
-# kernel may lose to the several CuPy launches it replaces: the same GPU steps with the numba.cuda
-# kernels (auto), CuPy's ElementwiseKernels for the elementwise ones (cupy) and plain CuPy operations
-# (reference); unbuffered, so a timeout keeps what was printed
-step kernels-ab 40 bash -c 'set -o pipefail; for k in auto cupy off; do
-    NPDL_KERNELS=$k python -u -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
-        --min-seconds 0.1 --json | sed -u "s/^/$k /"; done'
-# host time per launch: CuPy's operations against npdl's numba.cuda kernels, one by one
-step launch-overhead 15 python -u benchmarks/launch_overhead.py
-step bench 100 python benchmarks/run.py --workload sda_b1,sda_b128,lenet_b500,kcnn_b64,mlp_b20 \
-    --device cpu,gpu --impls npdl,torch --graph --rounds 1 --min-seconds 0.3 --csv "$OUT/bench.csv" --no-plots
-echo "done; see $SUMMARY"
+# 7. the GPU's ceilings on their own (TF32 off)
+step peak peak-gpu 20 $PY -m npdl bench --peak --device gpu --json --min-seconds 0.5
+rm -rf "$SCRATCH"
+echo "done in $SECONDS s; see $OUT/summary.txt" | tee -a "$OUT/summary.txt"

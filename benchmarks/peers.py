@@ -2,7 +2,9 @@
 
 Run one (workload, implementation) per process so thread pools of different libraries
 never compete:  python benchmarks/peers.py --impl torch --workload mlp_b20 --device cpu
-Prints one JSON line like ``npdl bench --json``.
+Prints one JSON line like ``npdl bench --json``, with the step's ``flops`` and minimum ``bytes``:
+npdl's count of the same workload (:func:`npdl.bench.work.workload_work`), the same for every
+implementation, so their achieved GFLOP/s compare.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from npdl.bench import measure, parse  # noqa: E402
 from npdl.bench.timing import cpu_name  # noqa: E402
+from npdl.bench.work import workload_work  # noqa: E402
 
 
 def torch_step(w, device):
@@ -115,8 +118,10 @@ def main(argv=None):
     w = parse(args.workload)
     step, sync, version = PEERS[w.family][args.impl](w, args.device)
     result = measure(step, sync, min_seconds=args.min_seconds)
+    work = workload_work(w)  # counted after the timing, from npdl's model of the workload
     print(json.dumps({"workload": w.name, "impl": args.impl, "device": args.device, "batch_size": w.batch_size,
-                      "device_name": device_name(args.impl, args.device), **result, "version": version}))
+                      "device_name": device_name(args.impl, args.device), **result, "version": version,
+                      "flops": work.flops, "bytes": work.bytes}))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@
 * :func:`crossover`: per workload family, the first batch size at which the GPU step is
   faster than the CPU step (both measured for the same implementation);
 * :func:`write_plots`: one PNG per family: step time vs batch size (log-log), one line per
-  implementation and device, and beside it the GPU/CPU speed-up with the crossover marked.
-  Needs matplotlib; without it :func:`write_plots` says so and returns no paths.
+  implementation and device, and beside it the GPU/CPU speed-up with the crossover marked;
+* :func:`write_rooflines`: one PNG per device: the measured ceilings (the GEMM rate, and the
+  bandwidth times the arithmetic intensity) as lines, and each workload and implementation as a
+  point at its intensity (FLOP per byte) and achieved GFLOP/s (median over rounds).
+  Both need matplotlib; without it they say so and return no paths.
 
     python benchmarks/plots.py benchmarks/results/2026-11-25-sweep.csv   # plots from a written CSV
+    (rooflines too when the CSV has the ceilings: ``gemm_gflops_per_s``, ``bandwidth_gb_per_s``)
 """
 
 from __future__ import annotations
@@ -119,6 +123,80 @@ def write_plots(rows, prefix: str) -> list:
     return paths
 
 
+def roofline_points(rows) -> dict:
+    """``{device: {(workload, impl): (FLOP per byte, GFLOP/s)}}``, the rate from the median over rounds."""
+    times: dict = {}
+    work: dict = {}
+    for r in rows:
+        if r.get("flops") in (None, "") or r.get("bytes") in (None, ""):
+            continue
+        key = (r["workload"], r["impl"])
+        times.setdefault(r["device"], {}).setdefault(key, []).append(float(r["median_ms"]))
+        work[key] = (float(r["flops"]), float(r["bytes"]))
+    return {device: {key: (work[key][0] / work[key][1], work[key][0] / (statistics.median(ms) / 1e3) / 1e9)
+                     for key, ms in cells.items()} for device, cells in times.items()}
+
+
+def peaks_from_rows(rows) -> dict:
+    """``{device: {"gemm_gflops_per_s", "bandwidth_gb_per_s"}}`` from rows that carry the ceilings."""
+    out = {}
+    for r in rows:
+        if r.get("gemm_gflops_per_s") not in (None, "") and r.get("bandwidth_gb_per_s") not in (None, ""):
+            out[r["device"]] = {"gemm_gflops_per_s": float(r["gemm_gflops_per_s"]),
+                                "bandwidth_gb_per_s": float(r["bandwidth_gb_per_s"])}
+    return out
+
+
+def write_rooflines(rows, peaks: dict, prefix: str) -> list:
+    """Write ``<prefix>-roofline-<device>.png`` for each device with ceilings in ``peaks``; returns the paths."""
+    points = roofline_points(rows)
+    devices = [d for d in sorted(points) if d in peaks]
+    if not devices:
+        return []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed; no roofline plots (pip install matplotlib)", file=sys.stderr)
+        return []
+    paths = []
+    markers = {"npdl": "o", "npdl-graph": "D", "torch": "s", "jax": "^"}
+    for device in devices:
+        gemm, bandwidth = peaks[device]["gemm_gflops_per_s"], peaks[device]["bandwidth_gb_per_s"]
+        cells = points[device]
+        xs = [i for i, _ in cells.values()] + [gemm / bandwidth]
+        lo, hi = min(xs) / 4, max(xs) * 4
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        grid = [lo * (hi / lo) ** (k / 200) for k in range(201)]
+        ax.plot(grid, [min(gemm, bandwidth * x) for x in grid], color="black", linewidth=1.5, label="roofline")
+        ax.axhline(gemm, color="grey", linestyle=":", linewidth=1, label=f"GEMM peak {gemm:,.0f} GFLOP/s")
+        ax.plot(grid, [bandwidth * x for x in grid], color="grey", linestyle="--", linewidth=1,
+                label=f"bandwidth {bandwidth:,.0f} GB/s")
+        families = sorted({family_of(w) for w, _ in cells})
+        colors = {f: plt.cm.tab10(k % 10) for k, f in enumerate(families)}
+        for (workload, impl), (x, y) in sorted(cells.items()):
+            ax.scatter([x], [y], marker=markers.get(impl, "x"), color=colors[family_of(workload)], s=36, zorder=3)
+            ax.annotate(workload, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for impl in sorted({impl for _, impl in cells}):
+            ax.scatter([], [], marker=markers.get(impl, "x"), color="grey", label=impl)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel("arithmetic intensity (FLOP per byte moved, at least)")
+        ax.set_ylabel("achieved GFLOP/s (median step)")
+        ax.set_title(f"roofline: {device} ({next((r.get('device_name') for r in rows if r['device'] == device), '')})")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = f"{prefix}-roofline-{device}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def read_csv(path: str) -> list:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -130,7 +208,8 @@ def main(argv=None) -> int:
         print("usage: python benchmarks/plots.py RESULTS.csv", file=sys.stderr)
         return 2
     rows = read_csv(argv[0])
-    for path in write_plots(rows, os.path.splitext(argv[0])[0]):
+    prefix = os.path.splitext(argv[0])[0]
+    for path in write_plots(rows, prefix) + write_rooflines(rows, peaks_from_rows(rows), prefix):
         print(f"wrote {path}")
     for family, b in crossover(rows).items():
         print(f"{family}: GPU faster than CPU from batch size {b}" if b else f"{family}: GPU never faster")

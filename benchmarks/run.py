@@ -16,6 +16,15 @@ its CPU step) and ``benchmarks/plots.py`` writes a PNG per family next to the CS
 vs batch size for every implementation and device, and the GPU/CPU speed-up curve.
 ``--graph`` adds ``npdl-graph``: npdl's GPU step replayed from a CUDA graph.
 
+Against the hardware: the ceilings of each device are measured once at the start (``npdl bench
+--peak --json``, written next to the CSV as ``<csv>-peak-<device>.json``), and every row, of every
+implementation, gains the step's FLOPs and minimum bytes (the same count for all: npdl's analytic
+count, docs/roofline.md), ``gflops_per_s``, ``peak_fraction`` (of the measured GEMM rate),
+``intensity`` (FLOP per byte) and ``overhead_ms`` (the time neither ceiling explains). A second
+table lists them, and ``benchmarks/plots.py`` draws a roofline per device (``<csv>-roofline-<device>.png``).
+``--load N`` runs N busy-looping Python processes throughout the timings (every implementation
+alike) and records N in every row.
+
 The ratio is npdl's median over the faster peer's median (below 1: npdl is faster).
 Peers that are not installed are skipped with a note. Only ratios from one run
 compare: machines (and their load) differ from one run to the next.
@@ -40,15 +49,23 @@ DEVICES = ("cpu", "gpu")
 
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
+from npdl.bench.roofline import roofline_fields  # noqa: E402
 from npdl.bench.timing import cpu_name  # noqa: E402
-from npdl.bench.workloads import expand, parse_batch_sizes  # noqa: E402
+from npdl.bench.work import workload_work  # noqa: E402
+from npdl.bench.workloads import expand, parse, parse_batch_sizes  # noqa: E402
 import plots  # noqa: E402  (benchmarks/plots.py)
 
+#: columns of the CSV, in order (``cpu``, ``cores`` and ``load`` follow)
+KEYS = ["workload", "impl", "device", "batch_size", "round", "median_ms", "min_ms", "reps", "version", "device_name",
+        "graph", "timer", "flops", "bytes", "intensity", "gflops_per_s", "peak_fraction", "roofline_ms", "overhead_ms",
+        "gemm_gflops_per_s", "bandwidth_gb_per_s"]
 
-def command(impl, workload, device, min_seconds):
+
+def command(impl, workload, device, min_seconds, peak_file=None):
     if impl in ("npdl", "npdl-graph"):
         return [sys.executable, "-m", "npdl", "bench", "--workload", workload, "--device", device, "--json",
-                "--min-seconds", str(min_seconds)] + (["--graph"] if impl == "npdl-graph" else [])
+                "--min-seconds", str(min_seconds)] + (["--graph"] if impl == "npdl-graph" else []) \
+            + (["--peak-file", peak_file] if peak_file else ["--no-peak"])
     return [sys.executable, os.path.join(HERE, "peers.py"), "--impl", impl, "--workload", workload,
             "--device", device, "--min-seconds", str(min_seconds)]
 
@@ -66,13 +83,57 @@ def machine() -> dict:
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
-def run_one(impl, workload, device, min_seconds) -> dict:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run(command(impl, workload, device, min_seconds), capture_output=True, text=True, env=env,
-                          cwd=ROOT)
+def _env():
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def run_one(impl, workload, device, min_seconds, peak_file=None) -> dict:
+    done = subprocess.run(command(impl, workload, device, min_seconds, peak_file), capture_output=True, text=True,
+                          env=_env(), cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{impl} {workload} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_peak(device, path, min_seconds, elements=None) -> dict | None:
+    """The device's ceilings (``npdl bench --peak --json``), also written to ``path``; None if it fails."""
+    argv = [sys.executable, "-m", "npdl", "bench", "--peak", "--json", "--device", device,
+            "--min-seconds", str(min_seconds)] + (["--peak-elements", str(elements)] if elements else [])
+    done = subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=ROOT)
+    if done.returncode != 0:
+        print(f"note: no ceilings for {device}: {done.stderr.strip()[-500:]}", file=sys.stderr)
+        return None
+    peak = json.loads(done.stdout.strip().splitlines()[-1])
+    with open(path, "w") as f:
+        f.write(json.dumps(peak) + "\n")
+    return peak
+
+
+def add_roofline(row, peak) -> dict:
+    """``row`` with the step's work (the same count whatever the implementation) against ``peak``."""
+    work = workload_work(parse(row["workload"]))
+    row.update(roofline_fields(work.flops, work.bytes, float(row["median_ms"]), peak))
+    if peak:
+        row.update(gemm_gflops_per_s=peak["gemm_gflops_per_s"], bandwidth_gb_per_s=peak["bandwidth_gb_per_s"])
+    return row
+
+
+class Load:
+    """``n`` busy-looping Python processes while the ``with`` block runs (a competing CPU-bound load)."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = int(n), []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        return False
 
 
 def main(argv=None) -> int:
@@ -86,12 +147,18 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the whole set (3)")
     p.add_argument("--min-seconds", type=float, default=1.5, help="timed seconds per cell and round (1.5)")
     p.add_argument("--csv", help="write every measurement here (default benchmarks/results/<date>-<device>.csv)")
-    p.add_argument("--no-plots", action="store_true", help="with --batch-sizes, do not write the PNG plots")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    p.add_argument("--no-peak", action="store_true", help="do not measure the ceilings (no %% peak, no roofline)")
+    p.add_argument("--peak-elements", type=int, metavar="N", help="float32 elements per bandwidth array (npdl bench)")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="run N busy-looping Python processes during the timings (a competing CPU load; 0)")
     args = p.parse_args(argv)
 
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     if not devices or any(d not in DEVICES for d in devices):
         p.error(f"--device: use cpu, gpu or cpu,gpu, got {args.device!r}")
+    if args.rounds < 1 or args.load < 0 or not 0 <= args.min_seconds < float("inf"):
+        p.error("--rounds must be at least 1, --load at least 0 and --min-seconds a finite number >= 0")
     try:
         sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
         workloads = [w.name for w in expand(args.workload.split(","), sizes)]
@@ -107,41 +174,76 @@ def main(argv=None) -> int:
         impls.insert(impls.index("npdl") + 1, "npdl-graph")
     info = machine()
     print(f"# {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}"
-          + (f", OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}" if info["OPENBLAS_CORETYPE"] else ""))
-    rows = []
-    for round_ in range(args.rounds):
-        for workload in workloads:
-            for device in devices:
-                for impl in impls:
-                    if impl == "npdl-graph" and device != "gpu":
-                        continue
-                    try:
-                        r = run_one(impl, workload, device, args.min_seconds)
-                    except RuntimeError as exc:  # e.g. out of memory at a large batch: note it, go on
-                        print(f"note: {exc}", file=sys.stderr, flush=True)
-                        continue
-                    r.update(round=round_ + 1, impl=impl, device=device)
-                    r.setdefault("device_name", info["cpu"] if device == "cpu" else "")
-                    rows.append(r)
-                    print(f"round {round_ + 1}: {workload:10s} {device:4s} {impl:10s} median {r['median_ms']:9.3f} ms"
-                          f"  min {r['min_ms']:9.3f} ms  ({r['reps']} reps)", file=sys.stderr, flush=True)
-
+          + (f", OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}" if info["OPENBLAS_CORETYPE"] else "")
+          + (f", load: {args.load} busy processes" if args.load else ""))
     path = args.csv or os.path.join(HERE, "results", f"{info['date'][:10]}-{'-'.join(devices)}.csv")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    keys = ["workload", "impl", "device", "batch_size", "round", "median_ms", "min_ms", "reps", "version",
-            "device_name", "graph", "timer"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys + ["cpu", "cores"], extrasaction="ignore")
+    prefix = os.path.splitext(path)[0]
+    peaks, peak_files = {}, {}
+    for device in devices if not args.no_peak else ():
+        peak_files[device] = f"{prefix}-peak-{device}.json"
+        peaks[device] = measure_peak(device, peak_files[device], min(args.min_seconds, 1.0), args.peak_elements)
+        if peaks[device] is None:
+            peak_files.pop(device)
+        else:
+            print(f"# {device} ceilings: GEMM {peaks[device]['gemm_gflops_per_s']:,.1f} GFLOP/s, bandwidth "
+                  f"{peaks[device]['bandwidth_gb_per_s']:,.1f} GB/s ({peaks[device]['device_name']})")
+    rows = []
+    # every row is written as soon as it is measured, so a run cut short keeps what it measured
+    with open(path, "w", newline="") as f, Load(args.load):
+        writer = csv.DictWriter(f, fieldnames=KEYS + ["cpu", "cores", "load"], extrasaction="ignore")
         writer.writeheader()
-        for r in rows:
-            writer.writerow({**r, "cpu": info["cpu"], "cores": info["cores"]})
+        f.flush()
+        for round_ in range(args.rounds):
+            for workload in workloads:
+                for device in devices:
+                    for impl in impls:
+                        if impl == "npdl-graph" and device != "gpu":
+                            continue
+                        try:
+                            r = run_one(impl, workload, device, args.min_seconds, peak_files.get(device))
+                        except RuntimeError as exc:  # e.g. out of memory at a large batch: note it, go on
+                            print(f"note: {exc}", file=sys.stderr, flush=True)
+                            continue
+                        r.update(round=round_ + 1, impl=impl, device=device)
+                        r.setdefault("device_name", info["cpu"] if device == "cpu" else "")
+                        rows.append(add_roofline(r, peaks.get(device)))
+                        writer.writerow({**r, "cpu": info["cpu"], "cores": info["cores"], "load": args.load})
+                        f.flush()
+                        print(f"round {round_ + 1}: {workload:10s} {device:4s} {impl:10s} median "
+                              f"{r['median_ms']:9.3f} ms  min {r['min_ms']:9.3f} ms  ({r['reps']} reps)",
+                              file=sys.stderr, flush=True)
 
     print_table(rows, workloads, devices, impls)
+    print_roofline(rows, workloads, devices, impls, peaks)
     print(f"\nwrote {path}")
-    if sizes and not args.no_plots:
-        for png in plots.write_plots(rows, os.path.splitext(path)[0]):
+    if not args.no_plots:
+        pngs = plots.write_plots(rows, prefix) if sizes else []
+        pngs += plots.write_rooflines(rows, {d: p for d, p in peaks.items() if p}, prefix)
+        for png in pngs:
             print(f"wrote {png}")
     return 0
+
+
+def print_roofline(rows, workloads, devices, impls, peaks) -> None:
+    """Per cell (median over rounds): achieved GFLOP/s, % of the GEMM peak, FLOP per byte, overhead."""
+    if not any(r.get("flops") for r in rows):
+        return
+    print("\n| workload | device | impl | median ms | GFLOP/s | % of GEMM peak | FLOP/byte | roofline ms | overhead ms |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for workload in workloads:
+        for device in devices:
+            for impl in impls:
+                medians = [float(r["median_ms"]) for r in rows
+                           if r["workload"] == workload and r["impl"] == impl and r["device"] == device]
+                if not medians:
+                    continue
+                row = add_roofline({"workload": workload, "median_ms": statistics.median(medians)}, peaks.get(device))
+                cell = lambda key, fmt: "-" if row.get(key) is None else format(row[key], fmt)  # noqa: E731
+                fraction = "-" if row["peak_fraction"] is None else f"{100 * row['peak_fraction']:.1f}"
+                print(f"| {workload} | {device} | {impl} | {row['median_ms']:.3f} | {cell('gflops_per_s', '.2f')} | "
+                      f"{fraction} | {cell('intensity', '.1f')} | {cell('roofline_ms', '.3f')} | "
+                      f"{cell('overhead_ms', '.3f')} |")
 
 
 def print_table(rows, workloads, devices, impls) -> dict:

@@ -39,7 +39,7 @@ superscript made only of digits, signs and ``\top`` becomes Unicode superscripts
 
 Also accepted, for the few formulas that need them: ``\sqrt{a}`` (``√(a)``), ``\min``,
 ``\prod``, ``\le``/``\leq``, ``\ge``/``\geq``, ``\ne``/``\neq``, ``\pm``, ``\infty``, ``\sim``,
-``\to``/``\rightarrow``, ``\ldots``/``\dots``, ``\tilde{x}`` (``x~``, the code's name of a corrupted input), ``\lfloor \rfloor``, ``\lceil \rceil``,
+``\to``/``\rightarrow``, ``\ldots``/``\dots``, ``\tilde{x}`` (``x~``, the code's name of a corrupted input), ``\hat{m}`` (``m_hat``), ``\lfloor \rfloor``, ``\lceil \rceil``,
 ``\langle \rangle``, ``\|``, ``\{ \}``, ``\mathrm{...}``/``\operatorname{...}`` (the text),
 and the spaces ``\,`` ``\;`` ``\ `` ``\qquad``. :func:`unsupported` lists any other
 command a text uses (the tests require none in npdl's own docstrings); :func:`to_terminal`
@@ -78,7 +78,7 @@ SYMBOLS = {
 TEXT_COMMANDS = ("text", "mathrm", "operatorname")
 BLACKBOARD = {"1": "𝟙", "R": "ℝ", "N": "ℕ", "Z": "ℤ"}
 #: commands that take an argument or a delimiter
-STRUCTURE = ("frac", "sqrt", "mathbb", "tilde", "left", "right") + TEXT_COMMANDS
+STRUCTURE = ("frac", "sqrt", "mathbb", "tilde", "hat", "left", "right") + TEXT_COMMANDS
 
 SUPERSCRIPT = dict(zip("0123456789+-=()ᵀ", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ᵀ"))
 
@@ -221,6 +221,9 @@ def _math(s: str) -> str:
             elif name == "tilde":  # the code's own spelling of a corrupted input: x~
                 a, i = _group(s, i)
                 out.append(_math(a) + "~")
+            elif name == "hat":  # the code's own spelling of a corrected estimate: m_hat
+                a, i = _group(s, i)
+                out.append(_math(a) + "_hat")
             elif name == "mathbb":
                 a, i = _group(s, i)
                 out.append(BLACKBOARD.get(a.strip(), a.strip()))

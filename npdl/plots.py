@@ -28,6 +28,33 @@ def _save(plt, fig, path, suptitle=None) -> str:
     return path
 
 
+def html_img(source, alt: str = "", width: int | None = None) -> str:
+    """An ``<img>`` tag carrying a PNG inline (base64), for a page that must hold its own pictures
+    (the tutorials, whose code blocks markdown-exec runs at build time).
+
+    ``source`` is a matplotlib figure (written as PNG at 100 dpi, then closed), a file-like object
+    holding PNG bytes (the ``io.BytesIO`` passed as ``path`` to :func:`tile_images` and the other
+    functions here, which write to it as they would to a file) or the PNG bytes themselves.
+    """
+    import base64
+    import html
+
+    if hasattr(source, "savefig"):
+        import io
+
+        plt = _pyplot()
+        buffer = io.BytesIO()
+        source.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        plt.close(source)
+        source = buffer
+    data = source.getvalue() if hasattr(source, "getvalue") else bytes(source)
+    if not data.startswith(b"\x89PNG"):
+        raise ValueError("html_img: expected a PNG (a figure, a buffer a plot was written to, or PNG bytes)")
+    size = "" if width is None else f' width="{int(width)}"'
+    return (f'<img alt="{html.escape(alt)}"{size} '
+            f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">')
+
+
 def training_curves(history, path, title=None) -> str:
     """Loss (train and validation) and, when recorded, error/accuracy per epoch, side by side."""
     plt = _pyplot()

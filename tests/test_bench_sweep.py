@@ -203,7 +203,8 @@ def test_run_py_sweeps_npdl_on_the_cpu(tmp_path):
     """benchmarks/run.py --batch-sizes end to end on the CPU: two tiny cells, a CSV and a PNG."""
     path = tmp_path / "sweep.csv"
     done = subprocess.run([sys.executable, os.path.join(BENCH, "run.py"), "--impls", "npdl", "--workload", "mlp",
-                           "--batch-sizes", "1,4", "--min-seconds", "0.02", "--rounds", "1", "--csv", str(path)],
+                           "--batch-sizes", "1,4", "--min-seconds", "0.02", "--rounds", "1", "--csv", str(path),
+                           "--peak-elements", "100000", "--load", "1"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     with open(path) as f:
@@ -212,12 +213,18 @@ def test_run_py_sweeps_npdl_on_the_cpu(tmp_path):
     assert cells == [("mlp_b1", "cpu", "1"), ("mlp_b4", "cpu", "4")]
     assert all(r["device_name"] == timing.cpu_name() and float(r["median_ms"]) > 0 for r in rows)
     assert "| mlp_b4 | cpu |" in done.stdout
+    # against the ceilings measured first (written next to the CSV), under the load asked for
+    peak = json.loads((tmp_path / "sweep-peak-cpu.json").read_text())
+    for r in rows:
+        assert r["load"] == "1" and float(r["gemm_gflops_per_s"]) == pytest.approx(peak["gemm_gflops_per_s"])
+        assert float(r["peak_fraction"]) == pytest.approx(float(r["gflops_per_s"]) / peak["gemm_gflops_per_s"])
+    assert "| mlp_b4 | cpu | npdl |" in done.stdout and "% of GEMM peak" in done.stdout
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         assert "matplotlib is not installed" in done.stderr
     else:
-        assert (tmp_path / "sweep-mlp.png").exists()
+        assert (tmp_path / "sweep-mlp.png").exists() and (tmp_path / "sweep-roofline-cpu.png").exists()
 
 
 # ---------------------------------------------------------------------- A/B of two checkouts

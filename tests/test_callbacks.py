@@ -241,4 +241,4 @@ def test_model_checkpoint_save_best_only(tmp_path):
 def test_callbacks_must_be_callback_instances():
     x, y = blobs(20)
     with pytest.raises(TypeError, match="Callback"):
-        model().fit(x, y, verbose=0, callbacks=[lambda: None])
+        model().fit(x, y, batch_size=10, verbose=0, callbacks=[lambda: None])

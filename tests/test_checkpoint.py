@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from npdl.models import Sequential
 from npdl.optim import SGD, Adam, Momentum
 from npdl.training import (FORMAT_VERSION, Callback, CheckpointError, ModelCheckpoint, TrainingDivergedError,
                            load_checkpoint, read_checkpoint, save_checkpoint)
+from npdl.training.errors import FileWriteError
 
 
 def data(n=120, seed=0):
@@ -114,7 +116,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
         raise OSError("No space left on device")
 
     monkeypatch.setattr(np, "savez", savez_that_dies)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(FileWriteError, match="cannot write .*ck.npz: No space left on device; the file that was there"):
         save_checkpoint(path, model, model.optimizer, rng, epoch=3)
     assert open(path, "rb").read() == original
     assert sorted(os.listdir(tmp_path)) == ["ck.npz"]
@@ -122,7 +124,37 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     assert read_checkpoint(path)["epoch"] == 2
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_mode_of_any_new_file_and_keep_an_existing_one(tmp_path, umask):
+    model, rng, _ = trained(tmp_path)
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "new.npz", model, model.optimizer, rng)
+        (tmp_path / "plain.txt").write_text("a file written the ordinary way")
+        os.chmod(tmp_path / "new.npz", 0o640)
+        save_checkpoint(tmp_path / "new.npz", model, model.optimizer, rng, epoch=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o640
+    save_checkpoint(tmp_path / "other.npz", model)
+    assert stat.S_IMODE(os.stat(tmp_path / "other.npz").st_mode) == 0o666 & ~old
+
+
 # ------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("drop", ["optimizer", "history", "slot/"])
+def test_a_checkpoint_without_a_member_says_which_and_what_to_do(tmp_path, drop):
+    _, _, path = trained(tmp_path)  # Momentum: one velocity slot per parameter
+    with np.load(path) as archive:
+        drop = [k for k in archive.files if k.startswith(drop)][0]
+        members = {k: archive[k] for k in archive.files if k != drop}
+    np.savez(tmp_path / "cut.npz", **members)
+    with pytest.raises(CheckpointError, match=f"without the member.s. {drop}|no {drop} member") as refused:
+        read_checkpoint(tmp_path / "cut.npz")
+    assert "use the file as npdl.training.save_checkpoint wrote it" in str(refused.value)
+
 
 
 def test_truncated_file_is_refused(tmp_path):

@@ -57,9 +57,13 @@ def test_conv_recipes_keep_their_published_settings():
 
 def test_lenet_checkpoint_rebuilds_without_code(tmp_path):
     result = train(get_recipe("lenet"), epochs=1, batch_size=20, verbose=0, data=tiny_images(), out=str(tmp_path))
-    ck = npdl.load_checkpoint(tmp_path / "model.npz")
-    x = tiny_images()["test"][0]
-    assert ck["model"].predict(x).shape == (len(x), 10) and result.test_error is not None
+    model = npdl.load_checkpoint(tmp_path / "model.npz")["model"]
+    data = tiny_images()
+    for part, reported in (("test", result.test_error), ("valid", result.valid_error)):
+        x, y = data[part]
+        scores = model.predict(x)
+        assert scores.shape == (len(x), 10)  # the rebuilt network scores as the trained one did
+        assert np.mean(np.argmax(scores, axis=1) != y) == pytest.approx(reported, abs=1e-6), part
 
 
 @pytest.mark.mnist
@@ -106,23 +110,45 @@ def test_pool_then_bias_equals_bias_then_pool():
 # ------------------------------------------------------------- the layer, kernels off
 
 
-def test_conv_layer_float32_matches_the_reference_kernels():
+def _reordering_bound(n_terms, magnitude, dtype):
+    """How far apart two evaluations of the same sum of ``n_terms`` products may be when they add in
+    different orders: each is within ``gamma_n * sum|terms|`` of the exact sum, ``gamma_n = n u / (1 - n u)``
+    with ``u`` the unit round-off (Higham, Accuracy and Stability of Numerical Algorithms, eq. 3.5), so
+    together within ``2 gamma_n * magnitude`` for any ``magnitude >= sum|terms|``."""
+    u = float(np.finfo(dtype).eps) / 2
+    return 2 * n_terms * u / (1 - n_terms * u) * magnitude
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_conv_layer_kernels_match_the_definition_to_round_off(dtype):
+    """The Numba kernel (chunked GEMMs) and the definition (kernels off) add the same products in other
+    orders. Bounds on sum|terms|, N images of H x Wd, C -> O channels, K x K kernel, 'same' padding (OH, OW = H, Wd):
+    y[n, o]: C K K products and b[o], <= |W[o]|_1 max|x| + |b[o]|; dx[n, c]: <= O K K products,
+    <= |W[:, c]|_1 max|dy|; dW[o]: N H Wd products, <= |dy[:, o]|_1 max|x|; db[o]: N H Wd terms, |dy[:, o]|_1."""
+    N, C, O, H, Wd, K = 33, 3, 4, 10, 9, 5
     g = backend.Generator("cpu", 0)
-    layer = Conv2D(3, 4, 5, padding="same", rng=g)
-    x = g.normal((33, 3, 10, 9))
-    y = layer(x, training=True)
-    dx = layer.backward(np.ones_like(y))
-    npdl.kernels.use("off")
-    try:
-        ref = Conv2D(3, 4, 5, padding="same", rng=backend.Generator("cpu", 0))
-        y_ref = ref(x, training=True)
-        dx_ref = ref.backward(np.ones_like(y_ref))
-    finally:
-        npdl.kernels.use(None)
-    assert y.dtype == dx.dtype == np.float32
-    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(layer.grads["W"], ref.grads["W"], rtol=1e-3, atol=1e-3)
+    x, dy, b = g.normal((N, C, H, Wd), dtype=dtype), g.normal((N, O, H, Wd), dtype=dtype), g.normal((O,), dtype=dtype)
+    results = []
+    for mode in (None, "off"):
+        npdl.kernels.use(mode)
+        try:
+            assert npdl.kernels.implementation(np, "conv2d") == ("definition" if mode else "numba")
+            layer = Conv2D(C, O, K, padding="same", dtype=dtype, rng=backend.Generator("cpu", 1))
+            layer.params["b"][...] = b
+            y = layer(x, training=True)
+            results.append((y, layer.backward(dy), layer.grads["W"], layer.grads["b"]))
+        finally:
+            npdl.kernels.use(None)
+    Wa, xa, dya = (np.abs(a).astype(np.float64) for a in (layer.params["W"], x, dy))
+    bounds = (_reordering_bound(C * K * K + 1, (Wa.sum(axis=(1, 2, 3)) + np.abs(b)).max() * xa.max(), dtype),
+              _reordering_bound(O * K * K, Wa.sum(axis=(0, 2, 3)).max() * dya.max(), dtype),
+              _reordering_bound(N * H * Wd, dya.sum(axis=(0, 2, 3)).max() * xa.max(), dtype),
+              _reordering_bound(N * H * Wd, dya.sum(axis=(0, 2, 3)).max(), dtype))
+    for name, got, want, bound in zip(("y", "dx", "dW", "db"), *results, bounds):
+        assert got.dtype == want.dtype == np.dtype(dtype) and got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=0, atol=bound, err_msg=name)
+        # tight enough to see a wrong term: float64 ~1e-13..1e-10 of the largest entry, float32 <= 2%
+        assert bound < (1e-10 if dtype == "float64" else 0.02) * float(np.abs(want).max()), name
 
 
 # ------------------------------------------------------------------------ bench workloads

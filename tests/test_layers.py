@@ -125,9 +125,10 @@ def test_dropout_is_identity_at_inference_and_inverted_in_training(device):
     kept = y != 0
     assert abs(y[kept] - 1 / 0.75).max() < 1e-6
     assert abs(kept.mean() - 0.75) < 0.02 and abs(y.mean() - 1.0) < 0.03  # E[y] = x
-    dx = backend.to_numpy(layer.backward(x))
-    assert ((dx != 0) == kept).all()
-    assert y.dtype.name == "float32"
+    dy = backend.Generator(device, 1).normal((200, 50), dtype="float32")
+    dx = backend.to_numpy(layer.backward(dy))  # x = 1, so y is the mask (1 / 0.75 or 0): dx = dy * mask
+    assert (dx == backend.to_numpy(dy) * y).all()
+    assert y.dtype.name == "float32" and dx.dtype.name == "float32"
 
 
 def test_activation_layers_round_trip(device):

@@ -90,6 +90,9 @@ def test_resume_refuses_another_model_or_settings(tmp_path):
     (["train", "and-gate", "--lr", "-1"], "positive number"),
     (["train", "and-gate", "--resume"], "--resume needs --out"),
     (["train", "and-gate", "--device", "tpu"], "unknown device"),
+    (["train", "and-gate", "--seed", "-5"], "expected a seed from 0 to 4294967295, got '-5'"),
+    (["train", "and-gate", "--seed", "4294967296"], "expected a seed from 0 to 4294967295"),
+    (["train", "and-gate", "--overwrite"], "--overwrite needs --out"),
     (["bench", "--workload", "resnet_b1"], "unknown workload"),
 ])
 def test_argument_errors_are_messages_not_tracebacks(capsys, argv, message):
@@ -103,6 +106,52 @@ def test_resume_without_a_checkpoint_says_where_it_looked(capsys, tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["train", "and-gate", "--resume", "--out", str(tmp_path / "nothing")])
     assert "no checkpoint at" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+
+def _cli_case(tmp_path, case):
+    """Arguments after ``npdl train`` for one user error, with the folder they need made."""
+    from npdl.training.rundir import RunLock
+
+    out, held = str(tmp_path / "out"), None
+    if case == "file as --out":
+        (tmp_path / "out").write_text("not a folder")
+    if case == "existing run":
+        train(get_recipe("and-gate"), epochs=1, out=out, verbose=0)
+    if case == "held folder":
+        held = RunLock(out, command="npdl train logreg --out D")
+        os.makedirs(out)
+        held.acquire()
+    argv = {"seed": ["and-gate", "--seed", "-5"], "resume without a run": ["and-gate", "--resume", "--out", out],
+            "diverged in epoch 1": ["regressor", "--lr", "1e30", "--batch-size", "1", "--epochs", "3", "--out", out]}
+    return argv.get(case, ["and-gate", "--epochs", "1", "--out", out]), held
+
+
+@pytest.mark.parametrize("case,code,message", [
+    ("seed", 2, "expected a seed from 0 to 4294967295"),
+    ("file as --out", 2, "is a file, not a folder"),
+    ("existing run", 2, "); continue it with --resume or replace it with --overwrite"),
+    ("resume without a run", 2, "no checkpoint at"),
+    ("held folder", 2, f"is in use by another run (pid {os.getpid()} on host"),
+    ("diverged in epoch 1", 1, "training diverged in epoch 1: the running loss became"),
+])
+def test_the_command_prints_a_message_not_a_traceback(tmp_path, case, code, message):
+    import subprocess
+    import sys
+
+    argv, held = _cli_case(tmp_path, case)
+    try:
+        done = subprocess.run([sys.executable, "-m", "npdl", "train", *argv, "--quiet"], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        if held is not None:
+            held.release()
+    assert done.returncode == code and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert message in done.stderr and "npdl train" in done.stderr, done.stderr[-3000:]
+    if case == "diverged in epoch 1":
+        assert f"No checkpoint was written yet (in {tmp_path / 'out'})." in done.stderr
+        assert "checkpoint.npz" not in done.stderr and json.loads((tmp_path / "out" / "run.json").read_text())[
+            "status"] == "diverged"
 
 
 def test_bench_json_lines(capsys):

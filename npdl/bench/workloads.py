@@ -66,7 +66,10 @@ class Workload:
 def parse(name: str) -> Workload:
     """``"sda_b128"`` -> the Workload; a clear error lists the families otherwise."""
     m = re.fullmatch(r"([a-z0-9]+)_b(\d+)", name.strip())
-    if not m or m.group(1) not in FAMILIES or int(m.group(2)) < 1:
+    if m and m.group(1) in FAMILIES and int(m.group(2)) < 1:
+        raise ValueError(f"workload {name.strip()!r}: the batch size must be a positive integer, got "
+                         f"{int(m.group(2))} (e.g. {m.group(1)}_b20)")
+    if not m or m.group(1) not in FAMILIES:
         raise ValueError(f"unknown workload {name!r}; use FAMILY_bBATCH with FAMILY one of "
                          f"{', '.join(FAMILIES)} (e.g. {', '.join(DEFAULT_WORKLOADS)})")
     family = FAMILIES[m.group(1)]

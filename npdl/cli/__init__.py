@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: modules of npdl.cli that define a subcommand, in the order ``npdl --help`` lists them
-SUBCOMMANDS = ("info", "gradcheck", "explain", "train", "bench")
+SUBCOMMANDS = ("info", "gradcheck", "explain", "train", "report", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,189 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 
-
-def _blas() -> dict:
-    import numpy as np
-
-    info = {}
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        info = {"name": blas.get("name"), "version": blas.get("version")}
-    except Exception:  # older NumPy: no dict mode
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            info.update(internal_api=pools[0].get("internal_api"), threads=pools[0].get("num_threads"),
-                        architecture=pools[0].get("architecture"))
-    except ImportError:
-        info["threads"] = "unknown (pip install threadpoolctl)"
-    from ..kernels.numba import blas as direct
-
-    info["coretype_override"] = os.environ.get("OPENBLAS_CORETYPE")
-    # set by ``import npdl`` unless NumPy was imported first (see npdl/__init__.py)
-    info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
-    info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
-    info["direct_ger"] = bool(direct.functions().get("ger")) if direct.available() else False
-    return info
-
-
-def _numba() -> dict:
-    try:
-        import numba
-    except ImportError as exc:
-        return {"available": False, "reason": str(exc)}
-    info = {"available": True, "version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
-    try:  # the layer is chosen on the first parallel call; make one (a cached kernel)
-        import numpy as np
-
-        from ..kernels.numba import softmax_xent
-
-        logits = np.zeros((2, 2), np.float32)
-        softmax_xent._forward_parallel(logits, np.zeros(2, np.int64), np.empty_like(logits), np.empty(2))
-        info["threading_layer"] = numba.threading_layer()
-    except Exception as exc:
-        info["threading_layer"] = f"unavailable ({exc})"
-    return info
-
-
-def _cupy() -> dict:
-    try:
-        import cupy
-    except ImportError:
-        return {"available": False, "reason": 'CuPy is not installed (pip install "npdl-backprop[gpu]")'}
-    info = {"available": False, "version": cupy.__version__}
-    try:
-        rt = cupy.cuda.runtime
-        info["cuda_runtime"] = rt.runtimeGetVersion()
-        info["cuda_driver"] = rt.driverGetVersion()
-        gpus = []
-        for i in range(rt.getDeviceCount()):
-            props = rt.getDeviceProperties(i)
-            name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-            gpus.append({"device": f"cuda:{i}", "name": name,
-                         "memory_gib": round(props["totalGlobalMem"] / 2 ** 30, 1),
-                         "compute_capability": f"{props['major']}.{props['minor']}"})
-        info["gpus"] = gpus
-        info["available"] = bool(gpus)
-        if not gpus:
-            info["reason"] = "no CUDA device found"
-    except Exception as exc:
-        info["reason"] = f"CUDA unusable: {exc}"
-    return info
-
-
-def _mnist() -> dict:
-    from ..datasets import mnist_files_status
-
-    status = mnist_files_status()
-    return {"source": status.get("source"), "searched": [d.get("dir") for d in status.get("searched", [])]}
-
-
-def _grouped(impl_of) -> str:
-    """``"numba for softmax_xent, ...; definition for conv2d"``: the kernel modules grouped by what serves them."""
-    from .. import kernels
-
-    by_impl: dict = {}
-    for op in kernels.OPS:
-        by_impl.setdefault(impl_of(op), []).append(op)
-    return "; ".join(f"{impl} for {', '.join(ops)}" for impl, ops in by_impl.items())
-
-
-def _cpu_kernels() -> str:
-    """Which implementation serves each kernel module for NumPy arrays (``definition``: the layer file's code)."""
-    from .. import kernels
-
-    if not kernels.enabled():
-        return "off (every operation runs its definition in the layer, loss and optimizer files)"
-    have_numba = kernels.numba_available()
-    return _grouped(lambda op: kernels.choose(op, numpy=True, cupy=False, have_numba=have_numba, have_cuda=False))
-
-
-def _gpu_kernels(gpu_present: bool) -> str:
-    """Which implementation serves each kernel on a GPU: numba.cuda where written (or CuPy's
-    ElementwiseKernels with ``NPDL_KERNELS=cupy``), cuBLAS, else the definition (the layer file's code).
-
-    ``numba.cuda`` is only asked whether it can compile (a driver and libNVVM) where a
-    GPU is present: elsewhere the line says what a GPU would run.
-    """
-    from .. import kernels
-
-    if not kernels.enabled():
-        return "off (every operation runs its definition in the layer, loss and optimizer files)"
-    have_cuda = kernels.cuda_available() if gpu_present else True
-    names = {"cuda": "numba.cuda"}
-
-    def impl_of(op):
-        impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda,
-                              prefer_cupy=kernels.prefers_cupy())
-        if impl == "cupy":
-            return "cuBLAS" if op == "gemm_update" else "CuPy ElementwiseKernel"
-        return names.get(impl, impl)
-
-    text = _grouped(impl_of)
-    if not have_cuda:
-        text += " (numba.cuda cannot compile here: no CUDA driver or libNVVM)"
-    return text
-
-
-def _gpu_matmul() -> dict:
-    """Whether float32 matmuls on a GPU may use TF32 tensor cores (off unless asked for)."""
-    from .. import backend
-    from ..errors import DeviceError
-
-    try:
-        return {"tf32": backend.tf32_allowed(), "status": backend.tf32_status()}
-    except DeviceError as exc:  # an unreadable CUPY_TF32: say so instead of failing
-        return {"tf32": None, "status": f"unknown: {exc}"}
-
-
-def collect() -> dict:
-    import numpy as np
-
-    from .. import __version__, backend
-
-    strict = {"available": False}
-    try:
-        import array_api_strict
-
-        strict = {"available": True, "version": array_api_strict.__version__}
-    except ImportError:
-        pass
-    import array_api_compat
-
-    cupy_info = _cupy()
-    return {
-        "npdl": __version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "numpy": np.__version__,
-        "array_api_compat": array_api_compat.__version__,
-        "blas": _blas(),
-        "numba": _numba(),
-        "cupy": cupy_info,
-        "array_api_strict": strict,
-        "kernels": {"cpu": _cpu_kernels(), "strict": "definition",
-                    "gpu": _gpu_kernels(cupy_info["available"])},
-        "devices": backend.available_devices(),
-        "gpu_matmul": _gpu_matmul(),
-        "mnist": _mnist(),
-    }
+from ..environment import _gpu_kernels, collect  # noqa: F401  (_gpu_kernels: read here by the tests)
 
 
 def _print(info: dict) -> None:
     def line(key, value):
         print(f"{key:<18}{value}")
 
-    line("npdl", info["npdl"])
+    code = info.get("source")
+    line("npdl", info["npdl"] + (f" (commit {code['commit'][:12]}{', modified' if code['modified'] else ''})"
+                                 if code else ""))
     line("python", f"{info['python']} ({info['platform']})")
+    line("cpu", info["cpu"])
     line("numpy", info["numpy"])
     blas = info["blas"]
     line("blas", f"{blas.get('name', '?')} {blas.get('version', '')}, threads: {blas.get('threads', '?')}, "
@@ -212,6 +42,12 @@ def _print(info: dict) -> None:
     line("array-api-strict", st.get("version", "not installed"))
     line("kernels", " | ".join(f"{k}: {v}" for k, v in info["kernels"].items()))
     line("devices", ", ".join(info["devices"]))
+    mp = info.get("distributed")
+    if mp is not None:  # data-parallel training (npdl.distributed): MPI between processes, NCCL between GPUs
+        line("mpi", f"{mp['library']}, mpi4py {mp['mpi4py']}, mpiexec: {mp['mpiexec'] or 'not on the PATH'}"
+             if mp["library"] else f"not available: {mp['reason']}")
+        if info["cupy"]["available"]:
+            line("nccl", mp["nccl"] or "not available (CuPy without NCCL)")
     source = info["mnist"]["source"]
     line("mnist", f"{source['kind']} files in {source['dir']} ({source['where']})" if source else
          "not found (looked in " + ", ".join(info["mnist"]["searched"]) + "; npdl downloads it on first use)")
@@ -219,6 +55,9 @@ def _print(info: dict) -> None:
 
 def run(args) -> int:
     info = collect()
+    from ..distributed import mpi_info
+
+    info["distributed"] = mpi_info()
     if args.json:
         print(json.dumps(info, indent=2))
     else:

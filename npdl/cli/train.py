@@ -14,6 +14,15 @@ def _fmt(value) -> str:
 
 
 def run(args) -> int:
+    if args.distributed:  # one rank of `mpiexec -n N npdl train ... --distributed`
+        from ..distributed.runs import run_as_rank
+
+        return run_as_rank(args, _run, f"npdl train {args.model}")
+    return _run(args)
+
+
+def _run(args) -> int:
+    from ..distributed import is_writer
     from ..recipes import get_recipe, train
     from ..training import TrainingDivergedError
 
@@ -24,15 +33,31 @@ def run(args) -> int:
 
         allow_tf32(True)
     verbose = 0 if (args.quiet or args.json) else 1
+    recipe_options = {}
+    if args.pretrain_epochs is not None:
+        if recipe.name != "sda":
+            from ..recipes.runner import RunError
+
+            raise RunError(f"--pretrain-epochs applies to sda (greedy pretraining), not to {recipe.name}")
+        recipe_options["pretrain_epochs"] = args.pretrain_epochs
     try:
         with blas_threads(args.blas_threads):
             result = train(recipe, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, data_dir=args.data_dir, out=args.out, resume=args.resume,
-                           verbose=verbose, patience_verbose=int(args.verbose_patience))
-    except TrainingDivergedError as exc:
-        where = f"; the last good checkpoint is {args.out}/checkpoint.npz" if args.out else ""
-        print(f"npdl train {args.model}: {exc}{where}", file=sys.stderr)
+                           overwrite=args.overwrite,
+                           verbose=verbose, patience_verbose=int(args.verbose_patience),
+                           diagnostics=args.diagnostics, tensorboard=args.tensorboard, subset=args.subset,
+                           recipe_options=recipe_options, distributed=args.distributed)
+    except TrainingDivergedError as exc:  # distributed: every rank raises it together; rank 0 tells
+        from ..training.rundir import checkpoint_note
+
+        note = checkpoint_note(args.out) if args.out else ""
+        where = f" {note[0].upper()}{note[1:]}." if note else ""
+        if is_writer():
+            print(f"npdl train {args.model}: {exc}{where}", file=sys.stderr)
         return 1
+    if not is_writer():  # rank 0 alone prints the result
+        return 0
     if not args.json:
         print(f"{result.model} on {result.device}: {result.epochs} epochs in {result.seconds:.1f} s; "
               f"final train loss {result.train_loss:.6f}")
@@ -43,8 +68,12 @@ def run(args) -> int:
             params = result.extra.get("params")
             print(f"test loss {result.test_loss:.6f}" + (f"; parameters {params}" if params is not None else ""))
         if args.out:
-            print(f"wrote {args.out}/ (model.npz, checkpoint.npz, history.csv"
+            print(f"wrote {args.out}/ (run.json, model.npz, checkpoint.npz, history.csv"
                   f"{', curves.png' if result.extra.get('curves') else ''})")
+            if args.diagnostics is not None:
+                print(f"gradient flow every {args.diagnostics} steps in {args.out}/diagnostics.jsonl")
+            if result.extra.get("report"):
+                print(f"report: {result.extra['report']}")
     if args.json:
         print(json.dumps(result.as_dict()))
     return 0
@@ -69,15 +98,24 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, help="the most epochs to train (default: the recipe's)")
     p.add_argument("--batch-size", type=_positive_int, help="minibatch size (default: the recipe's)")
     p.add_argument("--lr", type=_positive_float, help="learning rate (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling (default 0)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of initialisation and shuffling, 0 to 4294967295 (default 0)")
     p.add_argument("--data-dir", help="folder with the MNIST files (else $NPDL_DATA_DIR, then the cache)")
-    p.add_argument("--out", metavar="DIR", help="write history.csv, model.npz, checkpoint.npz, curves.png here")
+    p.add_argument("--out", metavar="DIR", help="write run.json, history.csv, model.npz, checkpoint.npz, curves.png "
+                   "here; a folder that holds a run needs --resume or --overwrite")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run saved in --out DIR: delete the files npdl wrote there (only those) first")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--verbose-patience", action="store_true", help="print every patience-rule validation")
     p.add_argument("--blas-threads", type=_positive_int, metavar="N",
                    help="limit BLAS to N threads (default: its own choice, usually one per core)")
     p.add_argument("--json", action="store_true", help="end with one JSON line: the run's result")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of `mpiexec -n N npdl train ...` (MPI between CPUs, NCCL "
+                        "between GPUs, one GPU per process); --batch-size stays the global batch; rank 0 alone "
+                        "prints and writes --out (pip install \"npdl-backprop[mpi]\")")
+    _add_looking_inside(p)
     p.set_defaults(func=run)
 
 
@@ -119,3 +157,47 @@ def _positive_float(text):
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _seed(text):
+    import argparse
+
+    from ..recipes.runner import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _add_looking_inside(p) -> None:
+    """The options that look inside training (:mod:`npdl.diagnostics`) and shorten a run."""
+    from ..diagnostics import DEFAULT_EVERY
+
+    g = p.add_argument_group("looking inside (need --out DIR)")
+    g.add_argument("--diagnostics", nargs="?", type=_positive_int, const=DEFAULT_EVERY, metavar="EVERY",
+                   help=f"every EVERY steps (default {DEFAULT_EVERY}) record per-layer activation mean, spread and "
+                        "saturation, gradient norms and |dW|/|W| into DIR/diagnostics.jsonl")
+    g.add_argument("--tensorboard", nargs="?", const=True, metavar="LOGDIR",
+                   help="write TensorBoard logs (scalars, weight and gradient histograms, pictures) into LOGDIR "
+                        '(default DIR/tensorboard); needs pip install "npdl-backprop[tensorboard]"')
+    g.add_argument("--subset", type=_positive_int, metavar="N",
+                   help="train on the first N training examples only (validation and test sets stay whole)")
+    g.add_argument("--pretrain-epochs", type=_non_negative_int, metavar="P",
+                   help="sda: greedy pretraining epochs per layer (default min(--epochs, 15)); 0 trains the same "
+                        "network from a random start")

@@ -13,8 +13,9 @@ from .errors import DatasetError
 from .idx import parse_idx, read_idx, write_idx
 from .locate import CHECKSUMS, ENV_VAR, IDX_NAMES, cache_dir
 from .mnist import load_mnist, load_mnist_raw, mnist_files_status, split_dlt
+from .parts import check_parts
 from .toy import and_gate, linear_regression
 
 __all__ = ["load_mnist", "load_mnist_raw", "mnist_files_status", "and_gate", "linear_regression",
            "DatasetError", "download_mnist", "read_idx", "parse_idx", "write_idx", "split_dlt",
-           "cache_dir", "CHECKSUMS", "IDX_NAMES", "ENV_VAR", "MIRRORS"]
+           "cache_dir", "CHECKSUMS", "IDX_NAMES", "ENV_VAR", "MIRRORS", "check_parts"]

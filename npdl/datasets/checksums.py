@@ -34,3 +34,43 @@ def verify_content(name, data: bytes, expected_sha256: str, expected_size: int, 
     raise DatasetError(
         f"{name} is {what}: its decompressed content has SHA-256 {actual} ({len(data)} bytes), "
         f"expected SHA-256 {expected_sha256} ({expected_size} bytes)" + (f"; {hint}" if hint else ""))
+
+
+#: The published single-file archives, by file name: ``(algorithm, hex digest)`` pairs of the whole
+#: file as downloaded (any one matching is enough) and its size in bytes.
+#:
+#: * ``mnist.npz``: Keras's copy, SHA-256 as pinned by ``keras.datasets.mnist.load_data``
+#:   (https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz); Keras before 2.2
+#:   fetched it from https://s3.amazonaws.com/img-datasets/mnist.npz and pinned that copy's MD5.
+#: * ``mnist.pkl.gz``: the Theano DeepLearningTutorials' file
+#:   (http://deeplearning.net/data/mnist/mnist.pkl.gz). No SHA-256 of it is published; the MD5
+#:   the tutorials' mirrors and the libraries that download it pin is used instead.
+ARCHIVES = {
+    "mnist.npz": ((("sha256", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),
+                   ("md5", "8a61469f7ea1b51cbae51d4f78837e45")), 11490434),
+    "mnist.pkl.gz": ((("md5", "a02cd19f81d51c426d7ca14024243ce9"),), 16168813),
+}
+
+
+def verify_archive(path, name: str, data: bytes) -> None:
+    """Raise :class:`DatasetError` unless ``data`` (the bytes of ``path``) is the published file ``name``.
+
+    ``name`` must be a key of :data:`ARCHIVES`. The message gives the file's digest and size
+    next to the published ones, and what to do with a file of one's own.
+    """
+    digests, size = ARCHIVES[name]
+    actual = {algorithm: hashlib.new(algorithm, data).hexdigest() for algorithm, _ in digests}
+    if any(actual[algorithm] == digest for algorithm, digest in digests):
+        return
+    if len(data) < size:
+        what = "truncated"
+    elif len(data) > size:
+        what = "too long (extra bytes)"
+    else:
+        what = "corrupt or not the published file"
+    algorithm, digest = digests[0]
+    raise DatasetError(
+        f"{path} is {what}: a file named {name} must be the published one, and this one has "
+        f"{algorithm.upper()} {actual[algorithm]} ({len(data)} bytes), expected {algorithm.upper()} {digest} "
+        f"({size} bytes). Delete it and download it again, or, for a file of your own, give it another name "
+        f"and pass it as load_mnist(file=...) (then only its shapes, dtypes and labels are checked)")

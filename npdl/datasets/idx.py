@@ -81,6 +81,11 @@ def parse_idx(data: bytes, name, expected_magic: int, dims=None) -> np.ndarray:
     if len(data) < 4:
         raise DatasetError(f"{name} is truncated: it holds {len(data)} bytes, fewer than an IDX magic number (4)")
     magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic and magic in _KNOWN_MAGIC and expected_magic in _KNOWN_MAGIC:
+        found, wanted = ("labels", "images") if magic == LABELS_MAGIC else ("images", "labels")
+        raise DatasetError(f"{name} is the wrong kind of file: its magic number 0x{magic:08x} marks "
+                           f"{_describe(magic)}, but {wanted} belong here (0x{expected_magic:08x}, {_KNOWN_MAGIC[expected_magic]}); "
+                           f"it holds {found}: put the {wanted} file under this name")
     if magic != expected_magic:
         raise DatasetError(f"{name} has magic number 0x{magic:08x} ({_describe(magic)}), expected "
                            f"0x{expected_magic:08x} ({_KNOWN_MAGIC.get(expected_magic, 'IDX')}); "

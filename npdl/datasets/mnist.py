@@ -42,11 +42,12 @@ def _read_verified(path: str, size: int, mtime_ns: int, magic: int, expected) ->
     file that has changed on disk; failures are not cached, so they are re-checked.
     """
     data = read_file_bytes(path)
+    dims = (None, 28, 28) if magic == IMAGES_MAGIC else (None,)
+    # parsed first, so a file of the wrong kind (labels where images belong) is called that, not "truncated"
+    array = parse_idx(data, path, magic, dims)
     if expected is not None:
         verify_content(path, data, *expected,
                        hint="delete it (it will be downloaded again) or replace it with a good copy")
-    dims = (None, 28, 28) if magic == IMAGES_MAGIC else (None,)
-    array = parse_idx(data, path, magic, dims)
     return array
 
 
@@ -59,11 +60,13 @@ def read_mnist_idx(path, name: str) -> np.ndarray:
 
 
 def _read_source(source: locate.Source):
-    """``((x_train, y_train), (x_test, y_test))`` uint8, images (N, 28, 28), from one found copy."""
+    """``(train, test, n_valid)`` from one found copy: ``train``/``test`` are ``(x, y)`` uint8, images
+    (N, 28, 28); ``n_valid`` is the size of the file's own validation part (Theano's pickle), else None."""
     if source.kind == "npz":
-        return archives.read_npz(source.paths["file"])
+        return (*archives.read_npz(source.paths["file"]), None)
     if source.kind == "pkl":
-        return archives.read_pkl(source.paths["file"])
+        (xt, yt), (xv, yv), test = archives.read_pkl_parts(source.paths["file"])
+        return (np.concatenate([xt, xv]), np.concatenate([yt, yv])), test, len(xv)
     arrays = {name: read_mnist_idx(path, name) for name, path in source.paths.items()}
     parts = []
     for prefix in ("train", "t10k"):
@@ -72,7 +75,25 @@ def _read_source(source: locate.Source):
             raise DatasetError(f"{source.paths[f'{prefix}-images-idx3-ubyte']} holds {len(x)} images but "
                                f"{source.paths[f'{prefix}-labels-idx1-ubyte']} holds {len(y)} labels")
         parts.append((x, y))
-    return tuple(parts)
+    return (*parts, None)
+
+
+def _file_source(file) -> locate.Source:
+    """The copy in one archive named by the user (``file=``), its kind told by its name."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(file)))
+    if not os.path.isfile(path):
+        raise DatasetError(f"file {os.fspath(file)!r} is not a file; pass the path of an .npz archive in Keras's "
+                           "layout or a .pkl/.pkl.gz pickle in the Theano tutorials' layout")
+    lower = os.path.basename(path).lower()
+    if lower.endswith(".npz"):
+        kind = "npz"
+    elif lower.endswith((".pkl", ".pkl.gz")):
+        kind = "pkl"
+    else:
+        raise DatasetError(f"{path}: cannot tell the layout from the name; file= takes an .npz archive "
+                           "(Keras's arrays x_train, y_train, x_test, y_test) or a .pkl/.pkl.gz pickle (the "
+                           "Theano tutorials' (train, valid, test))")
+    return locate.Source(kind, os.path.dirname(path), "file argument", {"file": path})
 
 
 def _not_found_message(searched, download_error) -> str:
@@ -89,11 +110,20 @@ def _not_found_message(searched, download_error) -> str:
     return "\n".join(lines)
 
 
-def load_mnist_raw(data_dir=None, download: bool = True):
+def load_mnist_raw(data_dir=None, download: bool = True, file=None):
     """``((x_train, y_train), (x_test, y_test))``: uint8 images (N, 28, 28) and uint8 labels, read-only.
 
     The arrays may be shared with the in-process cache; copy them before writing.
+    ``file`` reads one archive instead of searching (see :func:`load_mnist`).
     """
+    train, test, _ = _load_raw(data_dir, download, file)
+    return train, test
+
+
+def _load_raw(data_dir, download, file):
+    """:func:`load_mnist_raw`'s two parts and the source's own validation size (or None)."""
+    if file is not None:
+        return _read_source(_file_source(file))
     if data_dir is not None and not os.path.isdir(data_dir):
         raise DatasetError(f"data_dir {os.fspath(data_dir)!r} is not a folder; pass the folder holding "
                            f"{', '.join(n + '.gz' for n in locate.IDX_NAMES)}")
@@ -130,11 +160,13 @@ def _finish(x, y, dtype, normalize: bool, flatten: bool):
     return x, y.astype(np.int64)
 
 
-def load_mnist(split="dlt", data_dir=None, dtype="float32", normalize=True, flatten=True, download=True) -> dict:
+def load_mnist(split="dlt", data_dir=None, dtype="float32", normalize=True, flatten=True, download=True,
+               file=None) -> dict:
     """MNIST as a dict of ``(x, y)`` NumPy pairs.
 
     ``split``: ``"dlt"`` gives ``"train"`` (50,000), ``"valid"`` (10,000),
     ``"test"`` (10,000); ``"keras"`` gives ``"train"`` (60,000), ``"test"`` (10,000).
+    A Theano-layout pickle keeps its own validation part as ``"valid"``.
 
     ``x`` is ``dtype`` (float32 or float64) in [0, 1] (pixel / 255), or the raw
     uint8 bytes when ``normalize=False`` (``dtype`` is then ignored); shape
@@ -145,12 +177,18 @@ def load_mnist(split="dlt", data_dir=None, dtype="float32", normalize=True, flat
     when absent and ``download`` is true. Raises :class:`DatasetError` naming the
     file for a corrupt or truncated file, or naming every folder searched when
     nothing is found.
+
+    ``file`` reads one archive of your own instead of searching: an ``.npz`` in Keras's
+    layout or a ``.pkl``/``.pkl.gz`` in the Theano tutorials' layout. Every part must
+    hold examples, with images of the right shape and dtype and labels 0..9; a file named
+    ``mnist.npz`` or ``mnist.pkl.gz`` must also be the published file (its counts and its
+    checksum are checked), wherever it is found.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown MNIST split {split!r}; use one of {', '.join(map(repr, SPLITS))}")
     dtype = resolve_float(dtype) if normalize else None
-    train, test = load_mnist_raw(data_dir, download)
-    parts = split_dlt(train, test) if split == "dlt" else {"train": train, "test": test}
+    train, test, n_valid = _load_raw(data_dir, download, file)
+    parts = split_dlt(train, test, n_valid) if split == "dlt" else {"train": train, "test": test}
     return {key: _finish(x, y, dtype, normalize, flatten) for key, (x, y) in parts.items()}
 
 

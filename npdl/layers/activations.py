@@ -1,18 +1,18 @@
-"""Elementwise activations and softmax, each a forward/backward pair.
+r"""Elementwise activations and softmax, each a forward/backward pair.
 
-For an elementwise ``y = f(x)`` the chain rule is one multiplication per element,
-``dx = dy * f'(x)``, so the only question per activation is what to cache so that
-``f'(x)`` is cheap: often the output ``y`` itself (sigmoid, tanh, ReLU), sometimes the
+For an elementwise $y = f(x)$ the chain rule is one multiplication per element,
+$dx = dy \odot f'(x)$, so the only question per activation is what to cache so that
+$f'(x)$ is cheap: often the output ``y`` itself (sigmoid, tanh, ReLU), sometimes the
 sign of ``x`` (leaky ReLU, ELU). Shapes: ``x``, ``y``, ``dy`` and ``dx`` all have the
 same shape, any rank.
 
 The elementwise forwards also take a ``bias`` (shape ``x.shape[-1:]``, ``x``'s dtype),
-giving ``y = f(x + bias)``: a layer whose pre-activation is ``x W + b`` (a dense layer, an
-autoencoder) passes the product ``x W`` and ``b``, with ``overwrite=True`` since the
+giving $y = f(x + bias)$: a layer whose pre-activation is $x W + b$ (a dense layer, an
+autoencoder) passes the product ``x @ W`` and ``b``, with ``overwrite=True`` since the
 product is its own to reuse (the bias is then added in place, and an accelerated version
-may write ``y`` over it). The bias is a constant shift inside ``f``, so the backward pass
-is unchanged: ``dL/d(x W) = dy * f'`` as before, and the layer sums the same array over
-the batch for ``db``.
+may write ``y`` over it). The bias is a constant shift inside $f$, so the backward pass
+is unchanged: $\frac{\partial L}{\partial (x W)} = dy \odot f'$ as before, and the layer sums
+the same array over the batch for ``db``.
 
 Sigmoid, tanh and ReLU are named operations (:func:`npdl.kernels.accelerated`): their
 forwards ``bias_activation.<name>``, their backwards ``activation_backward.<name>``. The
@@ -47,10 +47,10 @@ def _biased(x, bias, overwrite):
 
 @kernels.accelerated("bias_activation.sigmoid")
 def sigmoid_forward(x, *, bias=None, overwrite=False):
-    """``y = 1 / (1 + exp(-z))`` with ``z = x`` (or ``x + bias``), computed as ``(tanh(z / 2) + 1) / 2``.
+    r"""$y = \sigma(z) = \frac{1}{1 + e^{-z}}$ with $z = x$ (or $x + bias$), computed as $\frac{\tanh(z/2) + 1}{2}$.
 
-    The two are equal (``tanh(z/2) = (1 - e^-z) / (1 + e^-z)``); the tanh form never
-    overflows (``exp(-z)`` does for z < -88 in float32), saturates cleanly to exactly 0
+    The two are equal ($\tanh(z/2) = \frac{1 - e^{-z}}{1 + e^{-z}}$); the tanh form never
+    overflows ($e^{-z}$ does for z < -88 in float32), saturates cleanly to exactly 0
     and 1, and costs one transcendental. The ``+ 1`` and ``/ 2`` are done in place on
     tanh's fresh output. Cache: ``y``.
     """
@@ -64,7 +64,7 @@ def sigmoid_forward(x, *, bias=None, overwrite=False):
 
 @kernels.accelerated("activation_backward.sigmoid")
 def sigmoid_backward(dy, cache):
-    """``dy/dx = e^-x / (1 + e^-x)^2 = y (1 - y)``, so ``dx = dy * y * (1 - y)``."""
+    r"""$\frac{\partial y}{\partial x} = \frac{e^{-x}}{(1 + e^{-x})^2} = y (1 - y)$, so $dx = dy \odot y \odot (1 - y)$."""
     y = cache
     return dy * y * (1.0 - y)
 
@@ -73,14 +73,14 @@ def sigmoid_backward(dy, cache):
 
 @kernels.accelerated("bias_activation.tanh")
 def tanh_forward(x, *, bias=None, overwrite=False):
-    """``y = tanh(z)`` with ``z = x`` (or ``x + bias``). Cache: ``y``."""
+    r"""$y = \tanh(z)$ with $z = x$ (or $x + bias$). Cache: ``y``."""
     y = backend.namespace(x).tanh(_biased(x, bias, overwrite))
     return y, y
 
 
 @kernels.accelerated("activation_backward.tanh")
 def tanh_backward(dy, cache):
-    """``d tanh(x)/dx = 1 - tanh(x)^2 = 1 - y^2``, so ``dx = dy * (1 - y^2)``."""
+    r"""$\frac{\partial \tanh(x)}{\partial x} = 1 - \tanh(x)^2 = 1 - y^2$, so $dx = dy \odot (1 - y^2)$."""
     y = cache
     return dy * (1.0 - y * y)
 
@@ -89,16 +89,16 @@ def tanh_backward(dy, cache):
 
 @kernels.accelerated("bias_activation.relu")
 def relu_forward(x, *, bias=None, overwrite=False):
-    """``y = max(z, 0)`` with ``z = x`` (or ``x + bias``); ``nan`` stays ``nan``, ``-0.0`` becomes ``0.0``.
-    Cache: ``y`` itself (``y > 0`` exactly where ``z > 0``)."""
+    r"""$y = \max(z, 0)$ with $z = x$ (or $x + bias$); ``nan`` stays ``nan``, ``-0.0`` becomes ``0.0``.
+    Cache: ``y`` itself ($y > 0$ exactly where $z > 0$)."""
     y = backend.namespace(x).maximum(_biased(x, bias, overwrite), 0.0)
     return y, y
 
 
 @kernels.accelerated("activation_backward.relu")
 def relu_backward(dy, cache):
-    """``dy/dx = 1`` where ``x > 0`` and ``0`` elsewhere (we take 0 at the kink x = 0),
-    so ``dx = dy`` where the unit was on and ``0`` where it was off: ``dy`` times the 0/1 mask.
+    r"""$\frac{\partial y}{\partial x} = 1$ where $x > 0$ and 0 elsewhere (we take 0 at the kink x = 0),
+    so $dx = dy \odot \mathbb{1}[y > 0]$: ``dy`` where the unit was on and 0 where it was off.
 
     Written as a product with the mask cast to ``dy``'s dtype rather than ``where(y > 0, dy, 0)``:
     the same numbers (a ``nan`` or ``inf`` in ``dy`` where the unit was off gives ``nan``, as
@@ -111,7 +111,7 @@ def relu_backward(dy, cache):
 # -------------------------------------------------------------------------- Leaky ReLU
 
 def leaky_relu_forward(x, alpha=0.01, *, bias=None, overwrite=False):
-    """``y = x`` for ``x > 0``, ``alpha * x`` otherwise (``x`` shifted by ``bias`` first). Cache: ``(x > 0, alpha)``."""
+    r"""$y = x$ for $x > 0$, $\alpha x$ otherwise (``x`` shifted by ``bias`` first). Cache: ``(x > 0, alpha)``."""
     xp = backend.namespace(x)
     x = _biased(x, bias, overwrite)
     positive = x > 0
@@ -119,7 +119,7 @@ def leaky_relu_forward(x, alpha=0.01, *, bias=None, overwrite=False):
 
 
 def leaky_relu_backward(dy, cache):
-    """Slope 1 on the positive side, ``alpha`` on the other: ``dx = dy`` or ``alpha * dy``."""
+    r"""Slope 1 on the positive side, $\alpha$ on the other: $dx = dy$ or $dx = \alpha \, dy$."""
     positive, alpha = cache
     xp = backend.namespace(dy)
     return xp.where(positive, dy, alpha * dy)
@@ -128,7 +128,7 @@ def leaky_relu_backward(dy, cache):
 # --------------------------------------------------------------------------------- ELU
 
 def elu_forward(x, alpha=1.0, *, bias=None, overwrite=False):
-    """``y = x`` for ``x > 0``, ``alpha (exp(x) - 1)`` otherwise (``x`` shifted by ``bias`` first).
+    r"""$y = x$ for $x > 0$, $\alpha (e^{x} - 1)$ otherwise (``x`` shifted by ``bias`` first).
 
     ``expm1`` is taken of ``min(x, 0)`` so large positive inputs never overflow in
     the branch that ``where`` discards. Cache: ``(x > 0, y, alpha)``.
@@ -141,8 +141,8 @@ def elu_forward(x, alpha=1.0, *, bias=None, overwrite=False):
 
 
 def elu_backward(dy, cache):
-    """For ``x <= 0``: ``d/dx alpha (e^x - 1) = alpha e^x = y + alpha``; for ``x > 0`` the slope is 1.
-    So ``dx = dy`` where positive, ``dy * (y + alpha)`` elsewhere."""
+    r"""For $x \le 0$: $\frac{\partial}{\partial x} \alpha (e^{x} - 1) = \alpha e^{x} = y + \alpha$; for $x > 0$ the slope is 1.
+    So $dx = dy$ where positive, $dx = dy \odot (y + \alpha)$ elsewhere."""
     positive, y, alpha = cache
     xp = backend.namespace(dy)
     return xp.where(positive, dy, dy * (y + alpha))
@@ -151,7 +151,7 @@ def elu_backward(dy, cache):
 # ----------------------------------------------------------------------------- softmax
 
 def softmax_forward(x):
-    """``y[n, k] = exp(x[n, k]) / sum_j exp(x[n, j])`` over the last axis.
+    r"""$y[n, k] = \frac{\exp(x[n, k])}{\sum_{j} \exp(x[n, j])}$ over the last axis.
 
     Subtracting the row maximum first changes nothing mathematically (it cancels
     between numerator and denominator) and keeps every ``exp`` <= 1. Cache: ``y``.
@@ -163,10 +163,13 @@ def softmax_forward(x):
 
 
 def softmax_backward(dy, cache):
-    """Softmax mixes a row, so its Jacobian is a full K x K matrix per row:
-    ``dy[k]/dx[j] = y[k] (delta_kj - y[j])``. Contracting with ``dy``:
+    r"""Softmax mixes a row, so its Jacobian is a full K x K matrix per row:
+    $\frac{\partial y[k]}{\partial x[j]} = y[k] (\delta_{kj} - y[j])$. Contracting with the
+    upstream gradient (written ``dy``, one row of (N, K)):
 
-    ``dx[j] = sum_k dy[k] y[k] (delta_kj - y[j]) = y[j] (dy[j] - sum_k dy[k] y[k])``
+    $$
+    dx[j] = \sum_{k} dy[k] y[k] (\delta_{kj} - y[j]) = y[j] \left( dy[j] - \sum_{k} dy[k] y[k] \right)
+    $$
 
     i.e. ``dx = y * (dy - sum(dy * y, axis=-1, keepdims=True))`` -- shape (N, K), no
     K x K matrix is ever formed.
@@ -179,13 +182,13 @@ def softmax_backward(dy, cache):
 # ------------------------------------------------------------------------------ linear
 
 def linear_forward(x, *, bias=None, overwrite=False):
-    """``y = x`` (a linear code or a linear output, e.g. logits for the fused loss), or ``x + bias``
+    """$y = x$ (a linear code or a linear output, e.g. logits for the fused loss), or $y = x + bias$
     (in place with ``overwrite``). Cache: nothing. No kernel: the bias add is one pass already."""
     return _biased(x, bias, overwrite), None
 
 
 def linear_backward(dy, cache):
-    """Slope 1 everywhere: ``dx = dy``."""
+    """Slope 1 everywhere: $dx = dy$."""
     return dy
 
 
@@ -201,6 +204,24 @@ ELEMENTWISE = {
     "elu": (elu_forward, elu_backward),
     "linear": (linear_forward, linear_backward),
 }
+
+#: the work of each :data:`ELEMENTWISE` pair per element, as the code above computes it (one FLOP per
+#: elementwise operation, :mod:`npdl.bench.work`): ``(forward FLOPs without the bias add, backward FLOPs,
+#: keeps its output y, bytes of mask kept)``. sigmoid: ``z * 0.5``, ``tanh``, ``+ 1``, ``* 0.5`` |
+#: ``dy * y``, ``1 - y``, ``*``; tanh: ``tanh`` | ``y * y``, ``1 -``, ``dy *``; relu: ``maximum`` | ``y > 0``,
+#: ``dy *``; leaky_relu: ``x > 0``, ``alpha * x``, ``where`` | ``alpha * dy``, ``where`` (a bool mask);
+#: elu: ``x > 0``, ``minimum``, ``expm1``, ``alpha *``, ``where`` | ``y + alpha``, ``dy *``, ``where``.
+ELEMENTWISE_WORK = {"sigmoid": (4, 3, True, 0), "tanh": (1, 3, True, 0), "relu": (1, 2, True, 0),
+                    "leaky_relu": (3, 2, False, 1), "elu": (5, 3, True, 1), "linear": (0, 0, False, 0)}
+
+
+def elements(shape) -> int:
+    """The number of elements of an array of ``shape``."""
+    size = 1
+    for d in shape:
+        size *= int(d)
+    return size
+
 
 _ALIASES = {"identity": "linear", "none": "linear", None: "linear"}
 
@@ -232,6 +253,17 @@ class Activation(Layer, register=False):
 
     def _kwargs(self) -> dict:
         return {}
+
+    def work(self, input_shape, need_input_grad=True, dtype="float32") -> dict:
+        """FLOPs of forward and backward on a batch of ``input_shape`` and what the cache keeps
+        (:mod:`npdl.bench.work`): per element, :data:`ELEMENTWISE_WORK`; softmax over rows of K:
+        ``max``, ``x - max``, ``exp``, ``sum``, ``e / sum`` forward, ``dy * y``, ``sum``, ``dy - s``, ``y *`` backward."""
+        M = elements(input_shape)
+        if isinstance(self, Softmax):
+            return {"forward": 5 * M, "backward": 4 * M, "keeps_output": True}
+        name = {"LeakyReLU": "leaky_relu"}.get(type(self).__name__, type(self).__name__.lower())
+        forward, backward, keeps_y, mask = ELEMENTWISE_WORK[name]
+        return {"forward": forward * M, "backward": backward * M, "keeps_output": keeps_y, "kept_bytes": mask * M}
 
 
 class Sigmoid(Activation):

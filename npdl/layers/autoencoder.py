@@ -1,11 +1,11 @@
-"""Autoencoders: tied weights (the Theano dA, Hands-On ML) and untied, for comparison.
+r"""Autoencoders: tied weights (the Theano dA, Hands-On ML) and untied, for comparison.
 
 A tied autoencoder has one weight matrix ``W`` (n_visible, n_hidden) and two biases:
 
-* encoder ``h = f(x~ W + b)``:      (N, n_visible) @ (n_visible, n_hidden) -> (N, n_hidden),
-* decoder ``z = g(h W^T + b')``:    (N, n_hidden) @ (n_hidden, n_visible) -> (N, n_visible),
+* encoder $h = f(\tilde{x} W + b)$:      (N, n_visible) @ (n_visible, n_hidden) -> (N, n_hidden),
+* decoder $z = g(h W^\top + b')$:    (N, n_hidden) @ (n_hidden, n_visible) -> (N, n_visible),
 
-where ``x~`` is the (possibly corrupted, see :mod:`npdl.layers.noise`) input and the
+where $\tilde{x}$ (``x_tilde``) is the (possibly corrupted, see :mod:`npdl.layers.noise`) input and the
 reconstruction ``z`` is scored against the *clean* input by a loss from
 :mod:`npdl.losses.reconstruction`. ``f`` and ``g`` are any of ``"sigmoid"``, ``"tanh"``,
 ``"relu"``, ``"leaky_relu"`` (alpha 0.01), ``"elu"`` (alpha 1) and ``"linear"``, and reuse the
@@ -55,13 +55,13 @@ def _act(name):
 # ---------------------------------------------------------------------- tied: functions
 
 def tied_autoencoder_forward(x_tilde, W, b, b_prime, encoder_act="sigmoid", decoder_act="sigmoid"):
-    """Encode and decode a batch with one weight matrix.
+    r"""Encode and decode a batch with one weight matrix.
 
     Shapes: ``x_tilde`` (N, n_visible), ``W`` (n_visible, n_hidden), ``b`` (n_hidden,),
     ``b_prime`` (n_visible,).
 
-    * ``a_enc = x_tilde W + b`` (N, n_hidden), ``h = f(a_enc)``;
-    * ``a_dec = h W^T + b_prime`` (N, n_visible), ``z = g(a_dec)``.
+    * $a_{enc} = \tilde{x} W + b$ (N, n_hidden), $h = f(a_{enc})$;
+    * $a_{dec} = h W^\top + b'$ (N, n_visible), $z = g(a_{dec})$.
 
     Returns ``z`` (N, n_visible) and the cache ``(x_tilde, W, h, enc_cache, dec_cache,
     encoder_act, decoder_act)``: ``x_tilde`` and ``h`` are the inputs of the two uses of
@@ -83,44 +83,46 @@ def tied_autoencoder_forward(x_tilde, W, b, b_prime, encoder_act="sigmoid", deco
 
 
 def tied_autoencoder_encode(x, W, b, encoder_act="sigmoid"):
-    """The codes ``h = f(x W + b)`` (N, n_hidden) alone, with no cache (inference)."""
+    """The codes $h = f(x W + b)$ (N, n_hidden) alone, with no cache (inference)."""
     return _act(encoder_act)[0](x @ W, bias=b, overwrite=True)[0]
 
 
 def tied_autoencoder_backward(dz, cache, need_dx=True):
-    """Gradients of the tied autoencoder, given ``dz = dL/dz`` of shape (N, n_visible).
+    r"""Gradients of the tied autoencoder, given $dz = \frac{\partial L}{\partial z}$ of shape (N, n_visible).
 
     Walk the forward pass backwards, one step per line of it:
 
-    * decoder activation: ``dA_dec = dz * g'(a_dec)`` (N, n_visible);
-    * decoder bias, broadcast over the N rows: ``db_prime = sum_n dA_dec[n, :]`` (n_visible,);
-    * ``a_dec = h W^T``, i.e. ``a_dec[n, i] = sum_j h[n, j] W[i, j]``, so
-      ``dh[n, j] = sum_i dA_dec[n, i] W[i, j]``: ``dh = dA_dec W`` (N, n_visible) @ (n_visible, n_hidden)
+    * decoder activation: $dA_{dec} = dz \odot g'(a_{dec})$ (N, n_visible);
+    * decoder bias, broadcast over the N rows: $db' = \sum_{n} dA_{dec}[n, :]$ (n_visible,);
+    * $a_{dec} = h W^\top$, i.e. $a_{dec}[n, i] = \sum_{j} h[n, j] W[i, j]$, so
+      $dh[n, j] = \sum_{i} dA_{dec}[n, i] W[i, j]$: $dh = dA_{dec} W$ (N, n_visible) @ (n_visible, n_hidden)
       -> (N, n_hidden);
-    * encoder activation: ``dA_enc = dh * f'(a_enc)`` (N, n_hidden);
-    * encoder bias: ``db = sum_n dA_enc[n, :]`` (n_hidden,);
-    * ``a_enc = x_tilde W``, i.e. ``a_enc[n, j] = sum_i x_tilde[n, i] W[i, j]``, so
-      ``dx = dA_enc W^T`` (N, n_hidden) @ (n_hidden, n_visible) -> (N, n_visible).
+    * encoder activation: $dA_{enc} = dh \odot f'(a_{enc})$ (N, n_hidden);
+    * encoder bias: $db = \sum_{n} dA_{enc}[n, :]$ (n_hidden,);
+    * $a_{enc} = \tilde{x} W$, i.e. $a_{enc}[n, j] = \sum_{i} \tilde{x}[n, i] W[i, j]$, so
+      $dx = dA_{enc} W^\top$ (N, n_hidden) @ (n_hidden, n_visible) -> (N, n_visible).
 
     **Why dW is a sum of two terms.** ``W`` is used twice, so L depends on each
     ``W[i, j]`` along two paths, and the multivariable chain rule adds them:
 
-    ``dL/dW[i, j] = sum_n dA_enc[n, j] * d a_enc[n, j]/dW[i, j]  +  sum_n dA_dec[n, i] * d a_dec[n, i]/dW[i, j]``
+    $$
+    \frac{\partial L}{\partial W[i, j]} = \sum_{n} dA_{enc}[n, j] \frac{\partial a_{enc}[n, j]}{\partial W[i, j]} + \sum_{n} dA_{dec}[n, i] \frac{\partial a_{dec}[n, i]}{\partial W[i, j]}
+    $$
 
-    * Encoder path: ``d a_enc[n, j]/dW[i, j] = x_tilde[n, i]``, giving
-      ``sum_n x_tilde[n, i] dA_enc[n, j]``, i.e. ``x_tilde^T dA_enc``:
+    * Encoder path: $\frac{\partial a_{enc}[n, j]}{\partial W[i, j]} = \tilde{x}[n, i]$, giving
+      $\sum_{n} \tilde{x}[n, i] dA_{enc}[n, j]$, i.e. $\tilde{x}^\top dA_{enc}$:
       (n_visible, N) @ (N, n_hidden) -> (n_visible, n_hidden), already W's shape.
-      (It is exactly Dense's ``dW = x^T dy``.)
-    * Decoder path: ``a_dec[n, i] = sum_j h[n, j] W[i, j]`` gives ``d a_dec[n, i]/dW[i, j] = h[n, j]``,
-      so ``sum_n dA_dec[n, i] h[n, j]``, i.e. ``dA_dec^T h``:
+      (It is exactly Dense's $dW = x^\top dy$.)
+    * Decoder path: $a_{dec}[n, i] = \sum_{j} h[n, j] W[i, j]$ gives $\frac{\partial a_{dec}[n, i]}{\partial W[i, j]} = h[n, j]$,
+      so $\sum_{n} dA_{dec}[n, i] h[n, j]$, i.e. $dA_{dec}^\top h$:
       (n_visible, N) @ (N, n_hidden) -> (n_visible, n_hidden). Seen as a Dense layer with
-      weight ``W_dec = W^T`` (n_hidden, n_visible), that layer's gradient is
-      ``dW_dec = h^T dA_dec`` (n_hidden, n_visible); ``W_dec = W^T`` maps it back as its
-      transpose, ``(h^T dA_dec)^T = dA_dec^T h``, which is what is computed (no transpose
+      weight $W_{dec} = W^\top$ (n_hidden, n_visible), that layer's gradient is
+      $dW_{dec} = h^\top dA_{dec}$ (n_hidden, n_visible); $W_{dec} = W^\top$ maps it back as its
+      transpose, $(h^\top dA_{dec})^\top = dA_{dec}^\top h$, which is what is computed (no transpose
       is materialised).
 
-    So ``dW = x_tilde^T dA_enc + dA_dec^T h``: an untied autoencoder with ``W_dec = W^T``
-    gives ``dW_enc + dW_dec^T`` (tested). With ``need_dx=False`` (the first layer of a
+    So $dW = \tilde{x}^\top dA_{enc} + dA_{dec}^\top h$: an untied autoencoder with $W_{dec} = W^\top$
+    gives $dW_{enc} + dW_{dec}^\top$ (tested). With ``need_dx=False`` (the first layer of a
     network, or a corrupted input nobody differentiates) ``dx`` is ``None``.
 
     Returns ``(dx, dW, db, db_prime)``.
@@ -134,10 +136,10 @@ def tied_autoencoder_backward(dz, cache, need_dx=True):
 
 
 def tied_autoencoder_backward_products(dz, cache, need_dx=True):
-    """:func:`tied_autoencoder_backward` with ``dW`` left unformed, as its two products.
+    r""":func:`tied_autoencoder_backward` with ``dW`` left unformed, as its two products.
 
     Returns ``(dx, [(x_tilde, dA_enc), (dA_dec, h)], db, db_prime)``: ``dW`` is
-    ``sum_p A_p^T B_p`` over the two pairs, ``x_tilde^T dA_enc + dA_dec^T h`` (both
+    $\sum_{p} A_p^\top B_p$ over the two pairs, $\tilde{x}^\top dA_{enc} + dA_{dec}^\top h$ (both
     (n_visible, n_hidden), no transpose needed). Plain SGD adds ``-lr`` times that sum
     straight into ``W`` in one GEMM over the stacked factors
     (:func:`npdl.optim.sgd.gemm_update_sum`), with no (n_visible, n_hidden) gradient array.
@@ -156,10 +158,10 @@ def tied_autoencoder_backward_products(dz, cache, need_dx=True):
 # -------------------------------------------------------------------- untied: functions
 
 def autoencoder_forward(x_tilde, W_enc, b, W_dec, b_prime, encoder_act="sigmoid", decoder_act="sigmoid"):
-    """An untied autoencoder: two Dense maps with their own weights.
+    r"""An untied autoencoder: two Dense maps with their own weights.
 
-    ``h = f(x_tilde W_enc + b)`` with ``W_enc`` (n_visible, n_hidden), then
-    ``z = g(h W_dec + b_prime)`` with ``W_dec`` (n_hidden, n_visible). Each is one
+    $h = f(\tilde{x} W_{enc} + b)$ with ``W_enc`` (n_visible, n_hidden), then
+    $z = g(h W_{dec} + b')$ with ``W_dec`` (n_hidden, n_visible). Each is one
     :func:`npdl.layers.dense_forward` with its activation. Cache: both Dense caches.
     """
     h, enc_dense = dense_forward(x_tilde, W_enc, b, check_activation(encoder_act))
@@ -168,11 +170,11 @@ def autoencoder_forward(x_tilde, W_enc, b, W_dec, b_prime, encoder_act="sigmoid"
 
 
 def autoencoder_backward(dz, cache, need_dx=True):
-    """Two Dense backward passes, each through its activation's slope first:
+    r"""Two Dense backward passes, each through its activation's slope first:
 
-    ``dA_dec = dz * g'(a_dec)``; Dense gives ``dh = dA_dec W_dec^T``, ``dW_dec = h^T dA_dec``
-    (n_hidden, n_visible), ``db_prime = sum_n dA_dec``; then ``dA_enc = dh * f'(a_enc)`` and
-    ``dx = dA_enc W_enc^T``, ``dW_enc = x_tilde^T dA_enc`` (n_visible, n_hidden), ``db = sum_n dA_enc``.
+    $dA_{dec} = dz \odot g'(a_{dec})$; Dense gives $dh = dA_{dec} W_{dec}^\top$, $dW_{dec} = h^\top dA_{dec}$
+    (n_hidden, n_visible), $db' = \sum_{n} dA_{dec}$; then $dA_{enc} = dh \odot f'(a_{enc})$ and
+    $dx = dA_{enc} W_{enc}^\top$, $dW_{enc} = \tilde{x}^\top dA_{enc}$ (n_visible, n_hidden), $db = \sum_{n} dA_{enc}$.
     Each weight is used once, so each gets one term (compare :func:`tied_autoencoder_backward`).
 
     Returns ``(dx, dW_enc, db, dW_dec, db_prime)``.
@@ -224,6 +226,25 @@ class _AutoencoderBase(Layer):
     def output_shape(self, input_shape):
         return (self.n_visible,)
 
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of forward and backward on ``input_shape`` (N, n_visible) and what the cache keeps
+        (:mod:`npdl.bench.work`); ``P = N n_visible n_hidden``. Forward: two products (2 P each), the
+        biases and activations per element. Backward: ``g'``, ``db_prime``, ``dh`` (2 P), ``f'``, ``db``,
+        ``dx`` (2 P, not for a first layer) and ``dW`` as two products (2 P each), added together (one
+        more pass over ``W``) when tied. The cache keeps ``x~``, ``h`` and the decoder's output as its
+        activation needs."""
+        N, v, h = int(input_shape[0]), self.n_visible, self.n_hidden
+        P = N * v * h
+        enc_fwd, enc_bwd, _, enc_mask = A.ELEMENTWISE_WORK[self.encoder]
+        dec_fwd, dec_bwd, keeps_z, dec_mask = A.ELEMENTWISE_WORK[self.decoder]
+        forward = 2 * P + N * h * (1 + enc_fwd) + 2 * P + N * v * (1 + dec_fwd)
+        backward = N * v * (dec_bwd + 1) + 2 * P + N * h * (enc_bwd + 1) + (2 * P if need_input_grad else 0) + 4 * P
+        if isinstance(self, TiedAutoencoder):
+            backward += v * h
+        item = 8 if self.dtype == "float64" else 4
+        return {"forward": forward, "backward": backward, "keeps_input": True, "keeps_output": keeps_z,
+                "kept_bytes": N * h * (item + enc_mask) + N * v * dec_mask}
+
     def get_config(self):
         return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "encoder": self.encoder,
                 "decoder": self.decoder, "init": initializer_name(self.init), "dtype": self.dtype,
@@ -231,7 +252,7 @@ class _AutoencoderBase(Layer):
 
 
 class TiedAutoencoder(_AutoencoderBase):
-    """Autoencoder with tied weights: ``h = f(x W + b)``, ``z = g(h W^T + b_prime)``.
+    r"""Autoencoder with tied weights: $h = f(x W + b)$, $z = g(h W^\top + b')$.
 
     Parameters: ``W`` (n_visible, n_hidden) from ``init`` (default: the Theano dA's
     ``glorot_uniform_sigmoid`` for a sigmoid encoder, ``he_normal`` for relu/elu,
@@ -264,7 +285,7 @@ class TiedAutoencoder(_AutoencoderBase):
         return z
 
     def backward(self, dz):
-        """:func:`tied_autoencoder_backward`, with ``dW = x~^T dA_enc + dA_dec^T h`` kept as its two
+        r""":func:`tied_autoencoder_backward`, with $dW = \tilde{x}^\top dA_{enc} + dA_{dec}^\top h$ kept as its two
         products (a :class:`~npdl.deferred.ProductGrad`): formed when read, or added into ``W`` by
         plain SGD in one GEMM over the stacked factors, with no ``dW`` array."""
         dx, pairs, db, db_prime = tied_autoencoder_backward_products(dz, self.cache, self.need_input_grad)
@@ -272,12 +293,12 @@ class TiedAutoencoder(_AutoencoderBase):
         return dx
 
     def encode(self, x):
-        """The codes ``h = f(x W + b)``, shape (N, n_hidden); keeps no cache."""
+        """The codes $h = f(x W + b)$, shape (N, n_hidden); keeps no cache."""
         self._check_input(x)
         return tied_autoencoder_encode(x, self.params["W"], self.params["b"], self.encoder)
 
     def decode(self, h):
-        """The reconstruction ``z = g(h W^T + b_prime)`` of codes ``h`` (N, n_hidden); keeps no cache."""
+        r"""The reconstruction $z = g(h W^\top + b')$ of codes ``h`` (N, n_hidden); keeps no cache."""
         self._check_input(h, self.n_hidden, "codes")
         return _act(self.decoder)[0](h @ self.params["W"].T, bias=self.params["b_prime"], overwrite=True)[0]
 
@@ -296,7 +317,7 @@ class TiedAutoencoder(_AutoencoderBase):
 
 
 class Autoencoder(_AutoencoderBase):
-    """Untied autoencoder, for comparison: ``h = f(x W_enc + b)``, ``z = g(h W_dec + b_prime)``.
+    """Untied autoencoder, for comparison: $h = f(x W_{enc} + b)$, $z = g(h W_{dec} + b')$.
 
     ``W_enc`` (n_visible, n_hidden) and ``W_dec`` (n_hidden, n_visible) are separate
     weights, drawn independently from ``init`` (twice the tied model's weights).
@@ -328,7 +349,7 @@ class Autoencoder(_AutoencoderBase):
         return dx
 
     def encode(self, x):
-        """The codes ``h = f(x W_enc + b)``, shape (N, n_hidden); keeps no cache."""
+        """The codes $h = f(x W_{enc} + b)$, shape (N, n_hidden); keeps no cache."""
         self._check_input(x)
         return tied_autoencoder_encode(x, self.params["W_enc"], self.params["b"], self.encoder)
 

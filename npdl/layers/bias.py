@@ -1,4 +1,4 @@
-"""A per-channel bias on its own: ``y[n, c, ...] = x[n, c, ...] + b[c]``.
+"""A per-channel bias on its own: $y[n, c, ...] = x[n, c, ...] + b[c]$.
 
 Theano's LeNet (``LeNetConvPoolLayer``) and Nielsen's ``ConvPoolLayer`` add their bias
 *after* max pooling: ``act(maxpool(conv(x, W)) + b)``. With npdl's layers that is
@@ -21,8 +21,8 @@ def channel_bias_forward(x, b):
 
 
 def channel_bias_backward(dy, cache):
-    """``dL/dx = dy`` (adding a constant has slope 1), and ``b[c]`` was broadcast over every
-    ``(n, ...)`` of channel ``c``, so ``dL/db[c] = sum dy[n, c, ...]`` over all axes but 1: (C,)."""
+    r"""$\frac{\partial L}{\partial x} = dy$ (adding a constant has slope 1), and ``b[c]`` was broadcast over every
+    ``(n, ...)`` of channel ``c``, so $\frac{\partial L}{\partial b[c]} = \sum_{n, ...} dy[n, c, ...]$ over all axes but 1: (C,)."""
     xp = backend.namespace(dy)
     return dy, xp.sum(dy, axis=(0,) + tuple(range(2, cache)))
 
@@ -51,6 +51,14 @@ class ChannelBias(Layer):
     def backward(self, dy):
         dx, self.grads["b"] = channel_bias_backward(dy, self.cache)
         return dx
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs on ``input_shape`` (:mod:`npdl.bench.work`): one add per element forward, the sum for
+        ``db`` (one per element) backward; nothing kept."""
+        M = 1
+        for d in input_shape:
+            M *= int(d)
+        return {"forward": M, "backward": M}
 
     def get_config(self):
         return {"channels": self.channels, "dtype": self.dtype, "name": self.name}

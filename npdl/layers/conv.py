@@ -1,6 +1,8 @@
-"""2-D convolution (cross-correlation, as every framework computes it) on NCHW batches.
+r"""2-D convolution (cross-correlation, as every framework computes it) on NCHW batches.
 
-``y[n, o, i, j] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] * xpad[n, c, i*sh + kh, j*sw + kw]``
+$$
+y[n, o, i, j] = b[o] + \sum_{c, kh, kw} W[o, c, kh, kw] \cdot xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]
+$$
 
 with ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,), strides ``(sh, sw)``
 and ``xpad`` the input inside a border of ``(pt, pb, pl, pr)`` zeros. The code computes it
@@ -10,13 +12,13 @@ as one matrix product: :func:`im2col` copies every KH x KW patch into a column o
 
 Padding (:func:`npdl.kernels.geometry.conv_geometry` works it out):
 
-* ``"valid"``: none; ``OH = (H - KH) // sh + 1``.
-* ``"same"`` (Keras/TensorFlow): ``OH = ceil(H / sh)``; the rows needed,
-  ``max((OH - 1)*sh + KH - H, 0)``, are split with the odd one at the bottom
+* ``"valid"``: none; $OH = \lfloor (H - KH) / sh \rfloor + 1$.
+* ``"same"`` (Keras/TensorFlow): $OH = \lceil H / sh \rceil$; the rows needed,
+  $\max((OH - 1) \cdot sh + KH - H, 0)$, are split with the odd one at the bottom
   (``pt = total // 2``, ``pb = total - pt``); likewise columns, the extra on the right.
   At stride 1 the output has the input's size.
 * an int ``p`` or a pair ``(ph, pw)``: that many zero rows on top *and* bottom (columns
-  left and right), as PyTorch's ``padding=``; ``OH = (H + 2 ph - KH) // sh + 1``.
+  left and right), as PyTorch's ``padding=``; $OH = \lfloor (H + 2 ph - KH) / sh \rfloor + 1$.
 
 Four functions here are named operations with kernels (:mod:`npdl.kernels`):
 ``im2col.im2col`` and ``im2col.col2im`` (Numba on the CPU, numba.cuda on a GPU) and
@@ -59,7 +61,7 @@ def window(kh, kw, OH, OW, stride):
 
 @kernels.accelerated("im2col.im2col")
 def im2col(x, kernel, stride, pad, workspace=None):
-    """``cols[(c, kh, kw), (n, oh, ow)] = xpad[n, c, oh*sh + kh, ow*sw + kw]``: (C*KH*KW, N*OH*OW).
+    r"""$cols[(c, kh, kw), (n, oh, ow)] = xpad[n, c, oh \cdot sh + kh, ow \cdot sw + kw]$: (C*KH*KW, N*OH*OW).
 
     ``x`` (N, C, H, W), ``kernel`` = (KH, KW), ``stride`` = (sh, sw), ``pad`` = (pt, pb, pl, pr);
     rows and columns are in row-major order of their index triples, so a convolution is
@@ -83,11 +85,12 @@ def im2col(x, kernel, stride, pad, workspace=None):
 
 @kernels.accelerated("im2col.col2im")
 def col2im(cols, x_shape, kernel, stride, pad):
-    """The adjoint of :func:`im2col`: ``dx`` (N, C, H, W) from ``dcols`` (C*KH*KW, N*OH*OW).
+    r"""The adjoint of :func:`im2col`: ``dx`` (N, C, H, W) from ``dcols`` (C*KH*KW, N*OH*OW).
 
     Every entry goes back to the input pixel it was copied from, *added* where windows
     overlap (a pixel copied into several columns receives the sum of their gradients);
-    what falls in the padding is dropped. So ``<im2col(x), dcols> = <x, col2im(dcols)>``.
+    what falls in the padding is dropped. So
+    $\langle \text{im2col}(x), dcols \rangle = \langle x, \text{col2im}(dcols) \rangle$.
     """
     xp = backend.namespace(cols)
     (KH, KW), (N, C, H, W) = kernel, tuple(int(d) for d in x_shape)
@@ -135,18 +138,18 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
 
 @kernels.accelerated("conv2d.backward")
 def conv2d_backward(dy, cache, need_dx=True, workspace=None):
-    """Gradients of the convolution, given ``dy = dL/dy`` of shape (N, C_out, OH, OW).
+    r"""Gradients of the convolution, given $dy = \frac{\partial L}{\partial y}$ of shape (N, C_out, OH, OW).
 
-    Differentiate ``y[n, o, i, j] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] xpad[n, c, i*sh + kh, j*sw + kw]``:
+    Differentiate $y[n, o, i, j] = b[o] + \sum_{c, kh, kw} W[o, c, kh, kw] \cdot xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$:
 
-    * ``dL/db[o] = sum_{n, i, j} dy[n, o, i, j]``: (C_out,). ``b[o]`` was broadcast over
+    * $\frac{\partial L}{\partial b[o]} = \sum_{n, i, j} dy[n, o, i, j]$: (C_out,). ``b[o]`` was broadcast over
       every image and pixel of channel ``o``; a broadcast forward is a sum backward.
-    * ``dL/dW[o, c, kh, kw] = sum_{n, i, j} dy[n, o, i, j] xpad[n, c, i*sh + kh, j*sw + kw]``:
+    * $\frac{\partial L}{\partial W[o, c, kh, kw]} = \sum_{n, i, j} dy[n, o, i, j] \cdot xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$:
       (C_out, C, KH, KW). Each weight met one input pixel per output pixel, so its
       gradient is the **correlation of the input with the upstream gradient**
       (``dy`` as the kernel, its taps ``sh``, ``sw`` apart), summed over the batch.
-    * ``dL/dxpad[n, c, p, q] = sum dy[n, o, i, j] W[o, c, kh, kw]`` over every ``(o, i, j, kh, kw)``
-      with ``i*sh + kh = p`` and ``j*sw + kw = q``: each input pixel collects ``dy`` from
+    * $\frac{\partial L}{\partial xpad[n, c, p, q]} = \sum dy[n, o, i, j] \cdot W[o, c, kh, kw]$ over every $(o, i, j, kh, kw)$
+      with $i \cdot sh + kh = p$ and $j \cdot sw + kw = q$: each input pixel collects ``dy`` from
       every output pixel whose window covered it, weighted by the tap that met it.
       That is the **full correlation of ``dy`` (with ``sh - 1``, ``sw - 1`` zeros between its
       pixels) with the kernel rotated by 180 degrees** and with in- and output channels
@@ -154,14 +157,14 @@ def conv2d_backward(dy, cache, need_dx=True, workspace=None):
       (padding is a constant, not an input).
 
     The code does all three as the same matrix products the forward pass used. With
-    ``cols = im2col(x)`` rebuilt from the cached input, ``cols[(c, kh, kw), (n, i, j)] =
-    xpad[n, c, i*sh + kh, j*sw + kw]``, and ``dy`` reordered to ``dy_t[o, (n, i, j)] = dy[n, o, i, j]``,
-    the forward pass was ``out = W2 @ cols``, so
+    ``cols = im2col(x)`` rebuilt from the cached input,
+    $cols[(c, kh, kw), (n, i, j)] = xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$, and ``dy`` reordered to
+    $dy_t[o, (n, i, j)] = dy[n, o, i, j]$, the forward pass was $out = W2 \cdot cols$, so
 
     * ``db = sum(dy_t, axis=1)``: (C_out,);
-    * ``dW2 = dy_t @ cols^T``: (C_out, N*OH*OW) @ (N*OH*OW, C*KH*KW) -> (C_out, C*KH*KW), reshaped to ``W``'s
+    * $dW2 = dy_t \cdot cols^\top$: (C_out, N*OH*OW) @ (N*OH*OW, C*KH*KW) -> (C_out, C*KH*KW), reshaped to ``W``'s
       shape -- the sum over ``(n, i, j)`` above is this product's inner dimension;
-    * ``dcols = W2^T @ dy_t``: (C*KH*KW, C_out) @ (C_out, N*OH*OW) -> (C*KH*KW, N*OH*OW), the gradient of
+    * $dcols = W2^\top \cdot dy_t$: (C*KH*KW, C_out) @ (C_out, N*OH*OW) -> (C*KH*KW, N*OH*OW), the gradient of
       every copy im2col made; ``dx = col2im(dcols)`` adds each copy's gradient back into the
       pixel it was copied from (im2col's adjoint: a pixel in several patches gets the sum)
       and drops the border: (N, C, H, W).
@@ -259,6 +262,19 @@ class Conv2D(Layer):
         C, H, W = (int(d) for d in input_shape)
         OH, OW, _ = conv_geometry((1, C, H, W), self.kernel_size, self.stride, self.padding, self.who)
         return (self.out_channels, OH, OW)
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of :func:`conv2d_forward` and :func:`conv2d_backward` on ``input_shape`` (N, C, H, W) and
+        what the cache keeps (:mod:`npdl.bench.work`). With ``K = C*KH*KW`` and ``P = N*OH*OW``: forward
+        ``W2 @ cols`` 2 C_out K P and the bias C_out P; backward ``dW2 = dy_t @ cols^T`` 2 C_out P K,
+        ``db`` C_out P and, unless it is the first layer, ``dcols = W2^T @ dy_t`` 2 K C_out P and col2im's
+        K P additions. im2col copies and adds nothing. The cache keeps ``x``."""
+        N = int(input_shape[0])
+        C_out, OH, OW = self.output_shape(tuple(input_shape[1:]))
+        K, P = self.in_channels * self.kernel_size[0] * self.kernel_size[1], N * OH * OW
+        product, bias = 2 * C_out * K * P, (C_out * P if self.bias else 0)
+        return {"forward": product + bias, "backward": product + bias + (product + K * P if need_input_grad else 0),
+                "keeps_input": True}
 
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,

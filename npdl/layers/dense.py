@@ -1,25 +1,30 @@
-"""Dense (fully connected) layer: ``y = f(x W + b)``, ``f`` the identity unless an activation is given."""
+r"""Dense (fully connected) layer: $y = f(x W + b)$, $f$ the identity unless an activation is given."""
 
 from __future__ import annotations
 
 from .. import backend, checks
 from ..deferred import ProductGrad
 from ..init import get_initializer, initializer_name
-from .activations import ELEMENTWISE, check_elementwise
+from .activations import ELEMENTWISE, ELEMENTWISE_WORK, check_elementwise
 from .base import Layer
 
 
 def dense_forward(x, W, b, activation="linear"):
-    """Affine map of a batch, then an elementwise activation (none by default).
+    r"""Affine map of a batch, then an elementwise activation (none by default).
 
-    Shapes: ``x`` (N, n_in), ``W`` (n_in, n_out), ``b`` (n_out,) or ``None``.
-    ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]`` is the pre-activation (N, n_out), and
-    ``y = f(a)`` with ``f`` one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
-    ``y = a``). The bias is handed to ``f`` with the product (for sigmoid, tanh and ReLU the
-    add and ``f`` are one GPU launch; ``x W`` is a fresh product, so it may be overwritten).
+    Shapes: ``x`` (N, n_in), ``W`` (n_in, n_out), ``b`` (n_out,) or ``None``. The
+    pre-activation ``a`` (N, n_out) and the output ``y`` (N, n_out) are
+
+    $$
+    a[n, j] = \sum_{i} x[n, i] W[i, j] + b[j], \quad y = f(a)
+    $$
+
+    with $f$ one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
+    $y = a$). The bias is handed to $f$ with the product (for sigmoid, tanh and ReLU the
+    add and $f$ are one GPU launch; ``x @ W`` is a fresh product, so it may be overwritten).
     Returns ``y`` and the cache ``(x, W, has_bias, activation, f_cache)``: the backward pass
     needs ``x`` for ``dW``, ``W`` for ``dx``, and the activation's own cache (its output ``y``
-    for sigmoid and tanh) for ``f'``.
+    for sigmoid and tanh) for $f'$.
     """
     if activation not in ELEMENTWISE:  # "identity", None, "Tanh" ... (Dense passes canonical names)
         activation = check_elementwise(activation, "dense_forward")
@@ -28,37 +33,37 @@ def dense_forward(x, W, b, activation="linear"):
 
 
 def dense_pre_activation_grad(dy, cache):
-    """``da = dL/da = dy * f'(a)`` (N, n_out), the activation's backward; ``dy`` itself when linear."""
+    r"""$da = \frac{\partial L}{\partial a} = dy \odot f'(a)$ (N, n_out), the activation's backward; ``dy`` itself when linear."""
     _, _, _, activation, f_cache = cache
     return ELEMENTWISE[activation][1](dy, f_cache)
 
 
 def dense_backward(dy, cache, need_dx=True, need_dW=True):
-    """Gradients of the layer, given ``dy = dL/dy`` of shape (N, n_out).
+    r"""Gradients of the layer, given $dy = \frac{\partial L}{\partial y}$ of shape (N, n_out).
 
-    First through the activation: ``da = dy * f'(a)`` (:func:`dense_pre_activation_grad`;
-    ``da = dy`` without one). Then, from ``a[n, j] = sum_i x[n, i] W[i, j] + b[j]``:
+    First through the activation: $da = dy \odot f'(a)$ (:func:`dense_pre_activation_grad`;
+    $da = dy$ without one). Then, from $a[n, j] = \sum_{i} x[n, i] W[i, j] + b[j]$:
 
-    * ``dL/dx[n, i] = sum_j da[n, j] W[i, j]``, i.e. ``dx = da W^T``:
+    * $\frac{\partial L}{\partial x[n, i]} = \sum_{j} da[n, j] W[i, j]$, i.e. $dx = da W^\top$:
       (N, n_out) @ (n_out, n_in) -> (N, n_in).
-    * ``dL/dW[i, j] = sum_n x[n, i] da[n, j]``, i.e. ``dW = x^T da``:
+    * $\frac{\partial L}{\partial W[i, j]} = \sum_{n} x[n, i] da[n, j]$, i.e. $dW = x^\top da$:
       (n_in, N) @ (N, n_out) -> (n_in, n_out). Each example adds the outer
       product of its input and its upstream gradient; the matrix product sums them.
-    * ``dL/db[j] = sum_n da[n, j]``, i.e. ``db = da`` summed over the batch axis:
+    * $\frac{\partial L}{\partial b[j]} = \sum_{n} da[n, j]$, i.e. ``db`` is ``da`` summed over the batch axis:
       (n_out,). ``b`` was broadcast over the N rows in the forward pass, and a
       broadcast in the forward pass is a sum in the backward pass.
 
     Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
     is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
     the gradient of the data, and skipping it saves a third of the layer's work).
-    ``need_dW=False`` returns ``dW = None``: the caller keeps ``dW = x^T da`` as its
+    ``need_dW=False`` returns ``dW = None``: the caller keeps $dW = x^\top da$ as its
     factors ``(x, da)`` (see :meth:`Dense.backward`).
     """
     return affine_backward(dense_pre_activation_grad(dy, cache), cache, need_dx, need_dW)
 
 
 def affine_backward(da, cache, need_dx=True, need_dW=True):
-    """The three affine formulas of :func:`dense_backward`, from ``da = dL/da`` (N, n_out)."""
+    r"""The three affine formulas of :func:`dense_backward`, from $da = \frac{\partial L}{\partial a}$ (N, n_out)."""
     x, W, has_bias = cache[:3]
     xp = backend.namespace(da, W)
     dx = da @ W.T if need_dx else None
@@ -68,7 +73,7 @@ def affine_backward(da, cache, need_dx=True, need_dW=True):
 
 
 class Dense(Layer):
-    """Fully connected layer ``y = f(x W + b)`` for inputs of shape (N, n_in).
+    """Fully connected layer $y = f(x W + b)$ for inputs of shape (N, n_in).
 
     ``activation`` is ``None``/``"linear"`` (no ``f``, the default), ``"sigmoid"``, ``"tanh"``,
     ``"relu"``, ``"leaky_relu"`` (alpha 0.01) or ``"elu"`` (alpha 1), as Keras's
@@ -110,7 +115,7 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
-        """:func:`dense_backward`, with ``dW = x^T da`` kept as its factors ``(x, da)``: a
+        r""":func:`dense_backward`, with $dW = x^\top da$ kept as its factors ``(x, da)``: a
         :class:`~npdl.deferred.ProductGrad`, formed when read, or added into ``W`` by plain SGD in
         one GEMM without a (n_in, n_out) temporary."""
         da = dense_pre_activation_grad(dy, self.cache)
@@ -122,6 +127,20 @@ class Dense(Layer):
 
     def output_shape(self, input_shape):
         return (self.n_out,)
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of :func:`dense_forward` and :func:`dense_backward` on ``input_shape`` = (N, n_in), and what
+        the cache keeps (:mod:`npdl.bench.work`). Forward: ``x W`` 2 N n_in n_out, the bias and ``f`` per
+        element of (N, n_out). Backward: ``f'`` per element, ``dx = da W^T`` 2 N n_out n_in (not for a
+        network's first layer), ``dW = x^T da`` 2 N n_in n_out (plain SGD adds it into ``W`` in its
+        update), ``db`` N n_out. The cache keeps ``x``, and ``y`` for sigmoid, tanh and ReLU."""
+        N = int(input_shape[0])
+        M, product = N * self.n_out, 2 * N * self.n_in * self.n_out
+        forward, backward, keeps_y, mask = ELEMENTWISE_WORK[self.activation]
+        bias = M if self.bias else 0
+        return {"forward": product + bias + forward * M,
+                "backward": backward * M + (product if need_input_grad else 0) + product + bias,
+                "keeps_input": True, "keeps_output": keeps_y, "kept_bytes": mask * M}
 
     def get_config(self):
         config = {"n_in": self.n_in, "n_out": self.n_out, "init": initializer_name(self.init),

@@ -7,10 +7,10 @@ from .base import Layer
 
 
 def dropout_forward(x, mask):
-    """``y = x * mask`` where ``mask`` holds ``1 / keep_prob`` (kept) or ``0`` (dropped).
+    r"""$y = x \odot mask$ where ``mask`` holds $\frac{1}{keep\_prob}$ (kept) or 0 (dropped).
 
-    Scaling the kept units by ``1 / keep_prob`` at training time ("inverted" dropout)
-    keeps ``E[y] = x``, so inference is the identity and needs no rescaling.
+    Scaling the kept units by $\frac{1}{keep\_prob}$ at training time ("inverted" dropout)
+    keeps $E[y] = x$, so inference is the identity and needs no rescaling.
     The mask is drawn by the layer, not here, so this function is deterministic and
     can be gradient-checked. Shapes: ``x``, ``mask``, ``y`` all alike. Cache: ``mask``.
     """
@@ -18,8 +18,8 @@ def dropout_forward(x, mask):
 
 
 def dropout_backward(dy, cache):
-    """``y = x * mask`` is linear in ``x`` with slope ``mask``: ``dx = dy * mask``.
-    A dropped unit passes no gradient; a kept one passes it scaled by ``1 / keep_prob``."""
+    r"""$y = x \odot mask$ is linear in ``x`` with slope ``mask``: $dx = dy \odot mask$.
+    A dropped unit passes no gradient; a kept one passes it scaled by $\frac{1}{keep\_prob}$."""
     mask = cache
     return dy * mask
 
@@ -55,6 +55,16 @@ class Dropout(Layer):
 
     def backward(self, dy):
         return dy if self.cache is None else dropout_backward(dy, self.cache)
+
+    def work(self, input_shape, need_input_grad=True, dtype="float32") -> dict:
+        """FLOPs of a training forward and backward on ``input_shape`` (one mask multiply per element
+        each way) and the mask the cache keeps (:mod:`npdl.bench.work`); drawing the mask is not counted."""
+        if self.rate == 0.0:
+            return {"forward": 0, "backward": 0, "view": True}
+        M = 1
+        for d in input_shape:
+            M *= int(d)
+        return {"forward": M, "backward": M, "kept_bytes": M * (8 if dtype == "float64" else 4)}
 
     def get_config(self):
         return {"rate": self.rate, "name": self.name}

@@ -19,21 +19,21 @@ output ``o`` (PyTorch's order; Keras's i, f, c, o).
 from __future__ import annotations
 
 from .. import backend, kernels
-from .recurrent_base import _Recurrent, batch_first, cut, input_projection, previous_states, time_major, \
-    weight_products
+from .recurrent_base import _Recurrent, batch_first, bptt_schedule, cut, input_projection, previous_states, \
+    time_major, weight_products
 
 # ------------------------------------------------------------------------------- one step
 
 
 @kernels.accelerated("lstm_cell.forward_step")
 def lstm_forward_step(z_rec, z_in, c_prev):
-    """One step's gates and cell, from the recurrent and input parts of the pre-activation.
+    r"""One step's gates and cell, from the recurrent and input parts of the pre-activation.
 
-    ``z_rec = h_{t-1} Wh`` and ``z_in = x_t Wx + b`` (N, 4H), ``c_prev = c_{t-1}`` (N, H)::
+    $z_{rec} = h_{t-1} Wh$ and $z_{in} = x_t Wx + b$ (N, 4H), $c_{prev} = c_{t-1}$ (N, H):
 
-        z = z_rec + z_in                                        # (N, 4H)
-        G = [sigmoid(z_i), sigmoid(z_f), tanh(z_g), sigmoid(z_o)]   # (N, 4H), blocks of H columns
-        c = f * c_prev + i * g;   tc = tanh(c);   h = o * tc    # (N, H) each
+    * $z = z_{rec} + z_{in}$: (N, 4H);
+    * $G = [\sigma(z_i), \sigma(z_f), \tanh(z_g), \sigma(z_o)] = [i, f, g, o]$: (N, 4H), blocks of H columns;
+    * $c = f \odot c_{prev} + i \odot g$, $tc = \tanh(c)$, $h = o \odot tc$: (N, H) each.
 
     Returns ``(G, c, tc, h)``.
     """
@@ -59,18 +59,18 @@ def _incoming_dh(dh_rec, dy_t, like):
 
 @kernels.accelerated("lstm_cell.backward_step", on=3)
 def lstm_backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
-    """One step backward (the equations derived in :func:`lstm_backward`).
+    r"""One step backward (the equations derived in :func:`lstm_backward`).
 
-    ``dh_rec = dz_{t+1} Wh^T`` and ``dy_t`` (N, H) are the two gradients reaching ``h_t``,
-    ``dc_next`` (N, H) the one reaching ``c_t`` from step ``t + 1``; each may be None (no
-    gradient on that path). ``G``, ``tc``, ``c_prev`` are the step's forward values::
+    $dh_{rec} = dz_{t+1} Wh^\top$ and $dy_t$ (N, H) are the two gradients reaching $h_t$,
+    ``dc_next`` (N, H) the one reaching $c_t$ from step $t + 1$; each may be None (no
+    gradient on that path). ``G``, ``tc``, ``c_prev`` are the step's forward values:
 
-        dh = dh_rec + dy_t
-        dc = dc_next + dh * o * (1 - tc^2)
-        dz = [dc g, dc c_prev, dc i, dh tc] * [i (1 - i), f (1 - f), 1 - g^2, o (1 - o)]   # (N, 4H)
+    * $dh = dh_{rec} + dy_t$;
+    * $dc = dc_{next} + dh \odot o \odot (1 - tc^2)$;
+    * $dz = [dc \odot g, dc \odot c_{prev}, dc \odot i, dh \odot tc] \odot [i (1 - i), f (1 - f), 1 - g^2, o (1 - o)]$: (N, 4H).
 
-    Returns ``(dz, dc_prev)`` with ``dc_prev = dc * f``, the cell gradient that reaches
-    ``c_{t-1}`` through ``c_t = f * c_{t-1} + ...``.
+    Returns ``(dz, dc_prev)`` with $dc_{prev} = dc \odot f$, the cell gradient that reaches
+    $c_{t-1}$ through $c_t = f \odot c_{t-1} + ...$.
     """
     xp = backend.namespace(G, tc)
     H = int(tc.shape[1])
@@ -90,8 +90,8 @@ def lstm_backward_step(dh_rec, dy_t, dc_next, G, tc, c_prev):
 
 @kernels.accelerated("lstm_cell.forward_sequence")
 def lstm_forward_sequence(Z_in, Wh, h0, c0):
-    """The forward loop. ``Z_in`` (T, N, 4H) is ``x_t Wx + b`` for every step, ``Wh`` (H, 4H),
-    ``h0``/``c0`` (N, H). Per step: one fused product ``h_{t-1} Wh`` (N, H) @ (H, 4H) for all four
+    """The forward loop. ``Z_in`` (T, N, 4H) is $x_t Wx + b$ for every step, ``Wh`` (H, 4H),
+    ``h0``/``c0`` (N, H). Per step: one fused product $h_{t-1} Wh$ (N, H) @ (H, 4H) for all four
     gates, then :func:`lstm_forward_step`.
 
     Returns ``(hs, cs, gates, tanh_cs)``: (T+1, N, H) with ``h_0 .. h_T``, (T+1, N, H) with
@@ -111,11 +111,11 @@ def lstm_forward_sequence(Z_in, Wh, h0, c0):
 
 @kernels.accelerated("lstm_cell.backward_sequence", on=2)
 def lstm_backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=None):
-    """The backward loop, from step T down to 1.
+    r"""The backward loop, from step T down to 1.
 
     ``dy_seq`` (T, N, H) is the output gradient of every step (``return_sequences``) or None;
     ``dy_last`` (N, H) that of ``h_T`` alone, or None. Per step: :func:`lstm_backward_step`,
-    then ``dh_{t-1} = dz_t Wh^T`` (N, 4H) @ (4H, H) and ``dc_{t-1} = dc_t f_t`` (both cut
+    then $dh_{t-1} = dz_t Wh^\top$ (N, 4H) @ (4H, H) and $dc_{t-1} = dc_t \odot f_t$ (both cut
     where ``bptt_truncate`` starts a chunk). Returns ``(dZ, dh0, dc0)``: every ``dz_t`` as
     (T, N, 4H), and the initial states' gradients (N, H) (zeros where cut off).
     """
@@ -140,17 +140,16 @@ def lstm_backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncat
 
 
 def lstm_forward(x, Wx, Wh, b, h0, c0, return_sequences=False):
-    """The LSTM (with a forget gate; Keras's and PyTorch's cell).
+    r"""The LSTM (with a forget gate; Keras's and PyTorch's cell).
 
     Shapes: ``x`` (N, T, F), ``Wx`` (F, 4H), ``Wh`` (H, 4H), ``b`` (4H,) or None, ``h0``
     and ``c0`` (N, H). The four gates are column blocks of one pre-activation, in the
-    order input ``i``, forget ``f``, candidate ``g``, output ``o``::
+    order input ``i``, forget ``f``, candidate ``g``, output ``o``:
 
-        z_t = x_t Wx + h_{t-1} Wh + b            # (N, 4H): ONE product per step for all four gates
-        i_t = sigmoid(z_t[:, 0:H])     f_t = sigmoid(z_t[:, H:2H])
-        g_t = tanh(z_t[:, 2H:3H])      o_t = sigmoid(z_t[:, 3H:4H])
-        c_t = f_t * c_{t-1} + i_t * g_t          # (N, H), the cell: forget some, write some
-        h_t = o_t * tanh(c_t)                    # (N, H), the output: a gated view of the cell
+    * $z_t = x_t Wx + h_{t-1} Wh + b$: (N, 4H), ONE product per step for all four gates;
+    * $i_t = \sigma(z_t[:, 0:H])$, $f_t = \sigma(z_t[:, H:2H])$, $g_t = \tanh(z_t[:, 2H:3H])$, $o_t = \sigma(z_t[:, 3H:4H])$;
+    * $c_t = f_t \odot c_{t-1} + i_t \odot g_t$: (N, H), the cell: forget some, write some;
+    * $h_t = o_t \odot \tanh(c_t)$: (N, H), the output: a gated view of the cell.
 
     ``x_t Wx + b`` is computed for all steps before the loop, (T*N, F) @ (F, 4H).
     Returns ``y`` ((N, T, H) with ``return_sequences``, else ``h_T`` (N, H)) and the
@@ -174,30 +173,30 @@ def lstm_forward(x, Wx, Wh, b, h0, c0, return_sequences=False):
 
 
 def lstm_backward(dy, cache, bptt_truncate=None, need_dx=True, need_dW=True):
-    """Backpropagation through time for :func:`lstm_forward`.
+    r"""Backpropagation through time for :func:`lstm_forward`.
 
-    ``dy`` is dL/dy: (N, T, H) with ``return_sequences``, else (N, H) for ``h_T`` alone.
+    ``dy`` is $\frac{\partial L}{\partial y}$: (N, T, H) with ``return_sequences``, else (N, H) for $h_T$ alone.
 
-    **Two state gradients.** ``h_t`` feeds the output and ``z_{t+1}``; ``c_t`` feeds
-    ``h_t`` and ``c_{t+1} = f_{t+1} * c_t + ...``. So, from ``t = T`` down to 1, with
-    ``dh_t = dL/dh_t`` and ``dc_t = dL/dc_t`` (all (N, H), products elementwise)::
+    **Two state gradients.** $h_t$ feeds the output and $z_{t+1}$; $c_t$ feeds
+    $h_t$ and $c_{t+1} = f_{t+1} \odot c_t + ...$. So, from $t = T$ down to 1, with
+    $dh_t = \frac{\partial L}{\partial h_t}$ and $dc_t = \frac{\partial L}{\partial c_t}$ (all (N, H)):
 
-        dh_t  = dy_t + dz_{t+1} Wh^T             # (N, 4H) @ (4H, H); dh_T = dy_T
-        do_t  = dh_t * tanh(c_t)                 # from h_t = o_t * tanh(c_t)
-        dc_t  = dc_t(from t+1) + dh_t * o_t * (1 - tanh(c_t)^2)
-        di_t  = dc_t * g_t;   dg_t = dc_t * i_t;   df_t = dc_t * c_{t-1}
-        dc_{t-1}(from t) = dc_t * f_t            # the cell's gradient path: only a product with f
-        dz_t  = [di_t * i_t (1 - i_t),  df_t * f_t (1 - f_t),  dg_t * (1 - g_t^2),  do_t * o_t (1 - o_t)]
+    * $dh_t = dy_t + dz_{t+1} Wh^\top$: (N, 4H) @ (4H, H); $dh_T = dy_T$;
+    * $do_t = dh_t \odot \tanh(c_t)$, from $h_t = o_t \odot \tanh(c_t)$;
+    * $dc_t = dc_t^{(t+1)} + dh_t \odot o_t \odot (1 - \tanh(c_t)^2)$, the first term from step $t + 1$;
+    * $di_t = dc_t \odot g_t$, $dg_t = dc_t \odot i_t$, $df_t = dc_t \odot c_{t-1}$;
+    * $dc_{t-1}^{(t)} = dc_t \odot f_t$: the cell's gradient path, only a product with $f$;
+    * $dz_t = [di_t \odot i_t (1 - i_t), df_t \odot f_t (1 - f_t), dg_t \odot (1 - g_t^2), do_t \odot o_t (1 - o_t)]$.
 
-    ``dz_t`` is (N, 4H), the gates' blocks side by side, so the recurrent gradient of all
-    four gates is again one product, ``dz_t Wh^T``. ``dc_{t-1} = dc_t * f_t`` is why the
+    $dz_t$ is (N, 4H), the gates' blocks side by side, so the recurrent gradient of all
+    four gates is again one product, $dz_t Wh^\top$. $dc_{t-1} = dc_t \odot f_t$ is why the
     LSTM remembers: while the forget gate stays near 1, the cell's gradient passes back
     unchanged, with no weight matrix and no squashing derivative in the way.
-    ``dh_0 = dz_1 Wh^T`` and ``dc_0 = dc_1 * f_1`` are the initial states' gradients.
+    $dh_0 = dz_1 Wh^\top$ and $dc_0 = dc_1 \odot f_1$ are the initial states' gradients.
 
-    **Parameters** (shared by all steps; ``dZ`` is every ``dz_t``, (T*N, 4H)):
-    ``dWx = X^T dZ`` (F, 4H), ``dWh = H_prev^T dZ`` (H, 4H), ``db = sum(dZ, axis=0)`` (4H,),
-    ``dx = dZ Wx^T`` (T*N, F), back to (N, T, F).
+    **Parameters** (shared by all steps; ``dZ`` is every $dz_t$, (T*N, 4H)):
+    $dWx = X^\top dZ$ (F, 4H), $dWh = H_{prev}^\top dZ$ (H, 4H), ``db = sum(dZ, axis=0)`` (4H,),
+    $dx = dZ \, Wx^\top$ (T*N, F), back to (N, T, F).
 
     Returns ``(dx, dWx, dWh, db, dh0, dc0)``; ``need_dx`` / ``need_dW`` as in
     :func:`~.simple_rnn.simple_rnn_backward` (products from :func:`lstm_products`).
@@ -263,6 +262,28 @@ class LSTM(_Recurrent):
         self.state_grads = {"h": dh0, "c": dc0}
         self._finish_backward(db)
         return dx
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of :func:`lstm_forward` and :func:`lstm_backward` on ``input_shape`` (N, T, F) and what the
+        cache keeps (:mod:`npdl.bench.work`), ``M = N H``. Forward: the input projection (2 T N F 4H, or
+        T N 4H when F = 1), the bias, and per step ``h Wh`` (2 N H 4H) and :func:`lstm_forward_step`'s
+        26 M (``z`` 4M, the sigmoid form 16M, ``tanh(z_g)`` M, ``c`` 3M, ``tanh(c)`` M, ``h`` M).
+        Backward: per step :func:`lstm_backward_step`'s 23 M (``dc`` 4M, ``dG`` 4M, ``G (1 - G)`` 8M,
+        ``1 - g^2`` 2M, ``dz`` 4M, ``dc f`` M), M more where two ``dh`` or two ``dc`` arrive, ``dz Wh^T``
+        (:func:`.recurrent_base.bptt_schedule`); then ``dWx``, ``dWh``, ``db`` and ``dx`` as for
+        SimpleRNN with 4H columns. The cache keeps ``X``, ``hs``, ``cs``, the gates and ``tanh(c)``."""
+        N, T, F = (int(d) for d in input_shape)
+        H, M = self.units, int(input_shape[0]) * self.units
+        products, dh_adds, dc_adds = bptt_schedule(T, self.return_sequences, self.bptt_truncate)
+        projection = 4 * T * M if F == 1 else 2 * T * N * F * 4 * H
+        bias = 4 * T * M if self.bias else 0
+        forward = projection + bias + T * (8 * M * H + 26 * M)
+        backward = (23 * T + dh_adds + dc_adds) * M + products * 8 * M * H + 8 * F * T * M + 8 * H * T * M + bias \
+            + (8 * T * M * F if need_input_grad else 0)
+        item = 8 if self.dtype == "float64" else 4
+        out = T * M if self.return_sequences else M
+        kept = T * N * F + 2 * (T + 1) * M + 4 * T * M + T * M - out
+        return {"forward": forward, "backward": backward, "keeps_output": True, "kept_bytes": item * kept}
 
     def get_config(self):
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

@@ -1,4 +1,4 @@
-"""Corruption for denoising autoencoders: masking, additive Gaussian and dropout noise.
+r"""Corruption for denoising autoencoders: masking, additive Gaussian and dropout noise.
 
 A denoising autoencoder reconstructs the clean input ``x`` from a corrupted copy ``x~``.
 The corruption is applied to the *encoder's input* and only in training; the loss
@@ -8,7 +8,7 @@ identity) so that it can sit anywhere in a :class:`npdl.models.Sequential`.
 
 * ``MaskingNoise(p)``: each input is zeroed with probability ``p`` and kept as it is
   otherwise, with no rescaling (the Theano dA's ``get_corrupted_input``);
-* ``GaussianNoise(sigma)``: ``x~ = x + sigma * eps``, ``eps ~ N(0, 1)`` (additive isotropic noise);
+* ``GaussianNoise(sigma)``: $\tilde{x} = x + \sigma \epsilon$, $\epsilon \sim N(0, 1)$ (additive isotropic noise);
 * ``DropoutNoise(keep_prob)``: inverted dropout of the input, kept units scaled by
   ``1 / keep_prob`` (Hands-On ML's dropout-corrupted autoencoder).
 
@@ -27,7 +27,7 @@ from .dropout import dropout_backward, dropout_forward
 # ----------------------------------------------------------------------------- masking
 
 def masking_noise_forward(x, mask):
-    """``x~ = x * mask`` with ``mask`` holding 1 (kept) or 0 (zeroed); no rescaling.
+    r"""$\tilde{x} = x \odot mask$ with ``mask`` holding 1 (kept) or 0 (zeroed); no rescaling.
 
     The mask is drawn by the caller (:func:`masking_mask`), so this is deterministic and
     can be gradient-checked. Shapes: ``x``, ``mask``, ``x~`` alike. Cache: ``mask``.
@@ -36,7 +36,7 @@ def masking_noise_forward(x, mask):
 
 
 def masking_noise_backward(dy, cache):
-    """``x~ = x * mask`` is linear in ``x`` with slope ``mask``: ``dx = dy * mask``."""
+    r"""$\tilde{x} = x \odot mask$ is linear in ``x`` with slope ``mask``: $dx = dy \odot mask$."""
     mask = cache
     return dy * mask
 
@@ -55,12 +55,12 @@ def corrupt_masking(x, p, rng):
 # ----------------------------------------------------------------------------- Gaussian
 
 def gaussian_noise_forward(x, noise):
-    """``x~ = x + noise`` with ``noise`` drawn by the caller (:func:`gaussian_noise`). Cache: nothing."""
+    r"""$\tilde{x} = x + noise$ with ``noise`` drawn by the caller (:func:`gaussian_noise`). Cache: nothing."""
     return x + noise, None
 
 
 def gaussian_noise_backward(dy, cache):
-    """Adding a constant has slope 1: ``dx = dy``."""
+    """Adding a constant has slope 1: $dx = dy$."""
     return dy
 
 
@@ -145,6 +145,22 @@ class _Noise(Layer):
     def _backward(self, dy, cache):
         raise NotImplementedError
 
+    #: FLOPs per element of the corruption's forward and backward, and whether the cache keeps a mask
+    work_per_element = (1, 1, True)
+
+    def work(self, input_shape, need_input_grad=True, dtype="float32") -> dict:
+        """FLOPs of a training forward and backward on ``input_shape`` and what the cache keeps
+        (:mod:`npdl.bench.work`): one multiply (mask) or add (Gaussian) per element forward, the mask
+        multiply backward (none for additive noise). Drawing the noise is not counted."""
+        if self._is_identity():
+            return {"forward": 0, "backward": 0, "view": True}
+        M = 1
+        for d in input_shape:
+            M *= int(d)
+        forward, backward, mask = self.work_per_element
+        return {"forward": forward * M, "backward": backward * M,
+                "kept_bytes": M * (8 if dtype == "float64" else 4) if mask else 0}
+
 
 class MaskingNoise(_Noise):
     """Zero each input with probability ``p`` in training (the Theano dA's corruption, no rescaling).
@@ -171,6 +187,8 @@ class MaskingNoise(_Noise):
 
 class GaussianNoise(_Noise):
     """Add ``N(0, sigma^2)`` noise to every input in training."""
+
+    work_per_element = (1, 0, False)  # x + noise; the backward is dy itself, the cache nothing
 
     def __init__(self, sigma: float = 0.1, rng=None, name=None):
         super().__init__(rng, name)

@@ -43,8 +43,8 @@ def _pool_geometry(x, pool_size, strides, padding, who):
 
 @kernels.accelerated("pool.max_forward")
 def max_pool_forward(x, kernel, stride, pad):
-    """``(y, arg)``: ``y[n, c, i, j] = max_{kh, kw} xpad[n, c, i*sh + kh, j*sw + kw]`` (N, C, OH, OW),
-    with ``xpad`` padded by ``-inf``, and ``arg[n, c, i, j] = kh*KW + kw``, the window offset of
+    r"""``(y, arg)``: $y[n, c, i, j] = \max_{kh, kw} xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$ (N, C, OH, OW),
+    with ``xpad`` padded by ``-inf``, and $arg[n, c, i, j] = kh \cdot KW + kw$, the window offset of
     the maximum (the first in row-major order on ties: ``argmax`` returns the first occurrence)."""
     xp = backend.namespace(x)
     N, C, H, W, KH, KW, OH, OW = sizes(x.shape, kernel, stride, pad)
@@ -70,10 +70,10 @@ def max_pool_backward(dy, arg, x_shape, kernel, stride, pad):
 
 
 def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
-    """``y[n, c, i, j] = max_{kh, kw} xpad[n, c, i*sh + kh, j*sw + kw]`` with ``xpad`` padded by ``-inf``.
+    r"""$y[n, c, i, j] = \max_{kh, kw} xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$ with ``xpad`` padded by ``-inf``.
 
     Shapes: ``x`` (N, C, H, W) -> ``y`` (N, C, OH, OW). Cache: ``(arg, x_shape, geometry)``,
-    where ``arg[n, c, i, j] = kh*KW + kw`` is the window offset of the (first) maximum.
+    where $arg[n, c, i, j] = kh \cdot KW + kw$ is the window offset of the (first) maximum.
     """
     kernel, stride, pad = _pool_geometry(x, pool_size, strides, padding, "maxpool2d_forward")
     y, arg = max_pool_forward(x, kernel, stride, pad)
@@ -81,11 +81,16 @@ def maxpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 
 
 def maxpool2d_backward(dy, cache):
-    """The maximum is locally the identity on its winning cell and constant in the others:
-    ``dy[n, c, i, j] / dxpad[n, c, p, q] = 1`` for the cell ``(p, q) = (i*sh + kh, j*sw + kw)`` with
-    ``kh*KW + kw = arg[n, c, i, j]``, and 0 elsewhere. So each ``dy`` element is routed to
-    its window's winning cell, and a cell that won several overlapping windows collects
-    the sum: ``dx[n, c, p, q] = sum_{i, j: winner (p, q)} dy[n, c, i, j]``; shape (N, C, H, W).
+    r"""The maximum is locally the identity on its winning cell and constant in the others:
+    $\frac{\partial y[n, c, i, j]}{\partial xpad[n, c, p, q]} = 1$ for the cell
+    $(p, q) = (i \cdot sh + kh, j \cdot sw + kw)$ with $kh \cdot KW + kw = arg[n, c, i, j]$, and 0 elsewhere.
+    So each ``dy`` element is routed to its window's winning cell, and a cell that won several
+    overlapping windows collects the sum, shape (N, C, H, W):
+
+    $$
+    dx[n, c, p, q] = \sum_{i, j \,:\, \text{winner } (p, q)} dy[n, c, i, j]
+    $$
+
     A winner in the padding (only possible when a window holds nothing but ``-inf``) is dropped.
     """
     arg, x_shape, (kernel, stride, pad) = cache
@@ -104,7 +109,7 @@ def _counts(x_shape, kernel, stride, pad, dtype, device, xp):
 
 @kernels.accelerated("pool.avg_forward")
 def avg_pool_forward(x, kernel, stride, pad):
-    """``y`` (N, C, OH, OW): ``y[n, c, i, j] = (1 / count[i, j]) sum xpad[n, c, i*sh + kh, j*sw + kw]`` over
+    r"""``y`` (N, C, OH, OW): $y[n, c, i, j] = \frac{1}{count[i, j]} \sum_{kh, kw} xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$ over
     the window, where ``count[i, j]`` is the number of the window's cells inside the input
     (padding is zero and not counted). The cells are added in row-major window order."""
     N, C, H, W, KH, KW, OH, OW = sizes(x.shape, kernel, stride, pad)
@@ -115,7 +120,7 @@ def avg_pool_forward(x, kernel, stride, pad):
 
 @kernels.accelerated("pool.avg_backward")
 def avg_pool_backward(dy, x_shape, kernel, stride, pad):
-    """``dx`` (N, C, H, W): every real cell of a window receives ``dy / count`` of that window."""
+    r"""``dx`` (N, C, H, W): every real cell of a window receives $\frac{dy}{count}$ of that window."""
     xp = backend.namespace(dy)
     N, C, H, W, KH, KW, OH, OW = sizes(x_shape, kernel, stride, pad)
     pt, pb, pl, pr = pad
@@ -129,7 +134,7 @@ def avg_pool_backward(dy, x_shape, kernel, stride, pad):
 
 
 def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
-    """``y[n, c, i, j] = (1 / count[i, j]) sum xpad[n, c, i*sh + kh, j*sw + kw]`` over the window,
+    r"""$y[n, c, i, j] = \frac{1}{count[i, j]} \sum_{kh, kw} xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$ over the window,
     where ``count[i, j]`` is the number of the window's cells inside the input (padding
     is zero and not counted). Shapes: (N, C, H, W) -> (N, C, OH, OW). Cache: ``(x_shape, geometry)``.
     """
@@ -138,9 +143,9 @@ def avgpool2d_forward(x, pool_size=2, strides=None, padding="valid"):
 
 
 def avgpool2d_backward(dy, cache):
-    """``y[n, c, i, j]`` depends on each real cell of its window with slope ``1 / count[i, j]``, so
-    ``dx[n, c, p, q] = sum dy[n, c, i, j] / count[i, j]`` over the windows ``(i, j)`` that contain
-    ``(p, q)``; shape (N, C, H, W). With non-overlapping windows that is one term per cell."""
+    r"""$y[n, c, i, j]$ depends on each real cell of its window with slope $\frac{1}{count[i, j]}$, so
+    $dx[n, c, p, q] = \sum_{i, j} \frac{dy[n, c, i, j]}{count[i, j]}$ over the windows $(i, j)$ that contain
+    $(p, q)$; shape (N, C, H, W). With non-overlapping windows that is one term per cell."""
     x_shape, (kernel, stride, pad) = cache
     return avg_pool_backward(dy, x_shape, kernel, stride, pad)
 
@@ -180,6 +185,19 @@ class _Pool2D(Layer):
         OH, OW, _ = conv_geometry((1, C, H, W), self.pool_size, self.strides, self.padding, self.who,
                                   what="pooling window")
         return (C, OH, OW)
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of forward and backward on ``input_shape`` (N, C, H, W) and what the cache keeps
+        (:mod:`npdl.bench.work`). With ``K = KH*KW`` window cells and ``M = N*C*OH*OW`` outputs: max
+        pooling reads every cell twice (``max``, ``argmax``: 2 K M) and keeps ``arg`` (int64, M); its
+        backward does ``arg == k``, ``where`` and an add per cell (3 K M). Average pooling adds K M cells
+        and divides M by the counts (K OH OW to count them), forward and backward alike."""
+        N, C = int(input_shape[0]), int(input_shape[1])
+        _, OH, OW = self.output_shape(tuple(input_shape[1:]))
+        K, M = self.pool_size[0] * self.pool_size[1], N * C * OH * OW
+        if isinstance(self, MaxPool2D):
+            return {"forward": 2 * K * M, "backward": 3 * K * M, "kept_bytes": 8 * M}
+        return {"forward": K * M + K * OH * OW + M, "backward": K * M + K * OH * OW + M}
 
     def get_config(self):
         return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding, "name": self.name}

@@ -1,16 +1,16 @@
-"""What the recurrent layers share: the time-major layout, the weight gradients as products,
+r"""What the recurrent layers share: the time-major layout, the weight gradients as products,
 truncated BPTT, and the layer machinery (parameters, input checks, initial and carried states).
 
 Inputs are batch-first, ``x`` of shape (N, T, F): N sequences of T steps of F
 features. Inside the pure functions (:mod:`.simple_rnn`, :mod:`.lstm`) the time axis goes
 first, so that step ``t`` of every array is one contiguous (N, ...) block:
 
-* the input projection ``x_t W_x`` of *all* steps is one matrix product before the loop,
+* the input projection $x_t Wx$ of *all* steps is one matrix product before the loop,
   ``(T*N, F) @ (F, H)``, instead of T small ones inside it;
-* the loop then does one product per step, ``h_{t-1} W_h``; for the LSTM the four gates'
+* the loop then does one product per step, $h_{t-1} Wh$; for the LSTM the four gates'
   recurrent products are fused into one, ``(N, H) @ (H, 4H)``;
 * backward, the weight gradients are sums over steps of outer products, so they too are
-  one product each after the loop: ``dW_x = X^T dA`` and ``dW_h = H_prev^T dA`` with the
+  one product each after the loop: $dWx = X^\top dA$ and $dWh = H_{prev}^\top dA$ with the
   steps stacked as rows.
 
 Backpropagation through time (BPTT) is the chain rule on the unrolled loop: ``h_t`` is
@@ -77,9 +77,19 @@ def cut(t, bptt_truncate):
     return bool(bptt_truncate) and t > 0 and t % int(bptt_truncate) == 0
 
 
+def bptt_schedule(T, return_sequences, bptt_truncate):
+    """For counting a backward pass over ``T`` steps (:mod:`npdl.bench.work`): ``(recurrent products
+    dh_{t-1} = da_t Wh^T, steps where dh_t adds the next step's gradient to the output's, steps where a
+    cell gradient arrives from step t + 1)``. Every step but those :func:`cut` starts makes the product;
+    a step below the last receives the state gradients unless its successor is cut; only with
+    ``return_sequences`` does an output gradient arrive at every step."""
+    cuts = (int(T) - 1) // int(bptt_truncate) if bptt_truncate else 0
+    return int(T) - cuts, (int(T) - 1 - cuts) if return_sequences else 0, int(T) - 1 - cuts
+
+
 def weight_products(cache):
-    """``{"Wx": (X, dA), "Wh": (H_prev, dA)}``: the weight gradients ``dWx = X^T dA`` and
-    ``dWh = H_prev^T dA`` as unformed products ``A^T B`` (after a recurrent backward, which
+    r"""``{"Wx": (X, dA), "Wh": (H_prev, dA)}``: the weight gradients $dWx = X^\top dA$ and
+    $dWh = H_{prev}^\top dA$ as unformed products $A^\top B$ (after a recurrent backward, which
     leaves every step's pre-activation gradient in ``cache["dA"]``, (T*N, K)), kept by the
     layer as :class:`~npdl.deferred.ProductGrad`."""
     xp = backend.namespace(cache["dA"])

@@ -1,4 +1,4 @@
-"""The Elman RNN, ``SimpleRNN``: ``h_t = act(x_t Wx + h_{t-1} Wh + b)``, with backpropagation
+r"""The Elman RNN, ``SimpleRNN``: $h_t = act(x_t Wx + h_{t-1} Wh + b)$, with backpropagation
 through time written out.
 
 :func:`simple_rnn_forward` / :func:`simple_rnn_backward` do the whole layer: the input
@@ -14,10 +14,10 @@ described in :mod:`.recurrent_base`.
 from __future__ import annotations
 
 from .. import backend, kernels
-from .activations import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward,
-                          tanh_forward)
-from .recurrent_base import _Recurrent, batch_first, cut, input_projection, previous_states, time_major, \
-    weight_products
+from .activations import (ELEMENTWISE_WORK, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
+                          tanh_backward, tanh_forward)
+from .recurrent_base import _Recurrent, batch_first, bptt_schedule, cut, input_projection, previous_states, \
+    time_major, weight_products
 
 
 def _identity_forward(a):
@@ -38,7 +38,7 @@ RNN_ACTIVATIONS = {"tanh": (tanh_forward, tanh_backward), "sigmoid": (sigmoid_fo
 
 @kernels.accelerated("simple_rnn.forward_sequence")
 def simple_rnn_forward_sequence(A_in, Wh, h0, activation="tanh"):
-    """The forward loop: for ``t = 1 .. T``, ``a_t = h_{t-1} Wh + A_in[t-1]``, ``h_t = act(a_t)``.
+    """The forward loop: for $t = 1 .. T$, $a_t = h_{t-1} Wh + A_{in}[t-1]$, $h_t = act(a_t)$.
 
     ``A_in`` (T, N, H) is ``x_t Wx + b`` for every step (computed before the loop), ``Wh``
     (H, H), ``h0`` (N, H). Returns ``(hs, act_caches)``: ``h_0 .. h_T`` stacked as (T+1, N, H),
@@ -59,15 +59,15 @@ def simple_rnn_forward_sequence(A_in, Wh, h0, activation="tanh"):
 
 @kernels.accelerated("simple_rnn.backward_sequence", on=2)
 def simple_rnn_backward_sequence(dy_seq, dy_last, hs, act_caches, Wh, activation="tanh", bptt_truncate=None):
-    """The backward loop, from ``t = T`` down to 1 (the recurrence derived in :func:`simple_rnn_backward`)::
+    r"""The backward loop, from $t = T$ down to 1 (the recurrence derived in :func:`simple_rnn_backward`):
 
-        dh_t = dy_t + da_{t+1} Wh^T          # (N, H); no second term at t = T, nor where a chunk starts
-        da_t = dh_t * act'(a_t)               # (N, H), from the activation's cache of step t
+    * $dh_t = dy_t + da_{t+1} Wh^\top$: (N, H); no second term at $t = T$, nor where a chunk starts;
+    * $da_t = dh_t \odot act'(a_t)$: (N, H), from the activation's cache of step $t$.
 
     ``dy_seq`` (T, N, H) holds every step's output gradient (``return_sequences``), or is None
     and ``dy_last`` (N, H) is ``h_T``'s alone; ``hs`` (T+1, N, H) and ``act_caches`` are the
-    forward loop's. Returns ``(dA, dh0)``: every ``da_t`` stacked as (T, N, H), and ``dh_0 =
-    da_1 Wh^T`` (N, H) (zeros where truncation cuts it off).
+    forward loop's. Returns ``(dA, dh0)``: every ``da_t`` stacked as (T, N, H), and
+    $dh_0 = da_1 Wh^\top$ (N, H) (zeros where truncation cuts it off).
     """
     xp = backend.namespace(hs, Wh)
     _, act_backward = RNN_ACTIVATIONS[activation]
@@ -90,13 +90,13 @@ def simple_rnn_backward_sequence(dy_seq, dy_last, hs, act_caches, Wh, activation
 
 
 def simple_rnn_forward(x, Wx, Wh, b, h0, activation="tanh", return_sequences=False):
-    """The Elman recurrence over T steps.
+    r"""The Elman recurrence over T steps.
 
     Shapes: ``x`` (N, T, F), ``Wx`` (F, H), ``Wh`` (H, H), ``b`` (H,) or None, ``h0`` (N, H).
-    For ``t = 1 .. T`` (``x_t = x[:, t-1, :]``)::
+    For $t = 1 .. T$ (``x_t = x[:, t-1, :]``):
 
-        a_t = x_t Wx + h_{t-1} Wh + b          # (N, F) @ (F, H) + (N, H) @ (H, H) + (H,) -> (N, H)
-        h_t = act(a_t)                          # (N, H)
+    * $a_t = x_t Wx + h_{t-1} Wh + b$: (N, F) @ (F, H) + (N, H) @ (H, H) + (H,) -> (N, H);
+    * $h_t = act(a_t)$: (N, H).
 
     Returns ``y``: every ``h_t`` as (N, T, H) with ``return_sequences``, else the last
     ``h_T`` (N, H); and the cache: the time-major input ``X`` (T*N, F) (for ``dWx``), the
@@ -120,29 +120,29 @@ def simple_rnn_forward(x, Wx, Wh, b, h0, activation="tanh", return_sequences=Fal
 
 
 def simple_rnn_backward(dy, cache, bptt_truncate=None, need_dx=True, need_dW=True):
-    """Backpropagation through time for :func:`simple_rnn_forward`.
+    r"""Backpropagation through time for :func:`simple_rnn_forward`.
 
-    ``dy`` is dL/dy: (N, T, H) with ``return_sequences`` (``dy_t = dy[:, t-1, :]``), else
-    (N, H), the gradient of ``h_T`` alone (then ``dy_t = 0`` for ``t < T``).
+    ``dy`` is $\frac{\partial L}{\partial y}$: (N, T, H) with ``return_sequences`` (``dy_t = dy[:, t-1, :]``), else
+    (N, H), the gradient of $h_T$ alone (then $dy_t = 0$ for $t < T$).
 
-    **The state gradient.** ``h_t`` reaches the loss along two paths: directly through
-    ``y`` (``dy_t``) and through ``a_{t+1} = x_{t+1} Wx + h_t Wh + b``. So the total
-    gradient ``dh_t = dL/dh_t`` (N, H) obeys, from ``t = T`` down to 1::
+    **The state gradient.** $h_t$ reaches the loss along two paths: directly through
+    ``y`` ($dy_t$) and through $a_{t+1} = x_{t+1} Wx + h_t Wh + b$. So the total
+    gradient $dh_t = \frac{\partial L}{\partial h_t}$ (N, H) obeys, from $t = T$ down to 1:
 
-        dh_T = dy_T
-        da_t = dh_t * act'(a_t)                 # (N, H), elementwise; tanh: dh_t * (1 - h_t^2)
-        dh_{t-1} = dy_{t-1} + da_t Wh^T         # (N, H) @ (H, H) -> (N, H)
+    * $dh_T = dy_T$;
+    * $da_t = dh_t \odot act'(a_t)$: (N, H), elementwise; for tanh $dh_t \odot (1 - h_t^2)$;
+    * $dh_{t-1} = dy_{t-1} + da_t Wh^\top$: (N, H) @ (H, H) -> (N, H).
 
-    ``dh_0 = da_1 Wh^T`` is the gradient of the initial state. (With ``bptt_truncate=k``
-    the term ``da_t Wh^T`` is dropped where step ``t - 1 = k, 2k, ...`` starts a chunk.)
+    $dh_0 = da_1 Wh^\top$ is the gradient of the initial state. (With ``bptt_truncate=k``
+    the term $da_t Wh^\top$ is dropped where step $t - 1 = k, 2k, ...$ starts a chunk.)
 
     **The parameters** are shared by every step, so their gradients sum over steps:
 
-    * ``dWx = sum_t x_t^T da_t`` = ``X^T dA``: (F, T*N) @ (T*N, H) -> (F, H), the steps
-      stacked as rows (``dA`` is every ``da_t``, (T*N, H));
-    * ``dWh = sum_t h_{t-1}^T da_t`` = ``H_prev^T dA``: (H, T*N) @ (T*N, H) -> (H, H);
-    * ``db = sum_t sum_n da_t[n]``: (H,);
-    * ``dx_t = da_t Wx^T``: all steps at once, ``dA Wx^T`` (T*N, F), back to (N, T, F).
+    * $dWx = \sum_{t} x_t^\top da_t = X^\top dA$: (F, T*N) @ (T*N, H) -> (F, H), the steps
+      stacked as rows (``dA`` is every $da_t$, (T*N, H));
+    * $dWh = \sum_{t} h_{t-1}^\top da_t = H_{prev}^\top dA$: (H, T*N) @ (T*N, H) -> (H, H);
+    * $db = \sum_{t} \sum_{n} da_t[n]$: (H,);
+    * $dx_t = da_t Wx^\top$: all steps at once, $dA \, Wx^\top$ (T*N, F), back to (N, T, F).
 
     Returns ``(dx, dWx, dWh, db, dh0)`` (``db`` None without a bias, ``dx`` None with
     ``need_dx=False``, ``dWx``/``dWh`` None with ``need_dW=False``: the caller then
@@ -172,7 +172,7 @@ simple_rnn_products = weight_products
 
 
 class SimpleRNN(_Recurrent):
-    """The Elman RNN ``h_t = act(x_t Wx + h_{t-1} Wh + b)`` over inputs (N, T, n_in).
+    """The Elman RNN $h_t = act(x_t Wx + h_{t-1} Wh + b)$ over inputs (N, T, n_in).
 
     Output: the last state (N, units), or every state (N, T, units) with
     ``return_sequences``. ``activation``: ``tanh`` (default), ``sigmoid``, ``relu`` or
@@ -208,6 +208,28 @@ class SimpleRNN(_Recurrent):
         self.state_grads = {"h": dh0}
         self._finish_backward(db)
         return dx
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of :func:`simple_rnn_forward` and :func:`simple_rnn_backward` on ``input_shape`` (N, T, F)
+        and what the cache keeps (:mod:`npdl.bench.work`). Forward: the input projection (2 T N F H, or
+        T N H as a broadcast multiply when F = 1), the bias, and per step ``h Wh`` (2 N H^2), the add and
+        the activation. Backward: per step the activation's slope, ``dh_next + dy_t`` where both arrive
+        and ``da Wh^T`` (:func:`.recurrent_base.bptt_schedule`); then ``dWx`` (2 F T N H), ``dWh``
+        (2 H T N H), ``db`` and ``dx`` (2 T N H F, not for a first layer). The cache keeps ``X`` (a
+        time-major copy), ``hs`` (the output is a view of it) and each step's activation output."""
+        N, T, F = (int(d) for d in input_shape)
+        H, M = self.units, int(input_shape[0]) * self.units
+        act_fwd, act_bwd, keeps_h, _ = ELEMENTWISE_WORK[self.activation]
+        products, adds, _ = bptt_schedule(T, self.return_sequences, self.bptt_truncate)
+        projection = T * M if F == 1 else 2 * T * N * F * H
+        bias = T * M if self.bias else 0
+        forward = projection + bias + T * (2 * M * H + M + act_fwd * M)
+        backward = (adds + T * act_bwd) * M + products * 2 * M * H + 2 * F * T * M + 2 * H * T * M + bias \
+            + (2 * T * M * F if need_input_grad else 0)
+        item = 8 if self.dtype == "float64" else 4
+        out = T * M if self.return_sequences else M
+        kept = T * N * F + (T + 1) * M - out + (T * M if keeps_h else 0)
+        return {"forward": forward, "backward": backward, "keeps_output": True, "kept_bytes": item * kept}
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}

@@ -1,9 +1,9 @@
-"""A deep tied autoencoder trained end to end (Hands-On ML's stacked autoencoder with tied weights).
+r"""A deep tied autoencoder trained end to end (Hands-On ML's stacked autoencoder with tied weights).
 
 Widths ``sizes = (n_0, n_1, ..., n_L)``; weights ``W_k`` (n_k, n_{k+1}), encoder biases ``b_k``
-(n_{k+1},), decoder biases ``c_k`` (n_k,). The encoder goes up, ``h_{k+1} = f(h_k W_k + b_k)``
-from ``h_0 = x``; the decoder comes back down with the *same* weights transposed,
-``r_k = g_k(r_{k+1} W_k^T + c_k)`` from ``r_L = h_L``, and the output is ``z = r_0``. Each
+(n_{k+1},), decoder biases ``c_k`` (n_k,). The encoder goes up, $h_{k+1} = f(h_k W_k + b_k)$
+from $h_0 = x$; the decoder comes back down with the *same* weights transposed,
+$r_k = g_k(r_{k+1} W_k^\top + c_k)$ from $r_L = h_L$, and the output is $z = r_0$. Each
 ``W_k`` is used twice, so its gradient is the sum of the encoder's and the decoder's shares,
 as for the one-level :class:`npdl.layers.TiedAutoencoder` (derived in
 :mod:`npdl.layers.autoencoder`).
@@ -21,13 +21,13 @@ from .dense import Dense
 # --------------------------------------------------------------- stacked, tied: functions
 
 def stacked_tied_forward(x, Ws, bs, cs, encoder_act="elu", decoder_act="elu", output_act="linear"):
-    """A symmetric stacked autoencoder whose decoder reuses the encoder's weights, transposed.
+    r"""A symmetric stacked autoencoder whose decoder reuses the encoder's weights, transposed.
 
     ``Ws[k]`` (n_k, n_{k+1}), ``bs[k]`` (n_{k+1},) encode, ``cs[k]`` (n_k,) decode:
 
-    * encoder ``h_{k+1} = f(h_k W_k + b_k)`` for k = 0 .. L-1, from ``h_0 = x`` (N, n_0);
-    * decoder ``r_k = g_k(r_{k+1} W_k^T + c_k)`` for k = L-1 .. 0, from ``r_L = h_L``, with
-      ``g_k`` = ``decoder_act`` for k > 0 and ``output_act`` for the output ``z = r_0``.
+    * encoder $h_{k+1} = f(h_k W_k + b_k)$ for k = 0 .. L-1, from $h_0 = x$ (N, n_0);
+    * decoder $r_k = g_k(r_{k+1} W_k^\top + c_k)$ for k = L-1 .. 0, from $r_L = h_L$, with
+      $g_k$ = ``decoder_act`` for k > 0 and ``output_act`` for the output $z = r_0$.
 
     With L = 1 this is :func:`tied_autoencoder_forward`. Hands-On ML's 784-300-150-300-784 is
     ``Ws = [W1 (784, 300), W2 (300, 150)]``, ELU everywhere but a linear output. Returns ``z``
@@ -51,14 +51,14 @@ def stacked_tied_forward(x, Ws, bs, cs, encoder_act="elu", decoder_act="elu", ou
 
 
 def stacked_tied_backward(dz, cache, need_dx=True):
-    """Gradients of :func:`stacked_tied_forward`, given ``dz`` (N, n_0).
+    r"""Gradients of :func:`stacked_tied_forward`, given ``dz`` (N, n_0).
 
     The decoder is walked first, from the output up: at level k,
-    ``dA = dr_k * g_k'`` (N, n_k), ``dc_k = sum_n dA``, the decoder's share of ``dW_k`` is
-    ``dA^T r_{k+1}`` (n_k, n_{k+1}) (as in :func:`tied_autoencoder_backward`, already W's
-    shape) and ``dr_{k+1} = dA W_k``. At the code ``r_L = h_L`` the gradient turns into the
-    encoder's, walked down: ``dA = dh_{k+1} * f'``, ``db_k = sum_n dA``, the encoder's share
-    ``h_k^T dA`` is *added* to ``dW_k`` (each ``W_k`` is used twice), ``dh_k = dA W_k^T``.
+    $dA = dr_k \odot g_k'$ (N, n_k), $dc_k = \sum_{n} dA$, the decoder's share of $dW_k$ is
+    $dA^\top r_{k+1}$ (n_k, n_{k+1}) (as in :func:`tied_autoencoder_backward`, already W's
+    shape) and $dr_{k+1} = dA W_k$. At the code $r_L = h_L$ the gradient turns into the
+    encoder's, walked down: $dA = dh_{k+1} \odot f'$, $db_k = \sum_{n} dA$, the encoder's share
+    $h_k^\top dA$ is *added* to $dW_k$ (each $W_k$ is used twice), $dh_k = dA W_k^\top$.
 
     Returns ``(dx, dWs, dbs, dcs)``; ``dx`` is None with ``need_dx=False``.
     """
@@ -171,6 +171,31 @@ class StackedTiedAutoencoder(Layer):
 
     def output_shape(self, input_shape):
         return (self.sizes[0],)
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """FLOPs of :func:`stacked_tied_forward` and :func:`stacked_tied_backward` on ``input_shape`` (N, n_0)
+        and what the cache keeps (:mod:`npdl.bench.work`); ``P_k = N n_k n_{k+1}``. Forward, per level:
+        the encoder's and the decoder's products (2 P_k each), biases and activations per element.
+        Backward, per level: the decoder's slope, ``dc_k``, its share of ``dW_k`` and ``dr`` (2 P_k each);
+        the encoder's slope, ``db_k``, its share of ``dW_k`` (2 P_k) added in (n_k n_{k+1}) and ``dh``
+        (2 P_k, not below the first level of a first layer). The cache keeps ``x``, every ``h_k`` and
+        ``r_k`` above the output, the output as its activation needs, and the masks of leaky ReLU and ELU."""
+        from .activations import ELEMENTWISE_WORK
+
+        N, n, L = int(input_shape[0]), self.sizes, len(self.sizes) - 1
+        enc_fwd, enc_bwd, _, enc_mask = ELEMENTWISE_WORK[self.encoder]
+        forward = backward = kept = 0
+        for k in range(L):
+            P = N * n[k] * n[k + 1]
+            dec_fwd, dec_bwd, _, dec_mask = ELEMENTWISE_WORK[self.output if k == 0 else self.decoder]
+            forward += 4 * P + N * n[k + 1] * (1 + enc_fwd) + N * n[k] * (1 + dec_fwd)
+            backward += N * n[k] * (dec_bwd + 1) + 4 * P + N * n[k + 1] * (enc_bwd + 1) + 2 * P + n[k] * n[k + 1]
+            backward += 2 * P if (k > 0 or need_input_grad) else 0
+            kept += N * n[k + 1] * enc_mask + N * n[k] * dec_mask
+        item = 8 if self.dtype == "float64" else 4
+        kept += item * N * (sum(n[1:]) + sum(n[1:-1]))
+        return {"forward": forward, "backward": backward, "keeps_input": True,
+                "keeps_output": ELEMENTWISE_WORK[self.output][2], "kept_bytes": kept}
 
     def get_config(self):
         return {"sizes": list(self.sizes), "encoder": self.encoder, "decoder": self.decoder, "output": self.output,

@@ -17,7 +17,7 @@ from .dense import dense_backward, dense_forward
 
 
 def time_distributed_dense_forward(x, W, b):
-    """``y[:, t, :] = x[:, t, :] W + b`` for every step: (N, T, F) -> (N, T, K).
+    """$y[:, t, :] = x[:, t, :] W + b$ for every step: (N, T, F) -> (N, T, K).
 
     Computed as one :func:`~npdl.layers.dense.dense_forward` on the (N*T, F) rows.
     Cache: the dense cache and the leading shape (N, T).
@@ -29,11 +29,11 @@ def time_distributed_dense_forward(x, W, b):
 
 
 def time_distributed_dense_backward(dy, cache):
-    """Reshape ``dy`` (N, T, K) to rows (N*T, K) and apply :func:`~npdl.layers.dense.dense_backward`:
+    r"""Reshape ``dy`` (N, T, K) to rows (N*T, K) and apply :func:`~npdl.layers.dense.dense_backward`:
 
-    * ``dW = sum_{n,t} x[n, t]^T dy[n, t]`` = ``X^T dY``: (F, N*T) @ (N*T, K) -> (F, K);
-    * ``db = sum_{n,t} dy[n, t]``: (K,);
-    * ``dx[n, t] = dy[n, t] W^T``: (N*T, F), back to (N, T, F).
+    * $dW = \sum_{n, t} x[n, t]^\top dy[n, t] = X^\top dY$: (F, N*T) @ (N*T, K) -> (F, K);
+    * $db = \sum_{n, t} dy[n, t]$: (K,);
+    * $dx[n, t] = dy[n, t] W^\top$: (N*T, F), back to (N, T, F).
 
     Returns ``(dx, dW, db)``.
     """
@@ -94,6 +94,11 @@ class TimeDistributed(Layer):
 
     def output_shape(self, input_shape):
         return (int(input_shape[0]),) + tuple(self.layer.output_shape(tuple(input_shape[1:])))
+
+    def work(self, input_shape, need_input_grad=True, dtype=None) -> dict:
+        """The wrapped layer's work on the N*T rows (:mod:`npdl.bench.work`); the reshapes cost nothing."""
+        N, T = int(input_shape[0]), int(input_shape[1])
+        return self.layer.work((N * T,) + tuple(int(d) for d in input_shape[2:]), need_input_grad, dtype)
 
     def to(self, device):
         self.layer.to(device)

@@ -7,11 +7,11 @@ from .base import Loss, check_reduction, reduce, reduce_scale
 
 
 def bce_logits_forward(z, t, reduction="mean"):
-    """Cross-entropy of ``sigmoid(z)`` against targets ``t`` in [0, 1], from the logits.
+    r"""Cross-entropy of $\sigma(z)$ against targets $t$ in [0, 1], from the logits.
 
-    Per element ``l = -(t log s + (1 - t) log(1 - s))`` with ``s = sigmoid(z)``, which
-    simplifies to ``l = max(z, 0) - z t + log(1 + exp(-|z|))``: no exp overflows and
-    no log of 0, for any ``z``. Shapes: ``z``, ``t`` equal, any rank.
+    Per element $l = -(t \log s + (1 - t) \log(1 - s))$ with $s = \sigma(z)$, which
+    simplifies to $l = \max(z, 0) - z t + \log(1 + e^{-|z|})$: no exp overflows and
+    no log of 0, for any $z$. Shapes: ``z``, ``t`` equal, any rank.
     Cache: ``(z, t, scale)``.
     """
     xp = backend.namespace(z, t)
@@ -20,8 +20,8 @@ def bce_logits_forward(z, t, reduction="mean"):
 
 
 def bce_logits_backward(dloss, cache):
-    """``dl/dz = s - t`` (the sigmoid's slope ``s (1 - s)`` cancels the log's ``1/s``, ``1/(1-s)``),
-    so ``dz = dloss * scale * (sigmoid(z) - t)``."""
+    r"""$\frac{\partial l}{\partial z} = s - t$ (the sigmoid's slope $s (1 - s)$ cancels the log's
+    $\frac{1}{s}$ and $\frac{1}{1 - s}$), so $dz = dloss \cdot scale \cdot (\sigma(z) - t)$."""
     z, t, scale = cache
     xp = backend.namespace(z)
     s = (xp.tanh(z * 0.5) + 1.0) * 0.5
@@ -29,10 +29,10 @@ def bce_logits_backward(dloss, cache):
 
 
 def bce_forward(p, t, reduction="mean", eps=1e-7):
-    """Cross-entropy of probabilities ``p`` against targets ``t`` in [0, 1].
+    r"""Cross-entropy of probabilities $p$ against targets $t$ in [0, 1].
 
-    ``l = -(t log pc + (1 - t) log(1 - pc))`` with ``pc = clip(p, eps, 1 - eps)`` so
-    a saturated sigmoid never gives ``log 0``. ``reduction="batch_mean"`` is the Theano
+    $l = -(t \log pc + (1 - t) \log(1 - pc))$ with $pc = \text{clip}(p, \epsilon, 1 - \epsilon)$ so
+    a saturated sigmoid never gives $\log 0$. ``reduction="batch_mean"`` is the Theano
     dA's reconstruction cost. Cache: ``(pc, t, inside, scale)``.
     """
     xp = backend.namespace(p, t)
@@ -43,8 +43,8 @@ def bce_forward(p, t, reduction="mean", eps=1e-7):
 
 
 def bce_backward(dloss, cache):
-    """``dl/dp = -t/p + (1 - t)/(1 - p) = (p - t) / (p (1 - p))`` inside the clip range,
-    and 0 where ``p`` was clipped (the clip is flat there). ``dp = dloss * scale * that``."""
+    r"""$\frac{\partial l}{\partial p} = -\frac{t}{p} + \frac{1 - t}{1 - p} = \frac{p - t}{p (1 - p)}$ inside the clip range,
+    and 0 where $p$ was clipped (the clip is flat there). ``dp`` is $dloss \cdot scale$ times that."""
     pc, t, inside, scale = cache
     xp = backend.namespace(pc)
     return xp.where(inside, (pc - t) / (pc * (1.0 - pc)), 0.0) * (scale * dloss)

@@ -8,15 +8,15 @@ from .base import Loss, check_labels
 
 @kernels.accelerated("softmax_xent.forward")
 def softmax_cross_entropy_forward(logits, labels):
-    """Mean cross-entropy of softmax(``logits``) against integer ``labels``.
+    r"""Mean cross-entropy of softmax(``logits``) against integer ``labels``.
 
-    ``logits`` ``z`` (N, K) float, ``labels`` ``t`` (N,) int in ``0..K-1``::
+    ``logits`` $z$ (N, K) float, ``labels`` $t$ (N,) int in ``0..K-1``:
 
-        m[n]        = max_k z[n, k]                   subtracted for stability: cancels below
-        s[n]        = sum_k exp(z[n, k] - m[n])       every term <= 1, so no overflow
-        p[n, k]     = exp(z[n, k] - m[n]) / s[n]      softmax probabilities, (N, K)
-        log p[n, k] = (z[n, k] - m[n]) - log s[n]     log-softmax, never log 0
-        L           = -(1/N) sum_n log p[n, t[n]]     (0-d array)
+    * $m[n] = \max_{k} z[n, k]$, subtracted for stability: it cancels below;
+    * $s[n] = \sum_{k} \exp(z[n, k] - m[n])$: every term $\le 1$, so no overflow;
+    * $p[n, k] = \frac{\exp(z[n, k] - m[n])}{s[n]}$: the softmax probabilities, (N, K);
+    * $\log p[n, k] = (z[n, k] - m[n]) - \log s[n]$: the log-softmax, never $\log 0$;
+    * $L = -\frac{1}{N} \sum_{n} \log p[n, t[n]]$ (a 0-d array).
 
     The loss takes the logarithm of the probabilities from the log-softmax line, not
     ``log(p)``: a probability that underflows to 0 (a logit far below the row's maximum)
@@ -36,11 +36,16 @@ def softmax_cross_entropy_forward(logits, labels):
 
 @kernels.accelerated("softmax_xent.backward", on=1)
 def softmax_cross_entropy_backward(dloss, cache):
-    """``dL/dlogits[n, k] = dloss * (probs[n, k] - [k == labels[n]]) / N``, shape (N, K).
+    r"""$\frac{\partial L}{\partial z[n, k]} = dloss \cdot \frac{p[n, k] - \mathbb{1}[k = t[n]]}{N}$, shape (N, K)
+    (``probs`` is $p$, ``labels`` is $t$).
 
-    Derivation: with ``p = softmax(z)`` and ``L_n = -log p[t]``,
-    ``dL_n/dz[j] = sum_k (dL_n/dp[k]) (dp[k]/dz[j]) = (-1/p[t]) p[t] (delta_tj - p[j]) = p[j] - delta_tj``;
-    the mean over the batch divides by N. No division by a probability survives, which is
+    Derivation: with $p = \text{softmax}(z)$ and $L_n = -\log p[t]$ for one row,
+
+    $$
+    \frac{\partial L_n}{\partial z[j]} = \sum_{k} \frac{\partial L_n}{\partial p[k]} \frac{\partial p[k]}{\partial z[j]} = -\frac{1}{p[t]} p[t] (\delta_{tj} - p[j]) = p[j] - \delta_{tj}
+    $$
+
+    and the mean over the batch divides by N. No division by a probability survives, which is
     why the fused loss is exact and stable where a softmax layer followed by NLL is not.
     ``dloss`` is a Python number or a 0-d array of ``probs``' namespace and dtype.
     """
@@ -52,10 +57,10 @@ def softmax_cross_entropy_backward(dloss, cache):
 
 
 def nll_forward(probs, labels, eps=0.0):
-    """Negative log-likelihood of class probabilities (the Theano tutorials' cost on a softmax output).
+    r"""Negative log-likelihood of class probabilities (the Theano tutorials' cost on a softmax output).
 
-    ``probs`` (N, K) with rows summing to 1, ``labels`` (N,).
-    ``L = -(1/N) sum_n log probs[n, labels[n]]``. ``eps`` > 0 clips the picked
+    ``probs`` $p$ (N, K) with rows summing to 1, ``labels`` $t$ (N,):
+    $L = -\frac{1}{N} \sum_{n} \log p[n, t[n]]$. ``eps`` > 0 clips the picked
     probability from below (avoids log 0). Cache: ``(picked, labels, shape)``.
     """
     xp = backend.namespace(probs)
@@ -66,8 +71,9 @@ def nll_forward(probs, labels, eps=0.0):
 
 
 def nll_backward(dloss, cache):
-    """Only the picked probability of each row enters L:
-    ``dL/dprobs[n, k] = -dloss / (N * probs[n, labels[n]])`` if ``k == labels[n]``, else 0.
+    r"""Only the picked probability of each row enters L:
+    $\frac{\partial L}{\partial p[n, k]} = -\frac{dloss}{N \cdot p[n, t[n]]}$ if $k = t[n]$, else 0
+    (``probs`` is $p$, ``labels`` is $t$).
     Shape (N, K). (This is why a softmax layer followed by NLL is less stable than the fused loss.)"""
     picked, labels, shape = cache
     xp = backend.namespace(picked)

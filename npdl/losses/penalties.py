@@ -6,7 +6,7 @@ from .. import backend
 
 
 def l2_penalty_forward(weights, lam):
-    """``P = lam * sum_i sum(W_i ** 2)`` over a list of weight arrays (the Theano MLP's
+    r"""$P = \lambda \sum_{i} \sum W_i^2$ over a list of weight arrays (the Theano MLP's
     ``L2_reg * L2_sqr``; Keras's ``l2(lam)``). Cache: ``(weights, lam)``."""
     xp = backend.namespace(*weights)
     # sum(W ** 2) as a dot product of the flattened W with itself: the same number, without an
@@ -16,31 +16,31 @@ def l2_penalty_forward(weights, lam):
 
 
 def l2_penalty_backward(dP, cache):
-    """``dP/dW_i = 2 lam W_i``, one array per weight, each shaped like its ``W_i``."""
+    r"""$\frac{\partial P}{\partial W_i} = 2 \lambda W_i$, one array per weight, each shaped like its ``W_i``."""
     weights, lam = cache
     return [l2_penalty_grad(W, lam * dP) for W in weights]
 
 
 def l2_penalty_grad(W, lam):
-    """The gradient of ``lam * sum(W ** 2)`` with respect to ``W``: ``2 lam W``, shaped like ``W``.
+    r"""The gradient of $\lambda \sum W^2$ with respect to ``W``: $2 \lambda W$, shaped like ``W``.
     (``lam`` a Python float, so a float32 ``W`` gives a float32 gradient.)"""
     return W * (2.0 * lam)
 
 
 def l1_penalty_forward(weights, lam):
-    """``P = lam * sum_i sum(|W_i|)``. Cache: ``(weights, lam)``."""
+    r"""$P = \lambda \sum_{i} \sum |W_i|$. Cache: ``(weights, lam)``."""
     xp = backend.namespace(*weights)
     return lam * sum(xp.sum(xp.abs(W)) for W in weights), (weights, lam)
 
 
 def l1_penalty_backward(dP, cache):
-    """``d|w|/dw = sign(w)`` (taken as 0 at the kink w = 0), so ``dP/dW_i = lam sign(W_i)``."""
+    r"""$\frac{\partial |w|}{\partial w} = \text{sign}(w)$ (taken as 0 at the kink w = 0), so $\frac{\partial P}{\partial W_i} = \lambda \, \text{sign}(W_i)$."""
     weights, lam = cache
     return [l1_penalty_grad(W, lam * dP) for W in weights]
 
 
 def l1_penalty_grad(W, lam):
-    """The gradient of ``lam * sum(|W|)`` with respect to ``W``: ``lam sign(W)`` (0 where ``W = 0``)."""
+    r"""The gradient of $\lambda \sum |W|$ with respect to ``W``: $\lambda \, \text{sign}(W)$ (0 where $W = 0$)."""
     return backend.namespace(W).sign(W) * lam
 
 

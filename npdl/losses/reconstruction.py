@@ -1,9 +1,11 @@
-"""Reconstruction losses for autoencoders: cross-entropy summed over pixels, averaged over the batch.
+r"""Reconstruction losses for autoencoders: cross-entropy summed over pixels, averaged over the batch.
 
 The Theano denoising autoencoder scores a reconstruction ``z`` (N, D) of inputs ``x``
 (N, D) in [0, 1] by
 
-    ``L = -(1/N) sum_n sum_i [x[n, i] log z[n, i] + (1 - x[n, i]) log(1 - z[n, i])]``
+$$
+L = -\frac{1}{N} \sum_{n} \sum_{i} \left[ x[n, i] \log z[n, i] + (1 - x[n, i]) \log(1 - z[n, i]) \right]
+$$
 
 i.e. the binary cross-entropy *summed* over the D pixels of an example and *averaged*
 over the N examples. Its gradient per element is D times that of Keras's mean over
@@ -13,7 +15,7 @@ next to Keras's. Two forms:
 * on probabilities (a sigmoid decoder): :func:`reconstruction_cross_entropy_forward`,
   clipped to [eps, 1 - eps] like :func:`npdl.losses.bce_forward`, whose
   ``reduction="batch_mean"`` it is;
-* fused on the decoder's pre-activation logits ``a`` (a ``"linear"`` decoder, ``z = sigmoid(a)``
+* fused on the decoder's pre-activation logits ``a`` (a ``"linear"`` decoder, $z = \sigma(a)$
   left implicit): :func:`reconstruction_cross_entropy_logits_forward`, stable for any ``a``,
   :func:`npdl.losses.bce_logits_forward` with ``reduction="batch_mean"``.
 
@@ -30,10 +32,10 @@ from .binary import bce_backward, bce_forward, bce_logits_backward, bce_logits_f
 
 
 def reconstruction_cross_entropy_forward(z, x, eps=1e-7):
-    """The Theano dA's cost on reconstructed probabilities ``z`` against the clean input ``x``.
+    r"""The Theano dA's cost on reconstructed probabilities ``z`` against the clean input ``x``.
 
-    Shapes: ``z``, ``x`` (N, D), ``x`` in [0, 1]. With ``zc = clip(z, eps, 1 - eps)``,
-    ``L = (1/N) sum_n sum_i -(x log zc + (1 - x) log(1 - zc))`` (0-d array): the sum over
+    Shapes: ``z``, ``x`` (N, D), ``x`` in [0, 1]. With $zc = \text{clip}(z, \epsilon, 1 - \epsilon)$,
+    $L = \frac{1}{N} \sum_{n} \sum_{i} -(x \log zc + (1 - x) \log(1 - zc))$ (0-d array): the sum over
     all elements divided by N, which is ``bce_forward(z, x, "batch_mean")``.
     Cache: that of :func:`npdl.losses.bce_forward`, ``(zc, x, inside, 1/N)``.
     """
@@ -41,21 +43,23 @@ def reconstruction_cross_entropy_forward(z, x, eps=1e-7):
 
 
 def reconstruction_cross_entropy_backward(dloss, cache):
-    """Each ``z[n, i]`` enters one term of one example's sum, and the batch mean divides by N:
+    r"""Each ``z[n, i]`` enters one term of one example's sum, and the batch mean divides by N:
 
-    ``dL/dz[n, i] = (1/N) (-x/z + (1 - x)/(1 - z)) = (1/N) (z - x) / (z (1 - z))``
+    $$
+    \frac{\partial L}{\partial z[n, i]} = \frac{1}{N} \left( -\frac{x}{z} + \frac{1 - x}{1 - z} \right) = \frac{1}{N} \frac{z - x}{z (1 - z)}
+    $$
 
     inside the clip range (0 where ``z`` was clipped: the clip is flat there), times
-    ``dloss``. Shape (N, D). Followed by a sigmoid decoder's slope ``z (1 - z)`` this is
-    ``(z - x) / N`` -- the fused form below computes exactly that without the division.
+    ``dloss``. Shape (N, D). Followed by a sigmoid decoder's slope $z (1 - z)$ this is
+    $\frac{z - x}{N}$ -- the fused form below computes exactly that without the division.
     """
     return bce_backward(dloss, cache)
 
 
 def reconstruction_cross_entropy_logits_forward(a, x):
-    """The same cost, fused with the sigmoid, on the decoder's pre-activation ``a`` (N, D).
+    r"""The same cost, fused with the sigmoid, on the decoder's pre-activation ``a`` (N, D).
 
-    With ``z = sigmoid(a)``, ``-(x log z + (1 - x) log(1 - z)) = max(a, 0) - a x + log(1 + exp(-|a|))``
+    With $z = \sigma(a)$, $-(x \log z + (1 - x) \log(1 - z)) = \max(a, 0) - a x + \log(1 + e^{-|a|})$
     (no overflow, no log 0, for any ``a``); ``L`` sums that over every element and divides
     by N. Cache: that of :func:`npdl.losses.bce_logits_forward`, ``(a, x, 1/N)``.
     """
@@ -63,10 +67,10 @@ def reconstruction_cross_entropy_logits_forward(a, x):
 
 
 def reconstruction_cross_entropy_logits_backward(dloss, cache):
-    """``dL/da[n, i] = (1/N) (sigmoid(a[n, i]) - x[n, i])``, times ``dloss``; shape (N, D).
+    r"""$\frac{\partial L}{\partial a[n, i]} = \frac{1}{N} (\sigma(a[n, i]) - x[n, i])$, times ``dloss``; shape (N, D).
 
-    (``-x log z - (1 - x) log(1 - z)`` has derivative ``(z - x)/(z (1 - z))`` in ``z``, and
-    ``dz/da = z (1 - z)`` cancels the denominator.)
+    ($-x \log z - (1 - x) \log(1 - z)$ has derivative $\frac{z - x}{z (1 - z)}$ in $z$, and
+    $\frac{\partial z}{\partial a} = z (1 - z)$ cancels the denominator.)
     """
     return bce_logits_backward(dloss, cache)
 

@@ -7,11 +7,11 @@ from .base import Loss, check_reduction, reduce, reduce_scale
 
 
 def mse_forward(pred, target, reduction="mean"):
-    """``L = reduce((pred - target)^2)``; ``pred`` and ``target`` any equal shapes.
+    r"""$L = \text{reduce}((pred - target)^2)$; ``pred`` and ``target`` any equal shapes.
 
-    With ``reduction="mean"`` (Keras) ``L = (1/M) sum (pred - target)^2`` over all M
+    With ``reduction="mean"`` (Keras) $L = \frac{1}{M} \sum (pred - target)^2$ over all M
     elements; ``"batch_mean"`` sums each example then averages over the batch.
-    Cache: ``(diff, scale)`` with ``scale = dL/d(each squared term)``.
+    Cache: ``(diff, scale)`` with $scale = \frac{\partial L}{\partial (\text{each squared term})}$.
     """
     xp = backend.namespace(pred, target)
     diff = pred - target
@@ -19,8 +19,8 @@ def mse_forward(pred, target, reduction="mean"):
 
 
 def mse_backward(dloss, cache):
-    """``d/dpred (pred - target)^2 = 2 (pred - target)``, times the reduction's ``scale``:
-    ``dpred = dloss * 2 * scale * diff`` (same shape as ``pred``)."""
+    r"""$\frac{\partial}{\partial pred} (pred - target)^2 = 2 (pred - target)$, times the reduction's ``scale``:
+    $dpred = dloss \cdot 2 \cdot scale \cdot diff$ (same shape as ``pred``)."""
     diff, scale = cache
     return diff * (2.0 * scale * dloss)
 

@@ -17,12 +17,16 @@ kind (AdamW), applied by the optimizer directly to the weights.
 
 from __future__ import annotations
 
+import math
+
 from .. import backend, losses
+from ..errors import ShapeError
 from ..losses import metrics as metric_fns
 from ..losses import penalties
 from ..layers.base import Layer
 from ..optim import get_optimizer
 from ..training import checkpoint, loop
+from ..training.errors import TrainingDivergedError
 from .state import ModelState
 from .summary import summary_table
 
@@ -54,6 +58,7 @@ class Sequential(ModelState):
         self.loss = self.optimizer = None
         self.metrics: tuple = ()
         self.l1 = self.l2 = 0.0
+        self.check_finite = False  # compile(check_finite=True): read each step's loss, refuse NaN/inf
         self.stop_training = False
         self.history = None  # the History of the last (or running) fit
         self.fit_rng = None  # the generator that shuffled the last (or running) fit
@@ -106,13 +111,16 @@ class Sequential(ModelState):
         return f"Sequential(name={self.name!r}, layers={self.layers!r})"
 
     # -- compiling
-    def compile(self, loss, optimizer, metrics=None, l2: float = 0.0, l1: float = 0.0) -> "Sequential":
+    def compile(self, loss, optimizer, metrics=None, l2: float = 0.0, l1: float = 0.0,
+                check_finite: bool = False) -> "Sequential":
         """Choose the loss, the optimizer (a name or an :mod:`npdl.optim` object) and the metrics.
 
         ``metrics=None`` means ``("accuracy",)`` for classifier losses and none otherwise;
         ``"accuracy"`` and ``"error"`` (zero-one) need integer class labels.
         ``l2``/``l1`` add ``l2 * sum(W**2)`` / ``l1 * sum(|W|)`` over trainable weights to the loss.
+        ``check_finite=True`` makes every training step check its loss (see :meth:`train_step`).
         """
+        self.check_finite = bool(check_finite)
         self.loss = _loss_from(loss)
         self.optimizer = get_optimizer(optimizer)
         self.optimizer.to(self.device)
@@ -227,13 +235,14 @@ class Sequential(ModelState):
         return params, grads, decay, pens
 
     # -- one step
-    def train_batch(self, xb, yb):
+    def train_batch(self, xb, yb, check_finite=None):
         """Forward, loss + penalties, backward, optimizer step. Returns ``(loss, output)`` on the device.
 
         Running out of GPU memory raises :class:`npdl.errors.GPUOutOfMemoryError` naming the model
-        and batch size (the step's cached activations are freed first, so a smaller batch can retry)."""
+        and batch size (the step's cached activations are freed first, so a smaller batch can retry).
+        ``check_finite``: see :meth:`train_step`."""
         try:
-            return self._train_batch(xb, yb)
+            return self._train_batch(xb, yb, check_finite)
         except Exception as exc:
             if not backend.is_out_of_memory(exc):
                 raise
@@ -243,7 +252,7 @@ class Sequential(ModelState):
                 "try a smaller batch size (--batch-size, or fit(batch_size=...)), or free GPU memory held by "
                 "other arrays or processes") from exc
 
-    def _train_batch(self, xb, yb):
+    def _train_batch(self, xb, yb, check_finite=None):
         """The step itself: forward, loss + penalties, backward, one optimizer step with every term.
 
         The penalties enter twice, both from the weights before the update: their value is
@@ -251,24 +260,50 @@ class Sequential(ModelState):
         added by the optimizer to each weight's data gradient (:meth:`step_inputs`)."""
         self.require_compiled("train_step")
         xp = backend.namespace(xb)
+        if xb.ndim and int(xb.shape[0]) == 0:
+            raise ShapeError(f"{self.name}.train_step: the batch is empty (x has shape "
+                             f"{tuple(int(d) for d in xb.shape)}); a step needs at least one example")
         out = self.forward(xb, training=True)
         loss = self.loss.forward(out, yb)
         penalty = self.penalty_value()
         if penalty is not None:
             loss = loss + penalty
+        if self.check_finite if check_finite is None else check_finite:
+            self._refuse_non_finite(loss)
         self.backward(self.loss.backward(1.0))
         params, grads, decay, pens = self.step_inputs()
         if params:
             self.optimizer.step(params, grads, decay_names=decay, penalties=pens)
         return xp.asarray(loss), out
 
-    def train_step(self, xb, yb):
-        """One minibatch update on device arrays; returns the loss (+ penalty) as a 0-d device array."""
-        return self.train_batch(xb, yb)[0]
+    def _refuse_non_finite(self, loss) -> None:
+        """Read the step's loss (one host synchronisation) and raise before the update if it is NaN/inf."""
+        value = float(backend.to_numpy(loss))
+        if not math.isfinite(value):
+            self.clear_caches()
+            raise TrainingDivergedError(
+                f"{self.name}.train_step: the loss of this batch is {value}, so the step was not taken (the "
+                "parameters are as they were). Check the batch for NaN/inf, or try a smaller learning rate or "
+                "clip_norm.")
+
+    def train_step(self, xb, yb, check_finite=None):
+        """One minibatch update on device arrays; returns the loss (+ penalty) as a 0-d device array.
+
+        By default the loss is not looked at: it stays on the device (reading it would wait for
+        the GPU every step), so a batch holding NaN/inf returns a NaN loss and the update writes
+        NaN into the parameters, with no error. :meth:`fit` notices at its next read of the running
+        loss (progress refresh or epoch end) and raises :class:`npdl.training.TrainingDivergedError`;
+        a loop of your own should check the returned loss now and then.
+        ``check_finite=True`` (or ``compile(..., check_finite=True)`` for every step, ``fit``'s
+        too) reads the loss before the update, one host synchronisation per step, and raises
+        ``TrainingDivergedError`` with the parameters untouched. ``False`` overrides the compiled choice.
+        An empty batch raises :class:`npdl.errors.ShapeError`.
+        """
+        return self.train_batch(xb, yb, check_finite)[0]
 
     # -- loops
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True, verbose=1,
-            initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False):
+            initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False, diagnostics=None):
         """Train for epochs ``initial_epoch .. epochs-1`` (Keras's convention) and return a History.
 
         ``x``/``y`` go to the model's device once; batches are sliced there. ``rng`` (a
@@ -278,9 +313,10 @@ class Sequential(ModelState):
         ends; a NaN/inf loss raises :class:`npdl.training.TrainingDivergedError`.
         ``verbose=0`` is silent; ``1`` shows a tqdm bar on a terminal, else one line per epoch.
         ``drop_last=True`` skips a final partial batch each epoch (the Theano tutorials' ``n // batch_size``).
+        ``diagnostics`` (a :class:`npdl.diagnostics.Diagnostics`) records gradient flow every few steps.
         """
         return loop.fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose,
-                        initial_epoch, rng, history, validation_batch_size, drop_last)
+                        initial_epoch, rng, history, validation_batch_size, drop_last, diagnostics)
 
     def evaluate(self, x, y, batch_size=256, metrics=None, drop_last=False) -> dict:
         """``{"loss": float, <metric>: float}`` over ``(x, y)`` in inference mode (loss includes penalties).

@@ -10,10 +10,10 @@ from .base import Optimizer, check_number, rule
 
 @rule("adam")
 def adam_rule(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: float, sqrt_correction2: float):
-    """In place, with the bias corrections folded into ``step_size = lr / (1 - beta1^t)`` and
-    ``sqrt_correction2 = sqrt(1 - beta2^t)`` (see :class:`Adam`):
-    ``m <- beta1 m + (1 - beta1) g``;  ``v <- beta2 v + (1 - beta2) g^2``;
-    ``p <- p - step_size m / (sqrt(v) / sqrt_correction2 + eps)``."""
+    r"""In place, with the bias corrections folded into $step\_size = \frac{lr}{1 - \beta_1^t}$ and
+    $sqrt\_correction2 = \sqrt{1 - \beta_2^t}$ (see :class:`Adam`):
+    $m \leftarrow \beta_1 m + (1 - \beta_1) g$; $v \leftarrow \beta_2 v + (1 - \beta_2) g^2$;
+    $p \leftarrow p - step\_size \frac{m}{\sqrt{v} / sqrt\_correction2 + \epsilon}$."""
     xp = backend.namespace(p, g)
     m *= beta1
     m += g * (1.0 - beta1)
@@ -30,26 +30,27 @@ def adam_rule(p, g, m, v, beta1: float, beta2: float, eps: float, step_size: flo
 
 
 class Adam(Optimizer):
-    """Moving averages of the gradient and its square, bias-corrected (Algorithm 1 of the paper).
+    r"""Moving averages of the gradient and its square, bias-corrected (Algorithm 1 of the paper).
 
-    With ``t = iterations + 1`` (the step being taken, counted from 1)::
+    With $t$ = ``iterations + 1`` (the step being taken, counted from 1), $\beta_1$ = ``beta1``,
+    $\beta_2$ = ``beta2``, $\epsilon$ = ``eps``:
 
-        m <- beta1 m + (1 - beta1) g          # first moment: a smoothed gradient
-        v <- beta2 v + (1 - beta2) g^2        # second moment: its mean square
-        m_hat = m / (1 - beta1^t);  v_hat = v / (1 - beta2^t)
-        p <- p - lr m_hat / (sqrt(v_hat) + eps)
+    * $m \leftarrow \beta_1 m + (1 - \beta_1) g$: the first moment, a smoothed gradient;
+    * $v \leftarrow \beta_2 v + (1 - \beta_2) g^2$: the second moment, its mean square;
+    * $\hat{m} = \frac{m}{1 - \beta_1^t}$, $\hat{v} = \frac{v}{1 - \beta_2^t}$;
+    * $p \leftarrow p - lr \frac{\hat{m}}{\sqrt{\hat{v}} + \epsilon}$.
 
-    Bias correction: ``m`` and ``v`` start at zero, so after ``t`` steps of a
-    constant gradient ``m = (1 - beta1^t) g``; dividing by ``1 - beta1^t`` removes
+    Bias correction: ``m`` and ``v`` start at zero, so after $t$ steps of a
+    constant gradient $m = (1 - \beta_1^t) g$; dividing by $1 - \beta_1^t$ removes
     that pull towards zero (and likewise for ``v``), so even the first step has
     size about ``lr`` per coordinate.
 
     The code folds the corrections into scalars, never forming ``m_hat`` or
-    ``v_hat``: ``p -= (lr / (1 - beta1^t)) m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``,
+    ``v_hat``: $p \leftarrow p - \frac{lr}{1 - \beta_1^t} \frac{m}{\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon}$,
     the same expression PyTorch's ``Adam`` evaluates. Keras instead uses the
-    paper's "eps hat" form ``lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps)``,
-    i.e. our formula with ``eps`` replaced by ``eps / sqrt(1 - beta2^t)``; the two
-    differ only while ``sqrt(v)`` is comparable to ``eps``. Defaults are Keras's
+    paper's "eps hat" form $lr \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t} \frac{m}{\sqrt{v} + \epsilon}$,
+    i.e. our formula with $\epsilon$ replaced by $\frac{\epsilon}{\sqrt{1 - \beta_2^t}}$; the two
+    differ only while $\sqrt{v}$ is comparable to $\epsilon$. Defaults are Keras's
     (``eps = 1e-7``; PyTorch's is ``1e-8``). With ``weight_decay`` this is AdamW.
     """
 

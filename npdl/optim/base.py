@@ -1,4 +1,4 @@
-"""What every optimizer shares: the step loop, decoupled weight decay, clipping, schedules, state.
+r"""What every optimizer shares: the step loop, decoupled weight decay, clipping, schedules, state.
 
 An optimizer sees the model as two flat dicts keyed by global names (``"0.W"``,
 ``"1.b"``): ``params`` and ``grads``. :meth:`Optimizer.step` changes every
@@ -11,14 +11,14 @@ with array operations costs two to ten launches per parameter).
 
 Weight decay here is *decoupled* (Loshchilov & Hutter, "Decoupled Weight Decay
 Regularization", 2019; PyTorch's ``AdamW``): before the update rule runs, every
-parameter named in ``decay_names`` shrinks by ``p -= lr_t * weight_decay * p``.
-That is not the same as an L2 penalty ``lam * sum(W ** 2)`` added to the loss
+parameter named in ``decay_names`` shrinks by $p \leftarrow p - lr_t \cdot wd \cdot p$ (``wd`` the
+``weight_decay``). That is not the same as an L2 penalty $\lambda \sum W^2$ added to the loss
 (:mod:`npdl.losses.penalties`): the penalty enters through the gradient,
-``g + 2 lam W``, and an adaptive rule (RMSprop, Adam) then divides it by
-``sqrt(v)``, so weights with large gradient history are barely regularised.
-Decoupled decay shrinks every decayed weight by the same factor ``1 - lr_t *
-weight_decay`` whatever its gradient history. For plain SGD the two coincide
-when ``weight_decay = 2 lam``; for momentum the penalty also accumulates in the
+$g + 2 \lambda W$, and an adaptive rule (RMSprop, Adam) then divides it by
+$\sqrt{v}$, so weights with large gradient history are barely regularised.
+Decoupled decay shrinks every decayed weight by the same factor $1 - lr_t \cdot wd$
+whatever its gradient history. For plain SGD the two coincide
+when $wd = 2 \lambda$; for momentum the penalty also accumulates in the
 velocity, and for adaptive rules they differ outright.
 """
 
@@ -63,7 +63,7 @@ def update_all(rule_name: str, ps, gs, slots, scalars):
 
 
 def total_gradient(p, g, l1: float = 0.0, l2: float = 0.0):
-    """``G = g + l1 sign(p) + 2 l2 p``: the data gradient ``g`` (formed if it was a product) plus the
+    r"""$G = g + l1 \, \text{sign}(p) + 2 \, l2 \, p$: the data gradient ``g`` (formed if it was a product) plus the
     penalties' gradients (:mod:`npdl.losses.penalties`). ``g`` itself when there is no penalty."""
     g = formed(g)
     if l2:
@@ -140,7 +140,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _apply_factors(self, p, pairs, lr: float, beta: float) -> None:
-        """``p <- beta p - lr sum_k A_k^T B_k`` for ``pairs = [(A_k, B_k)]``: the rule applied to a gradient
+        r"""$p \leftarrow \beta p - lr \sum_{k} A_k^\top B_k$ for ``pairs = [(A_k, B_k)]``: the rule applied to a gradient
         given as its factors. Only for :attr:`takes_products` rules."""
         raise NotImplementedError
 
@@ -174,23 +174,25 @@ class Optimizer:
         return float(self.schedule(self.lr, self.iterations))
 
     def step(self, params: dict, grads: dict, decay_names: set | None = None, penalties: dict | None = None) -> None:
-        """One update of every ``params[k]`` in place, from every term of its gradient.
+        r"""One update of every ``params[k]`` in place, from every term of its gradient.
 
-        ``grads[k]`` is the data gradient ``dL/dp``: an array, or a
+        ``grads[k]`` is the data gradient $\frac{\partial L}{\partial p}$: an array, or a
         :class:`npdl.deferred.ProductGrad` (a product left unformed). ``penalties[k] = (l1, l2)``
-        adds the gradients of the penalties ``l1 sum|p| + l2 sum p^2`` (:mod:`npdl.losses.penalties`),
-        ``l1 sign(p) + 2 l2 p``; a name missing from ``penalties`` has none. So the gradient of
-        parameter ``k`` is::
+        adds the gradients of the penalties $l1 \sum |p| + l2 \sum p^2$ (:mod:`npdl.losses.penalties`),
+        $l1 \, \text{sign}(p) + 2 \, l2 \, p$; a name missing from ``penalties`` has none. So the gradient of
+        parameter ``k`` is, all on the parameters before the step,
 
-            G_k = dL/dp_k + l1_k sign(p_k) + 2 l2_k p_k          (all on the parameters before the step)
+        $$
+        G_k = \frac{\partial L}{\partial p_k} + l1_k \, \text{sign}(p_k) + 2 \, l2_k \, p_k
+        $$
 
-        Order: form every ``G_k`` from the parameters as they are; clip them all together by
+        Order: form every $G_k$ from the parameters as they are; clip them all together by
         global norm (``clip_norm``); shrink each parameter named in ``decay_names`` by
-        ``1 - lr_t weight_decay`` (``None`` decays every parameter, as PyTorch's ``AdamW``; pass
+        $1 - lr_t \cdot wd$ (``None`` decays every parameter, as PyTorch's ``AdamW``; pass
         the weight names to spare biases); apply the rule. ``iterations`` counts up afterwards.
 
-        A rule that can take a product's factors (plain SGD) applies ``G_k`` without forming
-        the product, ``p <- (1 - lr (2 l2 + wd)) p - lr A^T B - lr l1 sign(p)``: the same terms
+        A rule that can take a product's factors (plain SGD) applies $G_k$ without forming
+        the product, $p \leftarrow (1 - lr (2 \, l2 + wd)) p - lr A^\top B - lr \, l1 \, \text{sign}(p)$: the same terms
         in one GEMM. Which way a term is applied never changes which terms apply.
         """
         if params.keys() != grads.keys():

@@ -8,7 +8,7 @@ from .. import backend
 
 
 def global_norm(grads: dict):
-    """``norm = sqrt(sum_k sum(grads[k] ** 2))``: the Euclidean norm of all gradients laid end to end,
+    r"""$norm = \sqrt{\sum_{k} \sum grads[k]^2}$: the Euclidean norm of all gradients laid end to end,
     as a 0-d array on their device (no host sync)."""
     xp = backend.namespace(*grads.values())
     total = sum(xp.sum(g * g) for g in grads.values())
@@ -17,7 +17,7 @@ def global_norm(grads: dict):
 
 
 def clip_by_global_norm(grads: dict, max_norm: float):
-    """Scale every gradient in ``grads`` in place by ``scale = max_norm / max(norm, max_norm)``.
+    r"""Scale every gradient in ``grads`` in place by $scale = \frac{max\_norm}{\max(norm, max\_norm)}$.
 
     ``norm`` is :func:`global_norm`. When ``norm <= max_norm`` the scale is exactly
     1 and the gradients keep their values; otherwise all of them are multiplied by

@@ -8,7 +8,7 @@ from .base import Optimizer, check_number, rule
 
 @rule("rmsprop")
 def rmsprop_rule(p, g, v, lr: float, rho: float, eps: float):
-    """``v <- rho v + (1 - rho) g^2``;  ``p <- p - lr g / (sqrt(v) + eps)`` in place."""
+    r"""$v \leftarrow \rho v + (1 - \rho) g^2$; $p \leftarrow p - lr \frac{g}{\sqrt{v} + \epsilon}$ in place."""
     xp = backend.namespace(p, g)
     g2 = g * g
     g2 *= 1.0 - rho
@@ -22,13 +22,14 @@ def rmsprop_rule(p, g, v, lr: float, rho: float, eps: float):
 
 
 class RMSprop(Optimizer):
-    """``v <- rho v + (1 - rho) g^2``;  ``p <- p - lr g / (sqrt(v) + eps)``.
+    r"""$v \leftarrow \rho v + (1 - \rho) g^2$; $p \leftarrow p - lr \frac{g}{\sqrt{v} + \epsilon}$
+    ($\rho$ = ``rho``, $\epsilon$ = ``eps``).
 
     ``v`` (elementwise) is an exponential moving average of squared gradients, so
-    ``sqrt(v)`` is the recent RMS size of each coordinate's gradient and every
+    $\sqrt{v}$ is the recent RMS size of each coordinate's gradient and every
     coordinate moves about ``lr`` per step whatever its scale. ``v`` starts at zero
     and is not bias-corrected, so early steps are larger (the first is
-    ``lr g / (sqrt(1 - rho) |g| + eps)``, about ``3.2 lr`` for ``rho = 0.9``).
+    $lr \frac{g}{\sqrt{1 - \rho} |g| + \epsilon}$, about $3.2 \, lr$ for $\rho = 0.9$).
 
     ``eps`` is added *outside* the square root, as in PyTorch's ``RMSprop`` and
     Keras 2; Keras 3 adds it inside, ``sqrt(v + eps)``, which for the default

@@ -45,14 +45,14 @@ class Schedule:
 
 
 class Constant(Schedule):
-    """``lr_t = base_lr`` at every iteration."""
+    r"""$lr_t = base\_lr$ at every iteration."""
 
     def __call__(self, base_lr, iteration):
         return float(base_lr)
 
 
 class StepDecay(Schedule):
-    """``lr_t = base_lr * gamma ** (iteration // step_size)``: multiply by ``gamma`` every ``step_size`` steps
+    r"""$lr_t = base\_lr \cdot \gamma^{\lfloor iteration / step\_size \rfloor}$: multiply by $\gamma$ = ``gamma`` every ``step_size`` steps
     (PyTorch's ``StepLR``, Keras's ``ExponentialDecay(staircase=True)``)."""
 
     def __init__(self, step_size: int, gamma: float = 0.1):
@@ -67,7 +67,7 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """``lr_t = base_lr * decay_rate ** (iteration / decay_steps)``: a smooth decay that reaches
+    r"""$lr_t = base\_lr \cdot decay\_rate^{iteration / decay\_steps}$: a smooth decay that reaches
     ``base_lr * decay_rate`` after ``decay_steps`` steps (Keras's ``ExponentialDecay``)."""
 
     def __init__(self, decay_rate: float, decay_steps: float):

@@ -8,12 +8,12 @@ from .base import Optimizer, check_number, rule
 
 @kernels.accelerated("gemm_update.gemm_update_sum")
 def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
-    """``C <- beta C + alpha sum_k A_k^T B_k`` in place for ``pairs = [(A_1, B_1), ...]``; returns ``C``.
+    r"""$C \leftarrow \beta C + \alpha \sum_{k} A_k^\top B_k$ in place for ``pairs = [(A_1, B_1), ...]``; returns ``C``.
 
     Shapes: ``A_k`` (N_k, M), ``B_k`` (N_k, K), ``C`` (M, K); ``alpha``, ``beta`` Python floats.
-    Plain SGD's step for a weight whose gradient is a sum of products, with ``alpha = -lr`` and
-    ``beta = 1 - lr (2 l2 + wd)``. Written here term by term; the CPU and GPU kernels do it in
-    one GEMM (BLAS's ``C <- alpha A^T B + beta C``) over the stacked factors, with no
+    Plain SGD's step for a weight whose gradient is a sum of products, with $\alpha = -lr$ and
+    $\beta = 1 - lr (2 \, l2 + wd)$. Written here term by term; the CPU and GPU kernels do it in
+    one GEMM (BLAS's $C \leftarrow \alpha A^\top B + \beta C$) over the stacked factors, with no
     gradient array and one pass over ``C``.
     """
     if beta != 1.0:
@@ -25,13 +25,13 @@ def gemm_update_sum(C, pairs, alpha: float, beta: float = 1.0):
 
 @rule("sgd")
 def sgd_rule(p, g, lr: float):
-    """``p <- p - lr g`` in place."""
+    r"""$p \leftarrow p - lr \, g$ in place."""
     p -= g * lr
 
 
 @rule("momentum")
 def momentum_rule(p, g, v, lr: float, mu: float):
-    """``v <- mu v - lr g``;  ``p <- p + v`` in place."""
+    r"""$v \leftarrow \mu v - lr \, g$; $p \leftarrow p + v$ in place."""
     v *= mu
     v -= g * lr
     p += v
@@ -39,7 +39,7 @@ def momentum_rule(p, g, v, lr: float, mu: float):
 
 @rule("nesterov")
 def nesterov_rule(p, g, v, lr: float, mu: float):
-    """``v <- mu v - lr g``;  ``p <- p + mu v - lr g`` (with the new ``v``) in place."""
+    r"""$v \leftarrow \mu v - lr \, g$; $p \leftarrow p + \mu v - lr \, g$ (with the new $v$) in place."""
     lr_g = g * lr  # the one temporary, used twice
     v *= mu
     v -= lr_g
@@ -48,18 +48,20 @@ def nesterov_rule(p, g, v, lr: float, mu: float):
 
 
 class SGD(Optimizer):
-    """Plain stochastic gradient descent: ``p <- p - lr * g`` (:func:`sgd_rule`).
+    r"""Plain stochastic gradient descent: $p \leftarrow p - lr \, g$ (:func:`sgd_rule`).
 
     When the data gradient is a product left unformed (:class:`npdl.deferred.ProductGrad`,
-    a dense layer's ``x^T da``), the whole gradient is ``G = A^T B + 2 l2 p + l1 sign(p)``
+    a dense layer's $x^\top da$), the whole gradient is $G = A^\top B + 2 \, l2 \, p + l1 \, \text{sign}(p)$
     and the step, with decoupled decay ``wd``, is
 
-    ``p <- (1 - lr (2 l2 + wd)) p - lr A^T B - lr l1 sign(p)``:
+    $$
+    p \leftarrow (1 - lr (2 \, l2 + wd)) p - lr A^\top B - lr \, l1 \, \text{sign}(p)
+    $$
 
-    one GEMM ``C <- alpha A^T B + beta C`` with ``alpha = -lr``, ``beta = 1 - lr (2 l2 + wd)``
+    one GEMM $C \leftarrow \alpha A^\top B + \beta C$ with $\alpha = -lr$, $\beta = 1 - lr (2 \, l2 + wd)$
     (:func:`gemm_update_sum`), then the L1 term, and no gradient array at all. A weight used
     twice (a tied autoencoder's ``W``) has a sum of products as its gradient,
-    ``sum_k A_k^T B_k``, applied in the same single pass. ``fuse_products = False`` forms
+    $\sum_{k} A_k^\top B_k$, applied in the same single pass. ``fuse_products = False`` forms
     every gradient instead (the same terms, one array more).
     """
 
@@ -77,15 +79,15 @@ class SGD(Optimizer):
 
 
 class Momentum(Optimizer):
-    """Classical (heavy-ball) momentum, in the form Keras uses:
+    r"""Classical (heavy-ball) momentum, in the form Keras uses ($\mu$ = ``momentum``):
 
-    ``v <- mu v - lr g``;  ``p <- p + v``.
+    $v \leftarrow \mu v - lr \, g$; $p \leftarrow p + v$.
 
     ``v`` is a running, decaying sum of past steps; along a direction where the
-    gradient keeps its sign the step grows towards ``lr g / (1 - mu)``, across a
+    gradient keeps its sign the step grows towards $\frac{lr \, g}{1 - \mu}$, across a
     ravine the alternating signs cancel. ``v`` starts at zero, so the first step
-    is plain SGD. With a constant ``lr`` this equals PyTorch's ``b <- mu b + g``,
-    ``p <- p - lr b`` (``v = -lr b``); under a schedule, Keras's form keeps old
+    is plain SGD. With a constant ``lr`` this equals PyTorch's $b \leftarrow \mu b + g$,
+    $p \leftarrow p - lr \, b$ ($v = -lr \, b$); under a schedule, Keras's form keeps old
     steps at the learning rate they were taken with.
     """
 
@@ -104,24 +106,25 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient, rewritten so the gradient is taken at the stored parameters.
+    r"""Nesterov's accelerated gradient, rewritten so the gradient is taken at the stored parameters.
 
     Nesterov's method (as Sutskever et al. 2013 write it) evaluates the gradient
-    at the look-ahead point ``theta + mu v``, where momentum is about to carry the
+    at the look-ahead point $\theta + \mu v$, where momentum is about to carry the
     parameters anyway:
 
-    ``v' = mu v - lr grad(theta + mu v)``;  ``theta' = theta + v'``.
+    $v' = \mu v - lr \, \text{grad}(\theta + \mu v)$; $\theta' = \theta + v'$.
 
     A layer can only give the gradient at the parameters it holds, so store the
-    look-ahead point itself, ``p = theta + mu v``. Then ``g = grad(p)`` and
+    look-ahead point itself, $p = \theta + \mu v$. Then $g = \text{grad}(p)$ and
 
-    ``p' = theta' + mu v' = (p - mu v) + v' + mu v'``
-    ``   = p + mu v' + (v' - mu v) = p + mu v' - lr g``.
+    $$
+    p' = \theta' + \mu v' = (p - \mu v) + v' + \mu v' = p + \mu v' + (v' - \mu v) = p + \mu v' - lr \, g
+    $$
 
-    So the update is ``v <- mu v - lr g``; ``p <- p + mu v - lr g`` (with the new
-    ``v``): Keras's ``SGD(nesterov=True)``, and with a constant ``lr`` PyTorch's
-    ``SGD(nesterov=True)`` (``b <- mu b + g``; ``p <- p - lr (g + mu b)``, ``v = -lr b``).
-    ``v`` starts at zero, so before the first step ``p = theta``.
+    So the update is $v \leftarrow \mu v - lr \, g$; $p \leftarrow p + \mu v - lr \, g$ (with the new
+    $v$): Keras's ``SGD(nesterov=True)``, and with a constant ``lr`` PyTorch's
+    ``SGD(nesterov=True)`` ($b \leftarrow \mu b + g$; $p \leftarrow p - lr (g + \mu b)$, $v = -lr \, b$).
+    ``v`` starts at zero, so before the first step $p = \theta$.
     """
 
     kernel_rule = "nesterov"  # :func:`nesterov_rule`

@@ -38,6 +38,7 @@ import time
 
 from .. import backend
 from ..datasets import load_mnist
+from ..distributed import attach_if
 from ..layers import LSTM, Dense, SimpleRNN, TimeDistributed
 from ..models import Sequential
 from ..optim import Adam
@@ -112,6 +113,10 @@ def _run_rnn_mnist(recipe, options, device, data, out, resume, verbose):
     _no_resume(recipe, resume)
     started = time.perf_counter()
     model = build_rnn_mnist(options, device, backend.Generator(device, options["seed"]))
+    diagnostics = options.get("diagnostics")
+    train_batch = model.train_batch if diagnostics is None else diagnostics.stepper(model)
+    parallel = attach_if(model, options)  # data-parallel: each rank trains on its rows of every batch
+    train_batch = train_batch if parallel is None else parallel.train_batch
     x_train, y_train = device.asarray(data["train"][0]), device.asarray(data["train"][1])
     x_test, y_test = data["test"]
     steps, batch_size = options["epochs"], options["batch_size"]
@@ -119,7 +124,7 @@ def _run_rnn_mnist(recipe, options, device, data, out, resume, verbose):
     n, start = int(x_train.shape[0]), 0
     rows, accuracy, scores, window, since = [], {}, None, None, 0
     for step in range(steps):
-        loss = model.train_step(x_train[start:start + batch_size, ...], y_train[start:start + batch_size])
+        loss, _ = train_batch(x_train[start:start + batch_size, ...], y_train[start:start + batch_size])
         window = loss if window is None else window + loss  # summed on the device: no sync per step
         since += 1
         start += batch_size
@@ -131,6 +136,9 @@ def _run_rnn_mnist(recipe, options, device, data, out, resume, verbose):
             window, since = None, 0
             accuracy[step] = scores["accuracy"]
             rows.append((step, train_loss, scores["loss"], scores["accuracy"]))
+            if diagnostics is not None:
+                diagnostics.log_scalars(model.name, step, {"train_loss": train_loss, "test_loss": scores["loss"],
+                                                           "test_accuracy": scores["accuracy"]})
             if verbose:
                 print(f"step {step}: train cost {train_loss:.4f}, test cost {scores['loss']:.4f}, "
                       f"test accuracy {scores['accuracy']:.4f}", flush=True)
@@ -186,6 +194,11 @@ def _run_lstm_regressor(recipe, options, device, data, out, resume, verbose):
     _no_resume(recipe, resume)
     started = time.perf_counter()
     model = build_lstm_regressor(options, device, backend.Generator(device, options["seed"]))
+    diagnostics = options.get("diagnostics")
+    train_batch = model.train_batch if diagnostics is None else diagnostics.stepper(model)
+    # data-parallel: each rank trains on its rows of every batch, and its stateful LSTM keeps those rows' state
+    parallel = attach_if(model, options)
+    train_batch = train_batch if parallel is None else parallel.train_batch
     steps, batch_size = options["epochs"], options["batch_size"]
     T = int(recipe.extra.get("time_steps", LSTM_TIME_STEPS))
     predict_each_step = bool(recipe.extra.get("predict_each_step", False))
@@ -193,16 +206,18 @@ def _run_lstm_regressor(recipe, options, device, data, out, resume, verbose):
     rows, costs, frames, last = [], {}, [], None
     for step in range(steps):
         seq, res, xs = sine_batch(device, step * T, T, batch_size, options["dtype"])
-        cost, pred = model.train_batch(seq, res)  # pred: this step's prediction, made before the update
+        cost, pred = train_batch(seq, res)  # pred: this step's prediction, made before the update
         if predict_each_step:  # the tutorial's model.predict for its plot: it advances the state a second time
-            pred = model.predict(seq, batch_size=batch_size)
+            pred = model.predict(seq if parallel is None else parallel.local(seq), batch_size=batch_size)
         if step % LSTM_COST_EVERY == 0 or step == steps - 1:
             last = backend.to_float(cost)
             costs[step] = last
             rows.append((step, last))
+            if diagnostics is not None:
+                diagnostics.log_scalars(model.name, step, {"train_loss": last})
             if verbose:
                 print(f"step {step}: train cost {last:.6f}", flush=True)
-        if step in frame_steps:
+        if step in frame_steps and pred is not None:  # None: this rank's share of the batch is empty
             frames.append((step, backend.to_numpy(xs[0, ...]), backend.to_numpy(res[0, :, 0]),
                            backend.to_numpy(pred[0, :, 0])))
     pictures = []

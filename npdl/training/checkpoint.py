@@ -13,9 +13,11 @@ Members of the archive (all readable with ``np.load(path)``, no pickle):
 
 Arrays come to the host with ``backend.to_numpy`` when saving and go to the
 model's device when loading, so a checkpoint written on a GPU loads on the CPU
-and vice versa. The file is written atomically: a temporary file in the same
-directory is written, flushed and fsynced, then renamed over the target with
-``os.replace`` -- a crash mid-write leaves the previous checkpoint untouched.
+and vice versa. The file is written atomically (:func:`atomic_write`): a temporary
+file in the same directory is written, flushed and fsynced, then renamed over the
+target with ``os.replace`` -- a crash or a full disk mid-write leaves the previous
+checkpoint untouched, and a failed write is a :class:`FileWriteError` naming the file.
+Files get the mode any new file gets (0644 under umask 022).
 
 This module imports NumPy: it is file I/O, like the dataset readers.
 """
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 
 import numpy as np
@@ -32,7 +35,7 @@ import numpy as np
 from .. import backend
 from ..errors import NpdlError
 from ..optim import optimizer_from_config
-from .errors import CheckpointError
+from .errors import CheckpointError, FileWriteError
 from .history import History
 
 #: the class that rebuilds a model from a checkpoint's ``model_config`` when no model is given
@@ -48,6 +51,8 @@ def register_model_class(cls) -> type:
 
 FORMAT_TAG = "npdl-checkpoint"
 FORMAT_VERSION = 1
+#: the members every checkpoint of this format has, besides the parameters and the optimizer slots
+MEMBERS = ("model_config", "compile_config", "epoch", "rng", "history", "extra", "optimizer")
 
 
 def _json(value, what: str) -> np.ndarray:
@@ -58,20 +63,52 @@ def _json(value, what: str) -> np.ndarray:
                               "e.g. a lambda learning-rate schedule -- use an npdl.optim schedule class") from exc
 
 
-def write_arrays(path: str, arrays: dict) -> None:
-    """``np.savez`` into a temp file beside ``path``, fsync, then ``os.replace`` it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+def _temporary_beside(path: str) -> tuple[int, str]:
+    """A new file ``.NAME.XXXXXXXXXXXX.tmp`` beside ``path``, opened for writing, and its name.
+
+    Created as any file is (``0o666`` less the umask, so 0644 under umask 022), not 0600 as
+    :func:`tempfile.mkstemp` would make it; where ``path`` exists its mode is kept."""
+    directory, name = os.path.split(os.path.abspath(path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
     try:
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+    except OSError:  # no file there yet: the umask's mode stays
+        pass
+    return fd, tmp
+
+
+def atomic_write(path, fill) -> None:
+    """Write ``path`` all at once: ``fill(f)`` writes into a binary temporary file beside it,
+    which is flushed, fsynced and renamed over ``path`` (``os.replace``).
+
+    A crash or a failed write leaves the previous file as it was and no temporary file; a
+    failed write (full disk, read-only folder, no permission) raises
+    :class:`~npdl.training.errors.FileWriteError`, which names the file."""
+    path = os.fspath(path)
+    tmp = None
+    try:
+        fd, tmp = _temporary_beside(path)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            fill(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
+            before = "the file that was there is unchanged" if os.path.exists(path) else "no earlier file was there"
+            reason = exc.strerror or str(exc)
+            raise FileWriteError(f"cannot write {path}: {reason}; {before}", exc.errno, path, reason) from exc
         raise
+    directory = os.path.dirname(os.path.abspath(path))
     try:  # make the rename itself durable; not every platform can open a directory
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -82,6 +119,17 @@ def write_arrays(path: str, arrays: dict) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def write_arrays(path: str, arrays: dict) -> None:
+    """``np.savez`` the ``arrays`` into ``path`` with :func:`atomic_write` (all or nothing)."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def write_text(path, text: str) -> None:
+    """``text`` (UTF-8) into ``path`` with :func:`atomic_write` (all or nothing)."""
+    data = text.encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def read_arrays(path) -> dict:
@@ -145,17 +193,42 @@ def read_checkpoint(path) -> dict:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise CheckpointError(f"{path} cannot be read as an npdl checkpoint (truncated or corrupt: {exc})") from exc
 
+    missing = [name for name in MEMBERS if name not in members]
+    if missing:
+        raise CheckpointError(f"{path} is an npdl checkpoint without the member(s) {', '.join(missing)} (format "
+                              f"{FORMAT_VERSION} has {', '.join(MEMBERS)}): it was cut down or assembled by hand; "
+                              "use the file as npdl.training.save_checkpoint wrote it, or write it again")
+
     def load_json(name):
-        return json.loads(str(members[name]))
+        try:
+            return json.loads(str(members[name]))
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: its member {name!r} is not valid JSON ({exc}); the file is damaged, "
+                                  "use another checkpoint") from exc
 
     optimizer = load_json("optimizer")
     if optimizer is not None:
+        lost = [name for name in optimizer["slots"] if f"slot/{name}" not in members]
+        if lost:
+            raise CheckpointError(f"{path}: its optimizer state lists slot(s) {', '.join(lost)} but the file has no "
+                                  f"{', '.join('slot/' + n for n in lost)} member; it was cut down or assembled by "
+                                  "hand: use the file as npdl.training.save_checkpoint wrote it")
         optimizer["slots"] = {name: members[f"slot/{name}"] for name in optimizer["slots"]}
     return {"path": path, "format_version": version,
             "model_config": load_json("model_config"), "compile_config": load_json("compile_config"),
             "params": {k[len("param/"):]: v for k, v in members.items() if k.startswith("param/")},
             "optimizer": optimizer, "rng": load_json("rng"), "epoch": int(members["epoch"]),
             "history": History.from_dict(load_json("history")), "extra": load_json("extra")}
+
+
+def checkpoint_epoch(path) -> int | None:
+    """The epochs completed when the checkpoint at ``path`` was written (only that member is
+    read), or None where there is no readable checkpoint."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as archive:
+            return int(archive["epoch"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError):
+        return None
 
 
 def _load_params(model, checkpoint) -> None:

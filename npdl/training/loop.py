@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 
 from .. import backend
 from ..errors import GPUOutOfMemoryError, LabelError, ShapeError
@@ -40,7 +41,10 @@ def read_scalars(values: dict) -> dict:
     if not values:
         return {}
     names = list(values)
-    xp = backend.namespace(*[v for v in values.values() if not isinstance(v, (int, float))])
+    arrays = [v for v in values.values() if not isinstance(v, (int, float))]
+    if not arrays:  # host numbers already (NumPy float64 arithmetic on 0-d arrays gives Python floats)
+        return {k: float(v) for k, v in values.items()}
+    xp = backend.namespace(*arrays)
     stacked = xp.stack([xp.asarray(values[k]) for k in names])
     host = backend.to_numpy(stacked)
     return {k: float(host[i]) for i, k in enumerate(names)}
@@ -116,6 +120,18 @@ def check_targets(model, x, y) -> int:
     return n
 
 
+def check_held_out(model, x, y, what: str) -> int:
+    """:func:`check_targets` for a held-out set (``what``: ``"validation_data"``, ``"test_data"``),
+    run before training starts, so an empty or mislabelled set fails now, not after a whole epoch."""
+    if int(x.shape[0]) == 0:
+        raise ShapeError(f"{model.name}: {what} is empty (x has shape {tuple(int(d) for d in x.shape)}), so "
+                         "there is nothing to score it on; pass a set with examples, or leave it out")
+    try:
+        return check_targets(model, x, y)
+    except (ShapeError, LabelError) as exc:
+        raise type(exc)(f"{what}: {exc}") from exc
+
+
 @contextlib.contextmanager
 def fast_labels(loss):
     """Switch off the loss's per-batch label range check (done once by :func:`check_targets`)."""
@@ -149,7 +165,11 @@ def _check_batch_size(batch_size) -> int:
 def evaluate_means(model, x, y, batch_size=256, metrics=None, drop_last=False) -> dict:
     """Mean loss (plus the weight penalty, as in training) and metrics over ``(x, y)``,
     as 0-d device arrays; nothing is read back except the one label check.
-    ``drop_last`` scores only whole batches (see :func:`_batches`)."""
+    ``drop_last`` scores only whole batches (see :func:`_batches`). A data-parallel model
+    (``model.data_parallel``, :mod:`npdl.distributed`) scores its share and reduces over the ranks."""
+    parallel = getattr(model, "data_parallel", None)
+    if parallel is not None:
+        return parallel.evaluate_means(x, y, batch_size, metrics, drop_last)
     batch_size = _check_batch_size(batch_size)
     device = model.device
     x, y = to_model_device(device, x, "the evaluation data x"), to_model_device(device, y, "the evaluation data y")
@@ -211,9 +231,20 @@ def _diverged(epoch, value, first, last, steps):
         "learning rate or clip_norm, and check the data for NaN/inf.", epoch + 1, first + 1, last + 1)
 
 
-def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callbacks, verbose, drop_last=False):
-    """Train one epoch; returns the host means of loss and metrics over the examples seen."""
+def _diverged_validation(epoch, value):
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch + 1}: the validation loss is {value} (a non-finite output is scored as "
+        "an error, and a model that produces one is never kept as the best). The parameters may hold NaN/inf; "
+        "checkpoints written at earlier epochs are intact. Try a smaller learning rate or clip_norm, and check the "
+        "validation data for NaN/inf.", epoch + 1)
+
+
+def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callbacks, verbose, drop_last=False,
+               train_batch=None):
+    """Train one epoch; returns the host means of loss and metrics over the examples seen.
+    ``train_batch`` replaces ``model.train_batch`` (a diagnosing step, see :func:`fit`)."""
     xp = backend.namespace(x)
+    train_batch = model.train_batch if train_batch is None else train_batch
     batches = _batches(n, batch_size, drop_last)
     order = None
     if shuffle:
@@ -228,7 +259,11 @@ def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callback
             else:
                 idx = order[start:stop]
                 xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
-            loss, out = model.train_batch(xb, yb)
+            try:
+                loss, out = train_batch(xb, yb)
+            except TrainingDivergedError as exc:  # compile(check_finite=True): exact to the batch
+                raise TrainingDivergedError(f"training diverged in epoch {epoch + 1}, batch {batch + 1} of "
+                                            f"{len(batches)}: {exc}", epoch + 1, batch + 1, batch + 1) from exc
             size = stop - start
             _accumulate(sums, "loss", loss * size)
             for name, value in model.batch_metrics(out, yb).items():
@@ -254,8 +289,16 @@ def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callback
 
 
 def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
-        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False) -> History:
-    """See :meth:`npdl.models.Sequential.fit`."""
+        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False,
+        diagnostics=None) -> History:
+    """See :meth:`npdl.models.Sequential.fit`. ``diagnostics`` (a :class:`npdl.diagnostics.Diagnostics`)
+    diagnoses every ``diagnostics.every`` steps and gets the epoch ends as a callback; without it
+    the loop calls ``model.train_batch`` itself, with no test per step. A data-parallel model
+    (``model.data_parallel``, :mod:`npdl.distributed`) runs its sharded loop instead."""
+    parallel = getattr(model, "data_parallel", None)
+    if parallel is not None:
+        return parallel.fit(x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose, initial_epoch,
+                            rng, history, validation_batch_size, drop_last, diagnostics)
     model.require_compiled("fit")
     batch_size = _check_batch_size(batch_size)
     if int(initial_epoch) < 0 or int(epochs) < int(initial_epoch):
@@ -268,11 +311,19 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
         val = (to_model_device(device, validation_data[0], "the validation data x"),
                to_model_device(device, validation_data[1], "the validation data y"))
     n = check_targets(model, x, y)
+    if val is not None:
+        check_held_out(model, val[0], val[1], "validation_data")
+    if batch_size > n:
+        warnings.warn(f"{model.name}.fit: batch_size={batch_size} is larger than the {n} training examples, so each "
+                      f"epoch is one batch of {n}", UserWarning, stacklevel=3)
     rng = rng if rng is not None else backend.default_generator(device)
     model.fit_rng = rng  # kept so ModelCheckpoint can save the shuffling state
     history = history if history is not None else History()
     model.history = history
     steps = len(_batches(n, batch_size, drop_last))
+    train_batch = None
+    if diagnostics is not None:  # once per fit: the steps themselves are not tested
+        callbacks, train_batch = [*callbacks, diagnostics], diagnostics.stepper(model)
     callbacks = CallbackList(callbacks, model, {"epochs": int(epochs), "steps": steps, "batch_size": batch_size,
                                                 "samples": n, "initial_epoch": int(initial_epoch),
                                                 "verbose": int(verbose)})
@@ -285,9 +336,12 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
             callbacks.on_epoch_begin(epoch)
             lr = float(model.optimizer.current_lr())  # the rate this epoch starts with
             logs, bar = _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, int(epochs), callbacks,
-                                   verbose, drop_last)
+                                   verbose, drop_last, train_batch)
             if val is not None:
                 val_means = read_scalars(evaluate_means(model, val[0], val[1], validation_batch_size))
+                if not math.isfinite(val_means["loss"]):
+                    bar.close()
+                    raise _diverged_validation(epoch, val_means["loss"])
                 logs.update({f"val_{k}": v for k, v in val_means.items()})
             logs["lr"] = lr
             logs["seconds"] = time.perf_counter() - started

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 
 from .callbacks import Callback
+from .errors import TrainingDivergedError
+from .loop import check_held_out
 
 
 class PatienceRule:
@@ -99,6 +101,12 @@ class PatienceEarlyStopping(Callback):
     so the model is the one the reported scores belong to. ``drop_last=True`` scores
     whole batches of ``batch_size`` only, as the tutorials do (``n // batch_size`` batches).
 
+    Both sets are checked when training begins (an empty one, or labels out of range,
+    fail before the first minibatch). A validation or test loss that is NaN or infinite
+    raises :class:`npdl.training.TrainingDivergedError` at once: such a model is never
+    recorded as the best (its zero-one error would be 1, but a run that produced it
+    has diverged). ``best_state`` still holds the best parameters seen before.
+
     Afterwards: ``best_validation``, ``best_iteration``, ``test_score``,
     ``stopped_iteration`` (None if the epochs ran out first) and ``validations``
     (a list of ``(iteration, value)``).
@@ -113,6 +121,7 @@ class PatienceEarlyStopping(Callback):
         self.requested_frequency = validation_frequency
         self.monitor, self.restore_best = monitor, bool(restore_best)
         self.batch_size, self.verbose, self.drop_last = int(batch_size), int(verbose), bool(drop_last)
+        self._at = (0, 0)  # (iteration, minibatch) of the score being taken
 
     def state_dict(self) -> dict:
         """The bookkeeping needed to resume (JSON-able; the best parameters are saved apart)."""
@@ -135,6 +144,10 @@ class PatienceEarlyStopping(Callback):
         device = self.model.device
         self._validation = tuple(device.asarray(a) for a in self.validation_data[:2])
         self._test = None if self.test_data is None else tuple(device.asarray(a) for a in self.test_data[:2])
+        # an empty or mislabelled set fails now, not at the first validation
+        check_held_out(self.model, *self._validation, "validation_data")
+        if self._test is not None:
+            check_held_out(self.model, *self._test, "test_data")
         self.best_validation, self.best_iteration, self.test_score = math.inf, None, None
         self.stopped_iteration, self.best_state, self.validations = None, None, []
         state, best_state = getattr(self, "_resume", (None, None))
@@ -151,12 +164,25 @@ class PatienceEarlyStopping(Callback):
         self.epoch = int(epoch)
 
     def _score(self, data) -> float:
-        return self.model.evaluate(data[0], data[1], batch_size=self.batch_size, drop_last=self.drop_last,
-                                   metrics=[self.metric] if self.metric != "loss" else [])[self.metric]
+        """The monitored value on ``data``; a non-finite loss there stops the run (it is never a best)."""
+        scores = self.model.evaluate(data[0], data[1], batch_size=self.batch_size, drop_last=self.drop_last,
+                                     metrics=[self.metric] if self.metric != "loss" else [])
+        if not math.isfinite(scores["loss"]):
+            iteration, batch = self._at
+            best = ("no best model yet" if self.best_iteration is None else
+                    f"the best so far (iteration {self.best_iteration}, validation {self.metric} "
+                    f"{self.best_validation:.6f}) is in this callback's best_state: "
+                    "model.load_state_dict(callback.best_state)")
+            raise TrainingDivergedError(
+                f"training diverged in epoch {self.epoch + 1}: the {'test' if data is self._test else 'validation'} "
+                f"loss is {scores['loss']} at minibatch {batch + 1} (iteration {iteration}); {best}. Try a smaller "
+                "learning rate or clip_norm, and check the data for NaN/inf.", self.epoch + 1, batch + 1, batch + 1)
+        return scores[self.metric]
 
     def on_batch_end(self, batch, logs=None):
         iteration = self.epoch * self.n_train_batches + int(batch)
         if (iteration + 1) % self.frequency == 0:
+            self._at = (iteration, int(batch))  # where a diverged score is reported
             value = self._score(self._validation)
             self.validations.append((iteration, value))
             if self.rule.update(iteration, value):

@@ -11,8 +11,9 @@ import os
 import time
 
 from ... import backend, plots
+from ...distributed import attach_if
 from ...training import save_checkpoint
-from ..runner import CURVES, HISTORY, MODEL, EpochCheckpoint, RunResult, restore_run
+from ..runner import CURVES, HISTORY, MODEL, EpochCheckpoint, RunResult, restore_run, saved_options
 
 
 def picture(fn, *args, **kw):
@@ -29,11 +30,13 @@ def reconstruction_cost(model, x, batch_size=1000) -> float:
 
 
 def fit_on_inputs(recipe, options, device, model, x_train, x_valid, out, resume, verbose, shuffle, drop_last=False):
-    """``model.fit(x, x)`` with the runner's checkpoints and resume; returns the History."""
+    """``model.fit(x, x)`` with the runner's checkpoints and resume (data-parallel when
+    ``options["distributed"]``); returns the History."""
+    attach_if(model, options)
     fit_rng = backend.Generator(device, options["seed"] + 1)
     callbacks = []
     if out:
-        callbacks.append(EpochCheckpoint(out, recipe.name, {k: v for k, v in options.items() if k != "data_dir"}))
+        callbacks.append(EpochCheckpoint(out, recipe.name, saved_options(options)))
     initial_epoch, history, resumed = 0, None, None
     if resume:
         ck = restore_run(model, out, recipe, options, None, fit_rng)
@@ -42,7 +45,7 @@ def fit_on_inputs(recipe, options, device, model, x_train, x_valid, out, resume,
     history = model.fit(x_train, x_train, epochs=options["epochs"], batch_size=options["batch_size"],
                         validation_data=validation, callbacks=callbacks, shuffle=shuffle, verbose=verbose,
                         initial_epoch=min(initial_epoch, options["epochs"]), rng=fit_rng, history=history,
-                        validation_batch_size=1000, drop_last=drop_last)
+                        validation_batch_size=1000, drop_last=drop_last, diagnostics=options.get("diagnostics"))
     return history, resumed
 
 

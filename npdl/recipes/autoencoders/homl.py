@@ -16,6 +16,7 @@ import os
 import time
 
 from ... import backend
+from ...distributed import attach_if
 from ...layers import Dense
 from ...layers.autoencoder import TiedAutoencoder
 from ...layers.stacked_autoencoder import StackedTiedAutoencoder
@@ -90,8 +91,9 @@ def _run_homl_ae_1at1(recipe, options, device, data, out, resume, verbose):
             inputs = codes = encode_batched(outer, x)
         m = Sequential([ae], name=f"{recipe.name}-phase{phase + 1}")
         m.compile("mse", Adam(lr=options["lr"]), l2=HOML_L2)
+        attach_if(m, options)
         h = m.fit(inputs, inputs, epochs=options["epochs"], batch_size=options["batch_size"], verbose=verbose,
-                  rng=fit_rng)
+                  rng=fit_rng, diagnostics=options.get("diagnostics"))
         phases.append({"phase": phase + 1, "loss": list(h.loss)})
     del codes
     stacked = _homl_stacked(options, device, rng)
@@ -101,6 +103,7 @@ def _run_homl_ae_1at1(recipe, options, device, data, out, resume, verbose):
         stacked.params[f"c{k}"][...] = ae.params["b_prime"]
     model = Sequential([stacked], name=recipe.name)
     model.compile("mse", Adam(lr=options["lr"]), l2=HOML_L2)
+    attach_if(model, options)  # scored sharded
     extra = {"phases": phases, "train_reconstruction_cost": reconstruction_cost(model, x)}
     pictures = _homl_pictures(out, model, stacked, device.asarray(data["test"][0])) if out else []
     result = finish(recipe, options, device, model, h, started, out, extra, data["test"][0], pictures=pictures)
@@ -152,9 +155,10 @@ def _run_homl_pretrain(recipe, options, device, data, out, resume, verbose):
     stacked = _homl_stacked(options, device, rng)
     ae_model = Sequential([stacked], name=f"{recipe.name}-autoencoder")
     ae_model.compile("mse", Adam(lr=options["lr"]), l2=HOML_L2)
+    attach_if(ae_model, options)
     ae_hist = ae_model.fit(device.asarray(x_train), device.asarray(x_train), epochs=options["epochs"],
                            batch_size=options["batch_size"], verbose=verbose,
-                           rng=backend.Generator(device, options["seed"] + 1))
+                           rng=backend.Generator(device, options["seed"] + 1), diagnostics=options.get("diagnostics"))
     xl, yl = x_train[:n_labeled], y_train[:n_labeled]
     classifiers = {}
     chosen = None
@@ -173,9 +177,10 @@ def _run_homl_pretrain(recipe, options, device, data, out, resume, verbose):
             for layer in hidden:
                 layer.trainable = False
         clf.compile("softmax_cross_entropy", Adam(lr=options["lr"]), metrics=["error"], l2=HOML_L2)
+        attach_if(clf, options)
         h = clf.fit(xl, yl, epochs=int(recipe.extra.get("classifier_epochs", 40)),
                     batch_size=min(options["batch_size"], n_labeled), verbose=0,
-                    rng=backend.Generator(device, options["seed"] + 6))
+                    rng=backend.Generator(device, options["seed"] + 6), diagnostics=options.get("diagnostics"))
         valid_error = clf.evaluate(x_valid, y_valid, batch_size=1000, metrics=["error"])["error"]
         test_error = clf.evaluate(*data["test"], batch_size=1000, metrics=["error"])["error"]
         classifiers[variant] = {"valid_error": valid_error, "test_error": test_error, "train_loss": h.loss[-1]}

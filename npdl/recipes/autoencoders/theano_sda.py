@@ -13,6 +13,7 @@ import os
 import time
 
 from ... import backend
+from ...distributed import attach_if
 from ...layers import Dense
 from ...layers.autoencoder import TiedAutoencoder
 from ...layers.noise import MaskingNoise
@@ -21,7 +22,7 @@ from ...optim import SGD
 from ...training import Callback, PatienceEarlyStopping, restore, save_checkpoint
 from ..base import Recipe, register
 from ..classic import mnist_dlt
-from ..runner import CHECKPOINT, EpochCheckpoint, RunError, check_checkpoint, restore_run
+from ..runner import CHECKPOINT, EpochCheckpoint, RunError, check_checkpoint, restore_run, saved_options
 from .common import encode_batched, finish, picture
 
 
@@ -59,8 +60,10 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
     """``SdA.py``: greedy layer-wise dA pretraining on cached codes, then finetuning with the patience rule.
 
     ``--epochs N`` caps both phases: min(N, 15) pretraining epochs per layer, at most N
-    finetuning epochs (default 1000, i.e. until patience runs out). ``--lr`` is the
-    finetuning rate (0.1); pretraining uses 0.001. ``--batch-size`` applies to both.
+    finetuning epochs (default 1000, i.e. until patience runs out). ``--pretrain-epochs P``
+    (``options["pretrain_epochs"]``) sets the pretraining epochs per layer itself; 0 trains the
+    same network from its random start (no pretraining), the baseline that shows what
+    pretraining does. ``--lr`` is the finetuning rate (0.1); pretraining uses 0.001. ``--batch-size`` applies to both.
 
     With ``out`` every epoch of either phase leaves a resume point: ``pretrain_<k>.npz`` for
     layer ``k``'s pretraining, ``checkpoint.npz`` (+ ``best.npz``) for the finetuning.
@@ -73,8 +76,10 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
     hidden = tuple(recipe.extra.get("hidden", SDA_HIDDEN))
     corruption = tuple(recipe.extra.get("corruption", SDA_CORRUPTION))
     bs, dtype = options["batch_size"], options["dtype"]
-    pre_epochs = min(options["epochs"], recipe.extra.get("pretrain_epochs", SDA_PRETRAIN_EPOCHS))
-    saved_options = {k: v for k, v in options.items() if k != "data_dir"}
+    pre_epochs = options.get("pretrain_epochs")
+    if pre_epochs is None:
+        pre_epochs = min(options["epochs"], recipe.extra.get("pretrain_epochs", SDA_PRETRAIN_EPOCHS))
+    saved = saved_options(options)
     finetune_ck = None
     if resume:
         path = os.path.join(out, CHECKPOINT)
@@ -94,9 +99,10 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
         dae = Sequential([MaskingNoise(c, rng=backend.Generator(device, options["seed"] + 10 + k)), ae],
                          name=f"sda-pretrain-{k}")
         dae.compile("reconstruction_cross_entropy", SGD(lr=recipe.extra.get("pretrain_lr", SDA_PRETRAIN_LR)))
+        attach_if(dae, options)
         initial, history, prior_seconds = 0, None, 0.0
         path = _pretrain_path(out, k) if out else None
-        if finetune_ck is not None and not os.path.exists(path):
+        if finetune_ck is not None and pre_epochs and not os.path.exists(path):
             raise RunError(f"--resume: {out} holds a finetuning checkpoint but no {os.path.basename(path)}; "
                            "start again without --resume")
         if resume and os.path.exists(path):
@@ -114,17 +120,18 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
                            f"complete there ({path}); start again without --resume")
         layer_started = time.perf_counter()
         if initial < pre_epochs:
-            saver = _PretrainCheckpoint(path, k, saved_options, pre_epochs, prior_seconds) if out else None
+            saver = _PretrainCheckpoint(path, k, saved, pre_epochs, prior_seconds) if out else None
             history = dae.fit(codes, codes, epochs=pre_epochs, batch_size=bs, shuffle=False, verbose=verbose,
                               drop_last=True, initial_epoch=initial, history=history,
-                              callbacks=[saver] if saver else [])
+                              callbacks=[saver] if saver else [], diagnostics=options.get("diagnostics"))
         seconds = prior_seconds + time.perf_counter() - layer_started
-        pretraining.append({"layer": k, "corruption": c, "cost": list(history.loss), "seconds": seconds})
-        if verbose:
-            print(f"pre-training layer {k}, corruption {c:g}: costs {', '.join(f'{v:.3f}' for v in history.loss)} "
+        costs = list(history.loss) if history is not None else []  # none with --pretrain-epochs 0
+        pretraining.append({"layer": k, "corruption": c, "cost": costs, "seconds": seconds})
+        if verbose and costs:
+            print(f"pre-training layer {k}, corruption {c:g}: costs {', '.join(f'{v:.3f}' for v in costs)} "
                   f"({seconds:.1f} s)")
         autoencoders.append(ae)
-        if k < len(hidden) - 1 and finetune_ck is None:
+        if k < len(hidden) - 1 and finetune_ck is None and pre_epochs:
             # the codes of this (now frozen) layer, computed once from the clean input
             codes = backend.device_of(codes).asarray(encode_batched(ae, codes))
     pre_seconds = sum(p["seconds"] for p in pretraining)
@@ -138,6 +145,7 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
                         rng=rng, name="logreg"))
     mlp = Sequential(layers, name=recipe.name)
     mlp.compile("softmax_cross_entropy", SGD(lr=options["lr"]), metrics=["error"])
+    attach_if(mlp, options)
     n_train_batches = max(1, int(x_train.shape[0]) // bs)
     n_valid = len(data["valid"][0])
     patience = PatienceEarlyStopping(data["valid"], data.get("test"), patience=10 * n_train_batches,
@@ -152,11 +160,12 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
     fine_started = time.perf_counter()
     callbacks = [patience]
     if out:
-        callbacks.append(EpochCheckpoint(out, recipe.name, saved_options, patience, extra_fn=lambda: {
+        callbacks.append(EpochCheckpoint(out, recipe.name, saved, patience, extra_fn=lambda: {
             "phase": "finetune", "finetune_seconds": prior_seconds + time.perf_counter() - fine_started}))
     history = mlp.fit(x_train, data["train"][1], epochs=options["epochs"], batch_size=bs, callbacks=callbacks,
                       shuffle=False, verbose=verbose, rng=fit_rng, drop_last=True,
-                      initial_epoch=min(initial, options["epochs"]), history=history)
+                      initial_epoch=min(initial, options["epochs"]), history=history,
+                      diagnostics=options.get("diagnostics"))
     fine_seconds = prior_seconds + time.perf_counter() - fine_started
     extra = {"pretraining": pretraining, "pretrain_seconds": pre_seconds, "finetune_seconds": fine_seconds,
              "pretrain_epochs": pre_epochs, "finetune_epochs": len(history),
@@ -168,10 +177,11 @@ def _run_sda(recipe, options, device, data, out, resume, verbose):
         if side * side == n_in:
             pictures.append(picture("tile_images", W[:, :100].T, os.path.join(out, "filters_layer0.png"),
                                     image_shape=(side, side), title="SdA first-layer filters (after finetuning)"))
-        pictures.append(picture("line_curves", {f"layer {p['layer']} (corruption {p['corruption']:g})": p["cost"]
-                                                for p in pretraining},
-                                os.path.join(out, "pretraining.png"), ylabel="reconstruction cost",
-                                title="SdA pretraining"))
+        if pre_epochs:
+            pictures.append(picture("line_curves", {f"layer {p['layer']} (corruption {p['corruption']:g})": p["cost"]
+                                                    for p in pretraining},
+                                    os.path.join(out, "pretraining.png"), ylabel="reconstruction cost",
+                                    title="SdA pretraining"))
     result = finish(recipe, options, device, mlp, history, started, out, extra, None,
                     None if resumed_from is None else resumed_from["epoch"] if resumed_from["phase"] == "finetune"
                     else 0,
