@@ -86,14 +86,13 @@ def test_console_entry_point_runs_as_module():
 
 
 def test_info_names_the_gpu_kernels_that_serve():
-    from npdl import kernels
-    from npdl.cli import info
+    from npdl import environment, kernels
 
-    default = info._gpu_kernels(False)
+    default = environment._gpu_kernels(False)
     assert "numba.cuda for softmax_xent" in default and "cuBLAS for gemm_update" in default
     kernels.use("cupy")
     try:
-        text = info._gpu_kernels(False)
+        text = environment._gpu_kernels(False)
     finally:
         kernels.use(None)
     assert "CuPy ElementwiseKernel for activation_backward, bias_activation, optimizer_update" in text

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
 
+from .argtypes import at_least_one as _at_least_one
+from .argtypes import seconds as _seconds
 from .memory import retain_freed_memory
-
-
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
-    return value
-
-
-def _at_least_one(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..environment import _gpu_kernels, collect  # noqa: F401  (_gpu_kernels: read here by the tests)
+from ..environment import collect
 
 
 def _print(info: dict) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
+from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import number
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
 from .memory import retain_freed_memory
 
 
@@ -135,54 +138,11 @@ def blas_threads(n):
     return threadpool_limits(limits=n, user_api="blas")
 
 
-def _positive_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _seed(text):
-    import argparse
-
     from ..recipes.runner import MAX_SEED
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {MAX_SEED}, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return number(int, lambda v: 0 <= v <= MAX_SEED, "expected an integer seed, got {text}",
+                  f"expected a seed from 0 to {MAX_SEED}, got {{text}}")(text)
 
 
 def _add_looking_inside(p) -> None:

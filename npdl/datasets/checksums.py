@@ -10,6 +10,15 @@ import hashlib
 from .errors import DatasetError
 
 
+def _how_wrong(size: int, expected_size: int, same_size: str) -> str:
+    """What a file of ``size`` bytes that fails its checksum is: short, long, or ``same_size``."""
+    if size < expected_size:
+        return "truncated"
+    if size > expected_size:
+        return "too long (extra bytes)"
+    return same_size
+
+
 def sha256_hex(data: bytes) -> str:
     """The SHA-256 of ``data`` as 64 lowercase hex digits."""
     return hashlib.sha256(data).hexdigest()
@@ -25,12 +34,7 @@ def verify_content(name, data: bytes, expected_sha256: str, expected_size: int, 
     actual = sha256_hex(data)
     if actual == expected_sha256 and len(data) == expected_size:
         return
-    if len(data) < expected_size:
-        what = "truncated"
-    elif len(data) > expected_size:
-        what = "too long (extra bytes)"
-    else:
-        what = "corrupt or not the expected file"
+    what = _how_wrong(len(data), expected_size, "corrupt or not the expected file")
     raise DatasetError(
         f"{name} is {what}: its decompressed content has SHA-256 {actual} ({len(data)} bytes), "
         f"expected SHA-256 {expected_sha256} ({expected_size} bytes)" + (f"; {hint}" if hint else ""))
@@ -62,12 +66,7 @@ def verify_archive(path, name: str, data: bytes) -> None:
     actual = {algorithm: hashlib.new(algorithm, data).hexdigest() for algorithm, _ in digests}
     if any(actual[algorithm] == digest for algorithm, digest in digests):
         return
-    if len(data) < size:
-        what = "truncated"
-    elif len(data) > size:
-        what = "too long (extra bytes)"
-    else:
-        what = "corrupt or not the published file"
+    what = _how_wrong(len(data), size, "corrupt or not the published file")
     algorithm, digest = digests[0]
     raise DatasetError(
         f"{path} is {what}: a file named {name} must be the published one, and this one has "

@@ -136,21 +136,8 @@ def fit(dp, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), s
     if diagnostics is not None:
         raise DistributedError("fit(diagnostics=...) records one process's gradients; run it without "
                                "distributed training (the gradients are the same)")
-    model.require_compiled("fit")
-    batch_size = loop._check_batch_size(batch_size)
-    if int(initial_epoch) < 0 or int(epochs) < int(initial_epoch):
-        raise ValueError(f"fit: need 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch}, "
-                         f"epochs={epochs} (epochs is the index to stop at, as in Keras)")
+    x, y, val, n, batch_size = loop.fit_inputs(model, x, y, epochs, batch_size, validation_data, initial_epoch)
     device = model.device
-    x, y = loop.to_model_device(device, x, "the training data x"), loop.to_model_device(device, y,
-                                                                                      "the training data y")
-    val = None
-    if validation_data is not None:
-        val = (loop.to_model_device(device, validation_data[0], "the validation data x"),
-               loop.to_model_device(device, validation_data[1], "the validation data y"))
-    n = loop.check_targets(model, x, y)
-    if val is not None:
-        loop.check_held_out(model, val[0], val[1], "validation_data")
     if rng is None:  # every rank must shuffle alike: rank 0's seed
         rng = backend.Generator(device, comm.share(int.from_bytes(os.urandom(8), "little") >> 1))
     verbose = int(verbose) if comm.rank == 0 else 0

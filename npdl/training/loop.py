@@ -288,17 +288,12 @@ def _run_epoch(model, x, y, n, batch_size, shuffle, rng, epoch, epochs, callback
     return means, bar
 
 
-def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
-        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False,
-        diagnostics=None) -> History:
-    """See :meth:`npdl.models.Sequential.fit`. ``diagnostics`` (a :class:`npdl.diagnostics.Diagnostics`)
-    diagnoses every ``diagnostics.every`` steps and gets the epoch ends as a callback; without it
-    the loop calls ``model.train_batch`` itself, with no test per step. A data-parallel model
-    (``model.data_parallel``, :mod:`npdl.distributed`) runs its sharded loop instead."""
-    parallel = getattr(model, "data_parallel", None)
-    if parallel is not None:
-        return parallel.fit(x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose, initial_epoch,
-                            rng, history, validation_batch_size, drop_last, diagnostics)
+def fit_inputs(model, x, y, epochs, batch_size, validation_data, initial_epoch):
+    """``fit``'s checks before anything trains: ``(x, y, val, n, batch_size)`` on the model's device.
+
+    The model is compiled, the batch size and epochs make sense, the data (and the validation
+    data, if any) move to the model's device once and hold examples with labels the loss accepts.
+    """
     model.require_compiled("fit")
     batch_size = _check_batch_size(batch_size)
     if int(initial_epoch) < 0 or int(epochs) < int(initial_epoch):
@@ -313,6 +308,22 @@ def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=()
     n = check_targets(model, x, y)
     if val is not None:
         check_held_out(model, val[0], val[1], "validation_data")
+    return x, y, val, n, batch_size
+
+
+def fit(model, x, y, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
+        verbose=1, initial_epoch=0, rng=None, history=None, validation_batch_size=256, drop_last=False,
+        diagnostics=None) -> History:
+    """See :meth:`npdl.models.Sequential.fit`. ``diagnostics`` (a :class:`npdl.diagnostics.Diagnostics`)
+    diagnoses every ``diagnostics.every`` steps and gets the epoch ends as a callback; without it
+    the loop calls ``model.train_batch`` itself, with no test per step. A data-parallel model
+    (``model.data_parallel``, :mod:`npdl.distributed`) runs its sharded loop instead."""
+    parallel = getattr(model, "data_parallel", None)
+    if parallel is not None:
+        return parallel.fit(x, y, epochs, batch_size, validation_data, callbacks, shuffle, verbose, initial_epoch,
+                            rng, history, validation_batch_size, drop_last, diagnostics)
+    x, y, val, n, batch_size = fit_inputs(model, x, y, epochs, batch_size, validation_data, initial_epoch)
+    device = model.device
     if batch_size > n:
         warnings.warn(f"{model.name}.fit: batch_size={batch_size} is larger than the {n} training examples, so each "
                       f"epoch is one batch of {n}", UserWarning, stacklevel=3)
