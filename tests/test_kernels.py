@@ -335,11 +335,14 @@ def test_bias_activation_adds_the_bias_and_respects_overwrite(device, name):
     np.testing.assert_allclose(backend.to_numpy(scratch), x_np + b_np, rtol=1e-15)  # the definition's in-place add
 
 
-def test_bias_activation_has_no_cpu_kernel():
-    """On NumPy the definition serves (a Numba loop without SVML lost 10x, see npdl.layers.activations)."""
-    assert not kernels.has_module("numba", "bias_activation")
-    assert kernels.get("bias_activation", np) is None
-    assert kernels.implementation(np, "bias_activation") == kernels.DEFINITION
+def test_bias_activation_cpu_kernels_are_sigmoid_and_tanh():
+    """On NumPy Numba serves the float32 sigmoid and tanh forwards (tests/test_fast_tanh.py checks them);
+    ReLU has no CPU kernel (NumPy's maximum is one pass already), so its definition serves."""
+    assert kernels.implementation(np, "bias_activation") == ("numba" if kernels.enabled() else kernels.DEFINITION)
+    x = np.zeros((2, 3), np.float32)
+    if kernels.enabled():
+        assert kernels.kernel_for("bias_activation.relu", x) is None
+        assert all(kernels.kernel_for(f"bias_activation.{name}", x) is not None for name in ("sigmoid", "tanh"))
     for name in ACTIVATIONS:
         assert getattr(A, f"{name}_forward").operation == f"bias_activation.{name}"
 

@@ -70,6 +70,7 @@ def _time_one(w, device, args):
     """Time one workload's step: ``(w, timing, timer name, graph)``; with ``--profile`` print its profile instead."""
     from ..bench import measure, timer_for
     from ..bench.npdl_step import npdl_step
+    from ..kernels.numba import threads  # imports no Numba: the tally of the adaptive thread counts
     from .train import blas_threads
 
     step, sync = npdl_step(w, device)
@@ -80,8 +81,10 @@ def _time_one(w, device, args):
     if args.graph:
         step, graph = _graph_step(w, step)
     timer = timer_for(device)
+    before = threads.stats()
     with blas_threads(args.blas_threads):
         timing = measure(step, sync, min_seconds=args.min_seconds, timer=timer)
+    timing["threads"] = threads.stats_since(before)  # {"2": steps, "1": steps}; {} unless NPDL_ADAPTIVE_THREADS=1
     return w, timing, timer.name, graph
 
 

@@ -240,3 +240,23 @@ def accelerated(operation: str, on: int = 0):
         return run
 
     return decorate
+
+
+def step_threads(key, array):
+    """A context manager around one training step on arrays like ``array``, for step site ``key``.
+
+    On NumPy arrays, with kernels on, Numba installed and ``NPDL_ADAPTIVE_THREADS=1``, it sets
+    the BLAS and Numba thread count for the step, chosen from the step times of site ``key``
+    (:mod:`npdl.kernels.numba.threads`); everywhere else it does nothing.
+    """
+    import contextlib
+
+    import numpy as np
+
+    if _forced == "off" or type(array) is not np.ndarray:
+        return contextlib.nullcontext()
+    from .numba import threads  # imports nothing heavy: Numba only when switched on
+
+    if not threads.enabled() or not numba_available():
+        return contextlib.nullcontext()
+    return threads.step(key)

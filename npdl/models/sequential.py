@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend, losses
+from .. import backend, kernels, losses
 from ..errors import ShapeError
 from ..losses import metrics as metric_fns
 from ..losses import penalties
@@ -240,9 +240,11 @@ class Sequential(ModelState):
 
         Running out of GPU memory raises :class:`npdl.errors.GPUOutOfMemoryError` naming the model
         and batch size (the step's cached activations are freed first, so a smaller batch can retry).
-        ``check_finite``: see :meth:`train_step`."""
+        ``check_finite``: see :meth:`train_step`. With ``NPDL_ADAPTIVE_THREADS=1`` the step's BLAS/Numba
+        thread count is chosen from the step times (:func:`npdl.kernels.step_threads`)."""
         try:
-            return self._train_batch(xb, yb, check_finite)
+            with kernels.step_threads(("train", id(self), xb.shape), xb):
+                return self._train_batch(xb, yb, check_finite)
         except Exception as exc:
             if not backend.is_out_of_memory(exc):
                 raise

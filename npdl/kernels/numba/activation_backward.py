@@ -19,42 +19,58 @@ import numpy as np
 from . import PARALLEL_THRESHOLD
 
 
-def _kernels(body):
-    """A serial and a ``parallel=True`` loop over flat arrays around one elementwise ``body(dy, y, dx, i)``."""
-    inline = numba.njit(cache=True, inline="always")(body)
-
-    @numba.njit(cache=True)
-    def serial(dy, y, dx):
-        for i in range(dx.size):
-            inline(dy, y, dx, i)
-
-    @numba.njit(cache=True, parallel=True)
-    def parallel(dy, y, dx):
-        for i in numba.prange(dx.size):
-            inline(dy, y, dx, i)
-
-    return serial, parallel
-
-
+# Each loop is written out, not made by a factory around the elementwise body: Numba's on-disk
+# cache keys a function by its name and its closure's contents, and a factory's loops share one
+# name and close over a fresh dispatcher in every process, so they were compiled again each time.
 # ``one`` is typed as the arrays' float: an int 1 would promote float32 to float64, and the
 # results must round exactly as the definition's float32 arithmetic does (same operations, same order)
 
-def _sigmoid(dy, y, dx, i):
+@numba.njit(cache=True)
+def _sigmoid_serial(dy, y, dx):
     one = y.dtype.type(1)
-    dx[i] = dy[i] * y[i] * (one - y[i])
+    for i in range(dx.size):
+        dx[i] = dy[i] * y[i] * (one - y[i])
 
 
-def _tanh(dy, y, dx, i):
+@numba.njit(cache=True, parallel=True)
+def _sigmoid_parallel(dy, y, dx):
     one = y.dtype.type(1)
-    dx[i] = dy[i] * (one - y[i] * y[i])
+    for i in numba.prange(dx.size):
+        dx[i] = dy[i] * y[i] * (one - y[i])
 
 
-def _relu(dy, y, dx, i):
-    # dy times the 0/1 mask, as the definition: dy * 0 keeps its -0.0 and nan
-    dx[i] = dy[i] * (y.dtype.type(1) if y[i] > 0 else y.dtype.type(0))
+@numba.njit(cache=True)
+def _tanh_serial(dy, y, dx):
+    one = y.dtype.type(1)
+    for i in range(dx.size):
+        dx[i] = dy[i] * (one - y[i] * y[i])
 
 
-_SIGMOID, _TANH, _RELU = _kernels(_sigmoid), _kernels(_tanh), _kernels(_relu)
+@numba.njit(cache=True, parallel=True)
+def _tanh_parallel(dy, y, dx):
+    one = y.dtype.type(1)
+    for i in numba.prange(dx.size):
+        dx[i] = dy[i] * (one - y[i] * y[i])
+
+
+# dy times the 0/1 mask, as the definition: dy * 0 keeps its -0.0 and nan
+
+@numba.njit(cache=True)
+def _relu_serial(dy, y, dx):
+    one, zero = y.dtype.type(1), y.dtype.type(0)
+    for i in range(dx.size):
+        dx[i] = dy[i] * (one if y[i] > 0 else zero)
+
+
+@numba.njit(cache=True, parallel=True)
+def _relu_parallel(dy, y, dx):
+    one, zero = y.dtype.type(1), y.dtype.type(0)
+    for i in numba.prange(dx.size):
+        dx[i] = dy[i] * (one if y[i] > 0 else zero)
+
+
+_SIGMOID, _TANH, _RELU = (_sigmoid_serial, _sigmoid_parallel), (_tanh_serial, _tanh_parallel), \
+    (_relu_serial, _relu_parallel)
 
 
 def _run(loops, dy, y):

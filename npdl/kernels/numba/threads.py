@@ -1,0 +1,287 @@
+"""How many threads BLAS and Numba use for one training step, chosen from how fast steps run now.
+
+Why: OpenBLAS splits each matrix-vector product and rank-1 update of a small step statically
+over its threads. When another process holds one of the cores, the thread on that core is
+descheduled and the other waits for it at the end of every call. ``npdl bench --workload
+sda_b1`` (batch 1) on a 2-core AMD EPYC (OpenBLAS 0.3.31), median per step:
+
+=========================  ======  ===========================================
+BLAS and Numba threads     idle    one other CPU-bound process running
+=========================  ======  ===========================================
+2                          2.8 ms  6.9 ms
+1                          4.0 ms  3.6 ms
+=========================  ======  ===========================================
+
+Neither count is right in both cases (idle, two cores give more memory bandwidth), and the
+load changes while a run goes on, so :class:`AdaptiveThreads` chooses per step, cheaply.
+
+The policy, per step site (a model and a batch shape), over the candidates ``[L, L // 2, 1]``
+(``L // 2`` only for ``L >= 4``), where ``L`` is BLAS's thread count in place when the step
+starts (the user's own limit: ``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, ``npdl train
+--blas-threads``; with ``L = 1`` nothing is done):
+
+1. explore: the candidates take turns until each has run ``1 + TRIALS`` steps; each one's
+   first step is not counted (compilation, cold caches, a thread pool waking up);
+2. then every step runs with the candidate whose last :attr:`~AdaptiveThreads.RECENT` step
+   times have the lowest median;
+3. once at least :attr:`~AdaptiveThreads.TRIAL_STEPS` steps *and*
+   :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial, one step
+   runs with another candidate (in turn), so that a change of load is noticed within about
+   a second. (When load arrives, the best candidate's own times rise at once; when it leaves,
+   two trials renew the other's median.)
+
+The count is set just before the step and the user's count put back just after it (a
+direct call into NumPy's OpenBLAS, ~1 us; only when the step's count differs from it), so
+nothing outside the step -- evaluation, your own code, ``npdl bench``'s ceilings -- ever
+runs with a count it did not ask for. Numba's count (:func:`numba.set_num_threads`, for the
+kernels' ``prange`` loops) follows BLAS's, once Numba's thread pool has started (the
+controller never starts it).
+
+**Off unless asked for** (``NPDL_ADAPTIVE_THREADS=1``): OpenBLAS's results depend on its
+thread count. Three steps of ``mlp_b20``, ``sda_b1`` and ``sda_b128`` on 1 and on 2 threads
+(the machine above) gave parameters differing by up to 1.5e-8; a matrix product alone by a
+few float32 ulps. Chosen by timing, the counts -- and so the exact parameters -- would differ
+from run to run, and a resumed run would no longer be bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import statistics
+import time
+from contextlib import nullcontext
+
+from ...errors import NpdlError
+
+#: the environment variable that switches the controller on (``1``) or off (``0``, the default)
+ENV = "NPDL_ADAPTIVE_THREADS"
+
+#: the step sites remembered at most (the oldest is forgotten first)
+MAX_SITES = 64
+
+
+class AdaptiveThreadsError(NpdlError, ValueError):
+    """``NPDL_ADAPTIVE_THREADS`` holds something other than an integer."""
+
+
+def enabled() -> bool:
+    """Whether ``NPDL_ADAPTIVE_THREADS`` asks for adaptive thread counts (an integer > 0; off if unset)."""
+    value = os.environ.get(ENV, "").strip()
+    if not value:
+        return False
+    try:
+        return int(value) > 0
+    except ValueError:
+        raise AdaptiveThreadsError(
+            f"{ENV}={value!r} in the environment is not an integer: set {ENV}=1 to choose the BLAS/Numba "
+            f"thread count per training step from the step times, or {ENV}=0 (the default) to leave it "
+            "as it is") from None
+
+
+class AdaptiveThreads:
+    """Chooses the thread count of one step site; ``with controller:`` around one step.
+
+    ``blas`` has ``get()`` and ``set(n)`` (BLAS's thread count), ``numba`` the same or None,
+    ``clock`` returns seconds (:func:`time.perf_counter`; tests pass a fake one).
+    ``steps`` counts the steps run with each candidate.
+    """
+
+    TRIALS = 3  # counted steps per candidate while exploring (after one that is not counted)
+    RECENT = 3  # step times kept per candidate: their median decides
+    TRIAL_STEPS, TRIAL_SECONDS = 16, 0.25  # a trial of another candidate at most this often
+
+    def __init__(self, blas, numba=None, clock=time.perf_counter):
+        self.blas, self.numba, self.clock = blas, numba, clock
+        self.steps = collections.Counter()
+        self._limit = None
+        self._running = None  # (candidate, the count to put back, Numba's count to put back, start time)
+
+    def _reset(self, limit: int) -> None:
+        """New candidates for BLAS's count ``limit``, explored afresh."""
+        self._limit = limit
+        self.candidates = [] if limit <= 1 else sorted({limit, limit // 2 if limit >= 4 else 1, 1}, reverse=True)
+        self.seen = dict.fromkeys(self.candidates, 0)
+        self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
+        self.since_trial, self.last_trial, self.turn = 0, self.clock(), 0
+
+    def choose(self, now: float) -> int:
+        """The candidate for the next step (the policy in the module docstring)."""
+        untried = [c for c in self.candidates if self.seen[c] <= self.TRIALS]
+        if untried:
+            return min(untried, key=self.seen.__getitem__)  # in turn: a drifting load touches each alike
+        best = min(self.candidates, key=lambda c: statistics.median(self.times[c]))
+        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.TRIAL_SECONDS:
+            others = [c for c in self.candidates if c != best]
+            self.turn, self.since_trial, self.last_trial = self.turn + 1, 0, now
+            return others[self.turn % len(others)]
+        self.since_trial += 1
+        return best
+
+    def begin(self) -> None:
+        """Set the thread count for the step that follows, and start its clock."""
+        limit = self.blas.get()
+        if limit != self._limit:
+            self._reset(limit)
+        if not self.candidates:
+            self._running = None
+            return
+        now = self.clock()
+        n = self.choose(now)
+        numba_count = None
+        if n != limit:
+            self.blas.set(n)
+            if self.numba is not None:
+                numba_count = self.numba.get()
+                if numba_count is not None and n < numba_count:
+                    self.numba.set(n)
+                else:
+                    numba_count = None
+        self._running = (n, limit, numba_count, self.clock())
+
+    def end(self, record: bool = True) -> None:
+        """Put the user's thread counts back and, with ``record``, count the step's time."""
+        if self._running is None:
+            return
+        n, limit, numba_count, start = self._running
+        elapsed = self.clock() - start
+        self._running = None
+        if n != limit:
+            self.blas.set(limit)
+            if numba_count is not None:
+                self.numba.set(numba_count)
+        if not record:  # the step raised: its time says nothing
+            return
+        self.steps[n] += 1
+        self.seen[n] += 1
+        if self.seen[n] > 1:
+            self.times[n].append(elapsed)
+
+    def __enter__(self):
+        self.begin()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.end(record=exc_type is None)
+        return False
+
+
+# ---------------------------------------------------------------------------- the real thread counts
+
+
+class _Functions:
+    """A thread count read and set through two functions."""
+
+    def __init__(self, get, set):
+        self.get, self.set = get, set
+
+
+#: symbol prefixes and suffixes of OpenBLAS's ``*_get_num_threads``/``*_set_num_threads``, tried in order
+_OPENBLAS_NAMES = (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"), ("openblas_", ""))
+
+
+def _numpy_blas_first(libraries, path_of):
+    """``libraries`` with NumPy's own BLAS (kept beside the package, in numpy.libs or numpy/.dylibs) first."""
+    import numpy as np
+
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    return sorted(libraries, key=lambda lib: not os.path.abspath(path_of(lib)).startswith(numpy_dir))
+
+
+def _find_blas():
+    """NumPy's BLAS thread count as :class:`_Functions`: OpenBLAS's own functions, else threadpoolctl's, else None."""
+    import ctypes
+
+    try:
+        from threadpoolctl import ThreadpoolController, threadpool_info
+    except ImportError:
+        return None
+    infos = _numpy_blas_first([i for i in threadpool_info() if i.get("user_api") == "blas"], lambda i: i["filepath"])
+    if infos:
+        try:
+            lib = ctypes.CDLL(infos[0]["filepath"])
+        except OSError:
+            lib = None
+        for prefix, suffix in _OPENBLAS_NAMES if lib is not None else ():
+            get = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"{prefix}set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                return _Functions(get, set_)
+    try:  # MKL, BLIS, ...: threadpoolctl's controller (a Python call more per use)
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    except Exception:  # noqa: BLE001 -- a library threadpoolctl cannot drive: leave the count alone
+        return None
+    libs = _numpy_blas_first(libs, lambda lib: lib.filepath)
+    if not libs or libs[0].get_num_threads() is None:
+        return None
+    return _Functions(libs[0].get_num_threads, libs[0].set_num_threads)
+
+
+class _NumbaThreads:
+    """Numba's thread count (per calling thread), left alone until Numba's thread pool has started."""
+
+    def get(self):
+        import numba
+        from numba.np.ufunc import parallel
+
+        if not getattr(parallel, "_is_initialized", True):
+            return None  # asking would start the pool; no parallel kernel has run, none needs a count
+        return numba.get_num_threads()
+
+    def set(self, n: int) -> None:
+        import numba
+
+        numba.set_num_threads(n)
+
+
+_UNKNOWN = object()
+_blas = _UNKNOWN
+_sites: dict = {}  # step key -> AdaptiveThreads
+
+
+def blas_threads():
+    """NumPy's BLAS thread count (``get()``, ``set(n)``), looked up once; None where it cannot be set."""
+    global _blas
+    if _blas is _UNKNOWN:
+        _blas = _find_blas()
+    return _blas
+
+
+def controller(key):
+    """The :class:`AdaptiveThreads` of step site ``key`` (made on first use), or None where BLAS's count cannot be set."""
+    site = _sites.get(key)
+    if site is None:
+        blas = blas_threads()
+        if blas is None:
+            return None
+        if len(_sites) >= MAX_SITES:
+            del _sites[next(iter(_sites))]
+        site = _sites[key] = AdaptiveThreads(blas, _NumbaThreads())
+    return site
+
+
+def step(key):
+    """A context manager around one step of site ``key``: its controller when switched on, else a no-op."""
+    site = controller(key) if enabled() else None
+    return nullcontext() if site is None else site
+
+
+def stats() -> dict:
+    """``{thread count: steps}`` run by the controllers so far, every site together."""
+    total = collections.Counter()
+    for site in _sites.values():
+        total.update(site.steps)
+    return dict(total)
+
+
+def stats_since(before: dict) -> dict:
+    """``{"2": steps, "1": steps}`` (JSON keys) run since :func:`stats` returned ``before``."""
+    now = stats()
+    return {str(n): now[n] - before.get(n, 0) for n in sorted(now, reverse=True) if now[n] > before.get(n, 0)}
+
+
+def reset() -> None:
+    """Forget every step site (their times and counts)."""
+    _sites.clear()

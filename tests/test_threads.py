@@ -1,0 +1,281 @@
+"""The adaptive BLAS/Numba thread count of a training step (npdl.kernels.numba.threads).
+
+The policy is driven by a simulated machine: a fake clock that a step advances by the
+time its thread count takes there (idle: 2 threads faster; loaded: 1 thread faster), and
+fake thread counts that record every call. No assertion depends on real speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from npdl import backend, kernels
+from npdl.errors import NpdlError
+from npdl.kernels.numba import threads
+from npdl.layers import Dense
+from npdl.models import Sequential
+from npdl.optim import Momentum
+
+#: seconds per step by thread count: ``npdl bench --workload sda_b1`` on 2 cores, idle and with one busy core
+IDLE = {2: 2.8e-3, 1: 4.0e-3}
+LOADED = {2: 6.9e-3, 1: 3.6e-3}
+
+
+class Count:
+    """A thread count (BLAS's or Numba's) that records every ``set``."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, []
+
+    def get(self):
+        return self.n
+
+    def set(self, n):
+        assert n != self.n, f"set({n}) while the count already is {n}"
+        self.calls.append(n)
+        self.n = n
+
+
+class Machine:
+    """A fake clock; a step advances it by ``costs[BLAS's count]``."""
+
+    def __init__(self, costs):
+        self.t, self.costs = 0.0, costs
+
+    def clock(self):
+        return self.t
+
+
+def run(ctl, blas, machine, steps=None, seconds=None):
+    """Steps under ``ctl`` (``steps`` of them, or for ``seconds`` of simulated time): the count each ran with."""
+    used, end = [], None if seconds is None else machine.t + seconds
+    while (len(used) < steps) if steps is not None else (machine.t < end):
+        with ctl:
+            used.append(blas.n)
+            machine.t += machine.costs[blas.n]
+    return used
+
+
+def simulated(costs, limit=2, numba=None):
+    blas, machine = Count(limit), Machine(costs)
+    return threads.AdaptiveThreads(blas, numba, clock=machine.clock), blas, machine
+
+
+@pytest.fixture(autouse=True)
+def _forget_sites():
+    threads.reset()
+    yield
+    threads.reset()
+
+
+# ------------------------------------------------------------------------------------ the policy
+
+
+@pytest.mark.parametrize("costs, faster", [(IDLE, 2), (LOADED, 1)], ids=["idle", "loaded"])
+def test_explores_each_candidate_in_turn_then_settles_on_the_faster(costs, faster):
+    ctl, blas, machine = simulated(costs)
+    explore = 2 * (1 + ctl.TRIALS)
+    used = run(ctl, blas, machine, steps=explore + 320)
+    assert used[:explore] == [2, 1] * (1 + ctl.TRIALS)
+    settled = used[explore:]
+    slower = 3 - faster
+    assert settled.count(slower) <= len(settled) // ctl.TRIAL_STEPS  # only the occasional trial
+    assert settled.count(slower) >= 1  # ... and there are trials
+    assert settled[-ctl.TRIAL_STEPS:].count(faster) >= ctl.TRIAL_STEPS - 1
+
+
+def test_trials_wait_for_both_enough_steps_and_enough_time():
+    for costs in ({2: 1.0, 1: 1.1}, {2: 1e-3, 1: 2e-3}):  # slow steps: the step count decides; fast: the seconds
+        ctl, blas, machine = simulated(costs)
+        run(ctl, blas, machine, steps=2 * (1 + ctl.TRIALS))
+        start = machine.t
+        used = run(ctl, blas, machine, steps=3 * (ctl.TRIAL_STEPS + 1) if costs[2] > 0.1 else 2000)
+        trials = [i for i, n in enumerate(used) if n == 1]
+        if costs[2] > 0.1:
+            assert trials == [ctl.TRIAL_STEPS, 2 * ctl.TRIAL_STEPS + 1, 3 * ctl.TRIAL_STEPS + 2]
+        else:
+            seconds = machine.t - start  # about 2 s: 8 trials, where the step count alone would allow 117
+            assert seconds / ctl.TRIAL_SECONDS - 2 <= len(trials) <= seconds / ctl.TRIAL_SECONDS + 1
+
+
+def test_four_or_more_threads_also_try_half_of_them():
+    ctl, blas, machine = simulated({8: 3e-3, 4: 2e-3, 1: 5e-3}, limit=8)
+    used = run(ctl, blas, machine, steps=400)
+    assert ctl.candidates == [8, 4, 1]
+    assert set(used[:12]) == {8, 4, 1}
+    assert used[-ctl.TRIAL_STEPS:].count(4) >= ctl.TRIAL_STEPS - 1
+    assert ctl.steps[8] > 1 + ctl.TRIALS and ctl.steps[1] > 1 + ctl.TRIALS  # the trials visit both others
+
+
+def test_follows_the_load_within_about_a_second():
+    ctl, blas, machine = simulated(IDLE)
+    run(ctl, blas, machine, seconds=1.0)
+    machine.costs = LOADED  # another process takes a core
+    run(ctl, blas, machine, seconds=1.0)
+    assert run(ctl, blas, machine, steps=ctl.TRIAL_STEPS).count(1) >= ctl.TRIAL_STEPS - 1
+    machine.costs = IDLE  # ... and leaves
+    run(ctl, blas, machine, seconds=1.0)
+    assert run(ctl, blas, machine, steps=ctl.TRIAL_STEPS).count(2) >= ctl.TRIAL_STEPS - 1
+
+
+def test_a_limit_of_one_thread_is_left_alone():
+    numba = Count(2)
+    ctl, blas, machine = simulated(LOADED, limit=1, numba=numba)
+    assert run(ctl, blas, machine, steps=50) == [1] * 50
+    assert blas.calls == [] and numba.calls == [] and not ctl.steps
+
+
+def test_a_limit_set_from_outside_between_steps_is_respected():
+    ctl, blas, machine = simulated(LOADED)
+    run(ctl, blas, machine, steps=20)
+    blas.n = 1  # the user's own limit (threadpoolctl, npdl train --blas-threads 1)
+    calls = len(blas.calls)
+    assert run(ctl, blas, machine, steps=30) == [1] * 30 and len(blas.calls) == calls
+    blas.n, machine.costs = 4, {4: 3e-3, **LOADED}  # lifted to 4: the candidates follow
+    used = run(ctl, blas, machine, steps=12)
+    assert ctl.candidates == [4, 2, 1] and set(used) == {4, 2, 1} and blas.n == 4
+
+
+# --------------------------------------------------------------------- setting the counts
+
+
+def test_counts_are_set_only_on_change_and_put_back_after_each_step():
+    numba = Count(2)
+    ctl, blas, machine = simulated(LOADED, numba=numba)
+    for _ in range(100):
+        before = (len(blas.calls), len(numba.calls))
+        with ctl:
+            n = blas.n
+            assert numba.n == n
+            machine.t += machine.costs[n]
+        assert blas.n == 2 and numba.n == 2  # nothing outside the step sees the step's count
+        added = (blas.calls[before[0]:], numba.calls[before[1]:])
+        assert added == (([], []) if n == 2 else ([1, 2], [1, 2]))
+    assert len(blas.calls) == 2 * ctl.steps[1] and ctl.steps[1] > 50
+
+
+def test_numba_is_left_alone_before_its_thread_pool_starts_or_below_the_step_count():
+    class NotStarted(Count):
+        def get(self):
+            return None
+
+    for numba in (NotStarted(2), Count(1)):
+        ctl, blas, machine = simulated(LOADED, numba=numba)
+        run(ctl, blas, machine, steps=30)
+        assert ctl.steps[1] > 0 and numba.calls == []
+
+
+def test_a_failing_step_puts_the_count_back_and_is_not_timed():
+    ctl, blas, machine = simulated(IDLE)
+    run(ctl, blas, machine, steps=1)
+    with pytest.raises(RuntimeError):
+        with ctl:
+            assert blas.n == 1
+            machine.t += 100.0
+            raise RuntimeError("the step failed")
+    assert blas.n == 2 and ctl.steps == {2: 1} and ctl.seen[1] == 0
+
+
+# ------------------------------------------------------------------------ switching it on
+
+
+@pytest.mark.parametrize("value, on", [(None, False), ("0", False), ("", False), ("1", True), (" 2 ", True)])
+def test_the_environment_variable_switches_it(monkeypatch, value, on):
+    if value is None:
+        monkeypatch.delenv(threads.ENV, raising=False)
+    else:
+        monkeypatch.setenv(threads.ENV, value)
+    assert threads.enabled() is on
+    ctx = kernels.step_threads(("t", 0), np.zeros(3, np.float32))
+    if on and threads.blas_threads() is not None:
+        assert isinstance(ctx, threads.AdaptiveThreads)
+    else:
+        assert isinstance(ctx, contextlib.nullcontext)
+
+
+def test_a_value_that_is_not_an_integer_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(threads.ENV, "yes")
+    with pytest.raises(NpdlError, match=f"{threads.ENV}='yes'.*{threads.ENV}=1"):
+        threads.enabled()
+
+
+def test_only_numpy_arrays_with_kernels_on_get_a_controller(monkeypatch):
+    monkeypatch.setenv(threads.ENV, "1")
+    strict = backend.Generator("strict", 0).normal((3,), dtype="float32")
+    assert isinstance(kernels.step_threads(("t", 1), strict), contextlib.nullcontext)
+    kernels.use("off")
+    try:
+        assert isinstance(kernels.step_threads(("t", 1), np.zeros(3, np.float32)), contextlib.nullcontext)
+    finally:
+        kernels.use(None)
+
+
+def test_stats_since_counts_the_new_steps_with_json_keys():
+    site = threads.AdaptiveThreads(Count(2))
+    threads._sites["s"] = site
+    site.steps.update({2: 5, 1: 1})
+    before = threads.stats()
+    site.steps.update({2: 7})
+    assert threads.stats_since(before) == {"2": 7}
+    assert threads.stats() == {2: 12, 1: 1}
+
+
+# --------------------------------------------------------------------------- the real thing
+
+
+def _numpy_blas_info():
+    from threadpoolctl import threadpool_info
+
+    infos = threads._numpy_blas_first([i for i in threadpool_info() if i.get("user_api") == "blas"],
+                                      lambda i: i["filepath"])
+    return infos[0] if infos else None
+
+
+def test_the_real_blas_count_round_trips():
+    blas, info = threads.blas_threads(), _numpy_blas_info()
+    if blas is None or info is None or info.get("internal_api") != "openblas":
+        pytest.skip("NumPy's BLAS is not OpenBLAS")
+    before = blas.get()
+    assert before == info["num_threads"]
+    target = 1 if before > 1 else 2
+    try:
+        blas.set(target)
+        assert blas.get() == target == _numpy_blas_info()["num_threads"]
+    finally:
+        blas.set(before)
+    assert _numpy_blas_info()["num_threads"] == before
+
+
+def _trained(steps, seed=0):
+    g = backend.Generator("cpu", seed)
+    model = Sequential([Dense(12, 16, activation="sigmoid", rng=g), Dense(16, 5, rng=g)])
+    model.compile("softmax_cross_entropy", Momentum(lr=0.1, momentum=0.9))
+    data = backend.Generator("cpu", seed + 1)
+    x, y = data.normal((8, 12), dtype="float32"), data.integers(0, 5, (8,))
+    for _ in range(steps):
+        model.train_step(x, y)
+    return [np.array(p) for layer in model.layers for p in layer.params.values()]
+
+
+def test_the_controller_changes_nothing_that_is_computed(monkeypatch):
+    """Steps under the controller (both thread counts: exploration alternates them) give the same bits.
+
+    The net is small enough for OpenBLAS to run each product on one thread at any count, so this
+    proves the controller itself changes nothing; on larger products OpenBLAS's rounding does depend
+    on its thread count (see the module docstring), which is why the controller is off by default."""
+    blas = threads.blas_threads()
+    if blas is None or blas.get() <= 1:
+        pytest.skip("BLAS's thread count cannot be set here, or is 1")
+    before = blas.get()
+    monkeypatch.setenv(threads.ENV, "0")
+    plain = _trained(10)
+    assert threads.stats() == {}
+    monkeypatch.setenv(threads.ENV, "1")
+    adaptive = _trained(10)
+    assert threads.stats()[1] >= 1 and threads.stats()[before] >= 1
+    assert blas.get() == before
+    for a, b in zip(plain, adaptive):
+        assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
