@@ -50,12 +50,12 @@ DEVICES = ("cpu", "gpu")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 from npdl.bench.roofline import roofline_fields  # noqa: E402
-from npdl.bench.timing import cpu_name  # noqa: E402
+from npdl.bench.timing import cpu_features, cpu_name  # noqa: E402
 from npdl.bench.work import workload_work  # noqa: E402
 from npdl.bench.workloads import expand, parse, parse_batch_sizes  # noqa: E402
 import plots  # noqa: E402  (benchmarks/plots.py)
 
-#: columns of the CSV, in order (``cpu``, ``cores`` and ``load`` follow)
+#: columns of the CSV, in order (``cpu``, ``cores``, ``load`` and ``cpu_features`` follow)
 KEYS = ["workload", "impl", "device", "batch_size", "round", "median_ms", "min_ms", "reps", "version", "device_name",
         "graph", "timer", "flops", "bytes", "intensity", "gflops_per_s", "peak_fraction", "roofline_ms", "overhead_ms",
         "gemm_gflops_per_s", "bandwidth_gb_per_s"]
@@ -78,7 +78,8 @@ def installed(impl) -> bool:
 
 
 def machine() -> dict:
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_name(), "cpu_features": cpu_features(), "cores": os.cpu_count(),
+            "python": platform.python_version(),
             "platform": platform.platform(), "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
     if args.graph and "gpu" in devices and "npdl" in impls:
         impls.insert(impls.index("npdl") + 1, "npdl-graph")
     info = machine()
-    print(f"# {info['cpu']}, {info['cores']} cores, Python {info['python']}, {info['date']}"
+    print(f"# {info['cpu']} ({info['cpu_features']}), {info['cores']} cores, Python {info['python']}, {info['date']}"
           + (f", OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}" if info["OPENBLAS_CORETYPE"] else "")
           + (f", load: {args.load} busy processes" if args.load else ""))
     path = args.csv or os.path.join(HERE, "results", f"{info['date'][:10]}-{'-'.join(devices)}.csv")
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
     rows = []
     # every row is written as soon as it is measured, so a run cut short keeps what it measured
     with open(path, "w", newline="") as f, Load(args.load):
-        writer = csv.DictWriter(f, fieldnames=KEYS + ["cpu", "cores", "load"], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=KEYS + ["cpu", "cores", "load", "cpu_features"], extrasaction="ignore")
         writer.writeheader()
         f.flush()
         for round_ in range(args.rounds):
@@ -208,7 +209,8 @@ def main(argv=None) -> int:
                         r.update(round=round_ + 1, impl=impl, device=device)
                         r.setdefault("device_name", info["cpu"] if device == "cpu" else "")
                         rows.append(add_roofline(r, peaks.get(device)))
-                        writer.writerow({**r, "cpu": info["cpu"], "cores": info["cores"], "load": args.load})
+                        writer.writerow({**r, "cpu": info["cpu"], "cores": info["cores"], "load": args.load,
+                                         "cpu_features": info["cpu_features"]})
                         f.flush()
                         print(f"round {round_ + 1}: {workload:10s} {device:4s} {impl:10s} median "
                               f"{r['median_ms']:9.3f} ms  min {r['min_ms']:9.3f} ms  ({r['reps']} reps)",

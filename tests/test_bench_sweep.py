@@ -261,3 +261,14 @@ def test_ab_times_two_checkouts_end_to_end(tmp_path):
     assert "| mlp_b1 |" in text
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=BENCH, capture_output=True, text=True).stdout
     assert "npdl-ab-" not in worktrees
+
+
+def test_cpu_features_name_the_family_and_the_simd_flags(tmp_path):
+    """The results name what kernels the CPU can run (a VM's model name alone may say only "AMD EPYC")."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+                    "flags\t\t: fpu sse4_2 avx2 fma avx512f avx512bw ht\n\nprocessor\t: 1\nflags\t\t: avx512_bf16\n")
+    assert timing.cpu_features(str(info)) == "family 25 model 17: sse4_2 avx2 fma avx512f avx512bw"
+    info.write_text("processor\t: 0\nflags\t\t: fpu\n")
+    assert timing.cpu_features(str(info)) == "no SIMD flags listed"
+    assert timing.cpu_features(str(tmp_path / "missing")) == ""

@@ -105,6 +105,31 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the /proc/cpuinfo flags that decide which SIMD kernels BLAS, NumPy and XLA can run
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+              "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_features(path: str = "/proc/cpuinfo") -> str:
+    """The CPU's family/model and its SIMD flags from ``/proc/cpuinfo`` (e.g. ``family 23 model 1: sse4_2 avx
+    avx2 fma f16c``): the model name alone does not say, in a virtual machine, which kernels can run.
+    Empty where there is no ``/proc/cpuinfo`` (``path``)."""
+    info = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        return ""
+    flags = set(info.get("flags", "").split())
+    have = " ".join(flag for flag in SIMD_FLAGS if flag in flags)
+    family = f"family {info['cpu family']} model {info['model']}: " if "cpu family" in info and "model" in info else ""
+    return family + (have or "no SIMD flags listed")
+
+
 def device_name(device) -> str:
     """What the step ran on: the GPU's name from CuPy on a GPU, the CPU's model name otherwise."""
     if getattr(device, "is_gpu", False):
