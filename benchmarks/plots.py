@@ -115,12 +115,18 @@ def write_plots(rows, prefix: str) -> list:
             ax.set_title(f"{family}: GPU speed-up over CPU" + ("" if b is not None else " (GPU never faster)"))
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = f"{prefix}-{family}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, f"{prefix}-{family}.png"))
     return paths
+
+
+def _save(fig, path: str) -> str:
+    """Lay out, write ``fig`` to ``path`` (PNG, 110 dpi) and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def roofline_points(rows) -> dict:
@@ -189,11 +195,7 @@ def write_rooflines(rows, peaks: dict, prefix: str) -> list:
         ax.set_title(f"roofline: {device} ({next((r.get('device_name') for r in rows if r['device'] == device), '')})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        path = f"{prefix}-roofline-{device}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, f"{prefix}-roofline-{device}.png"))
     return paths
 
 

@@ -1,7 +1,6 @@
 """benchmarks/run.py and benchmarks/plots.py against the ceilings: the roofline points and plots, the table of
 achieved rates, the peers' FLOP counts and the competing load (``--load``)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,16 +11,7 @@ import pytest
 from npdl.bench import parse
 from npdl.bench.work import workload_work
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.join(HERE, "..", "benchmarks")
-
-
-def _load(name, filename):
-    sys.path.insert(0, BENCH)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCH, filename))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import BENCH, load_benchmark as _load  # noqa: E402
 
 
 def _rows():

@@ -2,7 +2,6 @@
 ``npdl bench --batch-sizes``, the GPU/CPU crossover on synthetic rows, and benchmarks/run.py's CSV and plots."""
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,16 +14,7 @@ from npdl import backend, cli
 from npdl.bench import timing
 from npdl.bench.workloads import expand, parse_batch_sizes
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.join(HERE, "..", "benchmarks")
-
-
-def _load(name, filename):
-    sys.path.insert(0, BENCH)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(BENCH, filename))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import BENCH, load_benchmark as _load  # noqa: E402
 
 
 # ---------------------------------------------------------------------- workloads of a sweep

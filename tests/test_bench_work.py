@@ -4,7 +4,6 @@ counts each operation it is asked for (2mnk per product, 1 per element otherwise
 the caches keep are read off the arrays themselves."""
 
 import numpy as np
-from numpy.lib.array_utils import byte_bounds
 import pytest
 
 import npdl
@@ -18,6 +17,8 @@ from npdl.layers import (ELU, LSTM, AvgPool2D, ChannelBias, Conv2D, Dense, Dropo
                          TiedAutoencoder, TimeDistributed)
 from npdl.layers.autoencoder import Autoencoder
 from npdl.layers.stacked_autoencoder import StackedTiedAutoencoder
+
+from helpers import arrays_in, union_bytes
 
 
 @pytest.fixture
@@ -135,30 +136,6 @@ def test_float64_layers_count_the_same_and_keep_twice_the_bytes(counted):
 
 
 # ------------------------------------------------------------------------------ kept bytes
-def _arrays(obj, out):
-    if isinstance(obj, np.ndarray):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _arrays(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _arrays(v, out)
-    return out
-
-
-def _union_bytes(arrays) -> int:
-    """Bytes of memory the arrays cover together (overlapping views counted once)."""
-    spans = sorted(byte_bounds(a) for a in arrays if a.size)
-    total, end = 0, None
-    for lo, hi in spans:
-        if end is None or lo >= end:
-            total += hi - lo
-            end = hi
-        elif hi > end:
-            total += hi - end
-            end = hi
-    return total
 
 
 @pytest.fixture
@@ -176,7 +153,7 @@ def test_kept_bytes_are_what_the_cache_holds(definitions, name):
     y = layer.forward(x, training=True)
     params = [id(p) for p in layer.params.values()]
     caches = [layer.cache, getattr(getattr(layer, "layer", None), "cache", None)]  # a wrapper's inner layer
-    kept = [a for a in _arrays(caches, []) if id(a) not in params and not any(
+    kept = [a for a in arrays_in(caches, []) if id(a) not in params and not any(
         np.shares_memory(a, p) for p in layer.params.values())]
     w = layer.work(shape)
     assert w.get("keeps_input", False) == any(np.shares_memory(a, x) for a in kept)
@@ -185,7 +162,7 @@ def test_kept_bytes_are_what_the_cache_holds(definitions, name):
         assert np.shares_memory(x, y)
     expected = w.get("kept_bytes", 0) + (x.nbytes if w.get("keeps_input") else 0) \
         + (y.nbytes if w.get("keeps_output") else 0)
-    assert _union_bytes(kept) == expected
+    assert union_bytes(kept) == expected
 
 
 # ------------------------------------------------------------------------------ losses

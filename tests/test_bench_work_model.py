@@ -3,7 +3,6 @@ count of the step's code on :class:`npdl.bench.counting.Counted` arrays, and its
 arrays a real step holds."""
 
 import numpy as np
-from numpy.lib.array_utils import byte_bounds
 import pytest
 
 import npdl
@@ -16,6 +15,8 @@ from npdl.layers import (LSTM, Conv2D, Dense, Flatten, MaskingNoise, MaxPool2D, 
                          TimeDistributed)
 from npdl.models import Sequential
 from npdl.optim import SGD, Adam, Momentum, Nesterov, RMSprop
+
+from helpers import arrays_in, union_bytes
 
 
 @pytest.fixture
@@ -145,29 +146,6 @@ def definitions():
     kernels.use(None)
 
 
-def _arrays(obj, out):
-    if isinstance(obj, np.ndarray):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _arrays(v, out)
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            _arrays(v, out)
-    return out
-
-
-def _union_bytes(arrays) -> int:
-    spans = sorted(byte_bounds(a) for a in arrays if a.size)
-    total, end = 0, None
-    for lo, hi in spans:
-        if end is None or lo >= end:
-            total, end = total + hi - lo, hi
-        elif hi > end:
-            total, end = total + hi - end, hi
-    return total
-
-
 @pytest.mark.parametrize("name", ["mlp", "conv", "da", "momentum-l1-l2", "adamw-l2"])
 def test_step_bytes_are_the_arrays_a_step_holds(definitions, name):
     """Batch + parameters + formed gradients + optimizer state + every distinct cached activation."""
@@ -178,13 +156,13 @@ def test_step_bytes_are_the_arrays_a_step_holds(definitions, name):
     out = model.forward(x, training=True)
     model.loss.forward(out, y)
     params = list(model.parameters().values())
-    caches = _arrays([layer.cache for layer in model.layers] + [model.loss.cache], [])
+    caches = arrays_in([layer.cache for layer in model.layers] + [model.loss.cache], [])
     activations = [a for a in caches if not any(np.shares_memory(a, p) for p in params + [x, y])]
     model.backward(model.loss.backward(1.0))
     grads = [backend.to_numpy(formed(g)) for g in model.step_inputs()[1].values()]
     state = list(model.optimizer._slots.values())
-    direct = _union_bytes([x] + ([] if y is x else [y])) + sum(p.nbytes for p in params) \
-        + sum(g.nbytes for g in grads) + sum(s.nbytes for s in state) + _union_bytes(activations)
+    direct = union_bytes([x] + ([] if y is x else [y])) + sum(p.nbytes for p in params) \
+        + sum(g.nbytes for g in grads) + sum(s.nbytes for s in state) + union_bytes(activations)
     assert model_work(model, x_shape, *_target_spec(target, x_shape)).bytes == direct
 
 

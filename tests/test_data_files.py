@@ -7,25 +7,16 @@ import gzip
 import hashlib
 import os
 import pickle
-import urllib.error
 
 import numpy as np
 import pytest
 
 from npdl.datasets import DatasetError, check_parts, load_mnist, mnist_files_status, write_idx
-from npdl.datasets import archives, checksums, download, idx, locate, mnist
+from npdl.datasets import archives, checksums, idx, locate, mnist
 from npdl.recipes import get_recipe, runner
 
+from helpers import offline  # noqa: F401  (autouse: no network, a temporary cache, for every test here)
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test touches the network or the real ~/.cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-
-    def no_network(url, timeout=None):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(download, "fetch", no_network)
 
 
 def fake(n_train=12, n_test=5, seed=0):

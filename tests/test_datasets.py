@@ -8,7 +8,6 @@ import http.server
 import os
 import threading
 import time
-import urllib.error
 
 import numpy as np
 import pytest
@@ -18,19 +17,11 @@ from npdl.datasets import (DatasetError, download_mnist, load_mnist,
 from npdl.datasets import download, idx, locate, mnist
 from npdl.errors import NpdlError
 
+from helpers import offline  # noqa: F401  (autouse: no network, a temporary cache, for every test here)
+
 NAMES = locate.IDX_NAMES
 REAL_FETCH = download.fetch
 
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No test touches the network or the real ~/.cache: the cache is a temp folder, fetching fails."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-
-    def no_network(url, timeout=None):
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(download, "fetch", no_network)
 
 
 def fake_arrays(n_train=12, n_test=5, seed=0):

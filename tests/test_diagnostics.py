@@ -14,6 +14,8 @@ from npdl.models import Sequential
 from npdl.optim import SGD, Adam
 from npdl.recipes import get_recipe, train
 
+from helpers import tiny_images
+
 
 def by_key(records):
     return {(r["layer"], r["quantity"]): r["value"] for r in records}
@@ -144,16 +146,6 @@ def test_zero_weights_and_bad_settings():
     for every in (0, -1, 1.5, True):
         with pytest.raises(DiagnosticsError):
             Diagnostics(every=every)
-
-
-def tiny_images(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    proto = rng.random((10, 784)).astype(np.float32)
-
-    def part(k):
-        y = rng.integers(0, 10, k)
-        return np.clip(proto[y] + 0.2 * rng.standard_normal((k, 784)), 0, 1).astype(np.float32), y
-    return {"train": part(n), "valid": part(20), "test": part(20)}
 
 
 @pytest.mark.parametrize("name, options, models", [

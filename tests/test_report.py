@@ -5,7 +5,6 @@ import json
 import re
 import sys
 
-import numpy as np
 import pytest
 
 from npdl import cli
@@ -14,17 +13,9 @@ from npdl.diagnostics.read import flow, load_run, read_records
 from npdl.diagnostics.report import write_report
 from npdl.recipes import get_recipe, train
 
+from helpers import tiny_images
+
 pytest.importorskip("matplotlib")
-
-
-def tiny_images(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    proto = rng.random((10, 784)).astype(np.float32)
-
-    def part(k):
-        y = rng.integers(0, 10, k)
-        return np.clip(proto[y] + 0.2 * rng.standard_normal((k, 784)), 0, 1).astype(np.float32), y
-    return {"train": part(n), "valid": part(20), "test": part(20)}
 
 
 def embedded_pngs(page):

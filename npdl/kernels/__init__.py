@@ -32,6 +32,7 @@ speeds, or to rule a kernel out when debugging.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -39,6 +40,7 @@ import inspect
 import os
 
 import array_api_compat
+import numpy as np
 
 from .. import backend  # the backend imports nothing from here
 
@@ -247,16 +249,17 @@ def step_threads(key, array):
 
     On NumPy arrays, with kernels on, Numba installed and ``NPDL_ADAPTIVE_THREADS=1``, it sets
     the BLAS and Numba thread count for the step, chosen from the step times of site ``key``
-    (:mod:`npdl.kernels.numba.threads`); everywhere else it does nothing.
+    (:mod:`npdl.kernels.numba.threads`); everywhere else it does nothing. Every training step
+    passes here, so the usual answer (switched off) costs a dictionary lookup, not a new object.
     """
-    import contextlib
-
-    import numpy as np
-
     if _forced == "off" or type(array) is not np.ndarray:
-        return contextlib.nullcontext()
+        return _NO_STEP_CONTROL
     from .numba import threads  # imports nothing heavy: Numba only when switched on
 
     if not threads.enabled() or not numba_available():
-        return contextlib.nullcontext()
-    return threads.step(key)
+        return _NO_STEP_CONTROL
+    return threads.controller(key) or _NO_STEP_CONTROL
+
+
+#: what :func:`step_threads` returns where it does nothing (a ``nullcontext`` can be entered again and again)
+_NO_STEP_CONTROL = contextlib.nullcontext()

@@ -63,17 +63,3 @@ def tanh32(v):
     r = _ONE if v > _SATURATED else r
     r = -_ONE if v < -_SATURATED else r
     return v if abs(v) < _TINY else r
-
-
-@numba.njit(cache=True, error_model="numpy")
-def tanh32_into(x, out):
-    """``out[i] = tanh32(x[i])`` over flat float32 arrays (``out`` may be ``x``)."""
-    for i in range(x.size):
-        out[i] = tanh32(x[i])
-
-
-@numba.njit(cache=True, error_model="numpy", parallel=True)
-def tanh32_into_parallel(x, out):
-    """:func:`tanh32_into` split over Numba's threads, for large arrays."""
-    for i in numba.prange(x.size):
-        out[i] = tanh32(x[i])

@@ -50,7 +50,6 @@ import collections
 import os
 import statistics
 import time
-from contextlib import nullcontext
 
 from ...errors import NpdlError
 
@@ -260,12 +259,6 @@ def controller(key):
             del _sites[next(iter(_sites))]
         site = _sites[key] = AdaptiveThreads(blas, _NumbaThreads())
     return site
-
-
-def step(key):
-    """A context manager around one step of site ``key``: its controller when switched on, else a no-op."""
-    site = controller(key) if enabled() else None
-    return nullcontext() if site is None else site
 
 
 def stats() -> dict:
