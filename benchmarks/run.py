@@ -1,9 +1,12 @@
 """Time npdl against PyTorch and JAX on the same workloads, in one run, and write a CSV and a ratio table.
 
 Each (workload, implementation) is timed in its own subprocess, so thread pools
-and JIT caches of different libraries never share a process; the whole set is
-repeated ``--rounds`` times, interleaved, and each cell keeps the median of its
-rounds' medians, so a burst of background load hits every library alike.
+and JIT caches of different libraries never share a process. By default the
+implementations of one workload are all started and warmed up, then take turns in
+slices of ``--slices`` seconds (0.25) until each has run ``--min-seconds``
+(:mod:`slices`): a slow stretch of a noisy machine then falls on all of them alike.
+``--slices 0`` times them one after another instead. The whole set is repeated
+``--rounds`` times, interleaved, and each cell keeps the median of its rounds' medians.
 
     python benchmarks/run.py                           # mlp_b20, sda_b1, sda_b128 on the CPU
     python benchmarks/run.py --workload mlp_b20 --rounds 5 --csv benchmarks/results/mlp.csv
@@ -54,6 +57,7 @@ from npdl.bench.timing import cpu_features, cpu_name  # noqa: E402
 from npdl.bench.work import workload_work  # noqa: E402
 from npdl.bench.workloads import expand, parse, parse_batch_sizes  # noqa: E402
 import plots  # noqa: E402  (benchmarks/plots.py)
+from slices import time_sliced  # noqa: E402  (benchmarks/slices.py)
 
 #: columns of the CSV, in order (``cpu``, ``cores``, ``load`` and ``cpu_features`` follow)
 KEYS = ["workload", "impl", "device", "batch_size", "round", "median_ms", "min_ms", "reps", "version", "device_name",
@@ -151,6 +155,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--no-peak", action="store_true", help="do not measure the ceilings (no %% peak, no roofline)")
     p.add_argument("--peak-elements", type=int, metavar="N", help="float32 elements per bandwidth array (npdl bench)")
+    p.add_argument("--slices", type=float, default=0.25, metavar="S",
+                   help="time a workload's implementations in alternating slices of S seconds, all processes "
+                        "warm (benchmarks/slices.py; 0.25); 0: one implementation after another, each in a fresh process")
     p.add_argument("--load", type=int, default=0, metavar="N",
                    help="run N busy-looping Python processes during the timings (a competing CPU load; 0)")
     args = p.parse_args(argv)
@@ -158,8 +165,9 @@ def main(argv=None) -> int:
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
     if not devices or any(d not in DEVICES for d in devices):
         p.error(f"--device: use cpu, gpu or cpu,gpu, got {args.device!r}")
-    if args.rounds < 1 or args.load < 0 or not 0 <= args.min_seconds < float("inf"):
-        p.error("--rounds must be at least 1, --load at least 0 and --min-seconds a finite number >= 0")
+    if args.rounds < 1 or args.load < 0 or not 0 <= args.min_seconds < float("inf") or not 0 <= args.slices < 60:
+        p.error("--rounds must be at least 1, --load at least 0, --min-seconds a finite number >= 0 "
+                "and --slices between 0 and 60")
     try:
         sizes = parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None
         workloads = [w.name for w in expand(args.workload.split(","), sizes)]
@@ -198,14 +206,27 @@ def main(argv=None) -> int:
         for round_ in range(args.rounds):
             for workload in workloads:
                 for device in devices:
+                    sliced = {}
+                    if args.slices:
+                        try:
+                            sliced = time_sliced([i for i in impls if i != "npdl-graph"], workload, device,
+                                                 args.min_seconds, args.slices, _env())
+                        except RuntimeError as exc:
+                            print(f"note: {exc}", file=sys.stderr, flush=True)
+                            continue
                     for impl in impls:
                         if impl == "npdl-graph" and device != "gpu":
                             continue
-                        try:
-                            r = run_one(impl, workload, device, args.min_seconds, peak_files.get(device))
-                        except RuntimeError as exc:  # e.g. out of memory at a large batch: note it, go on
-                            print(f"note: {exc}", file=sys.stderr, flush=True)
-                            continue
+                        if impl in sliced:
+                            r = dict(sliced[impl], workload=workload, timer=f"perf_counter, slices of {args.slices:g} s")
+                        elif args.slices and impl != "npdl-graph":
+                            continue  # its worker failed to start (noted)
+                        else:
+                            try:
+                                r = run_one(impl, workload, device, args.min_seconds, peak_files.get(device))
+                            except RuntimeError as exc:  # e.g. out of memory at a large batch: note it, go on
+                                print(f"note: {exc}", file=sys.stderr, flush=True)
+                                continue
                         r.update(round=round_ + 1, impl=impl, device=device)
                         r.setdefault("device_name", info["cpu"] if device == "cpu" else "")
                         rows.append(add_roofline(r, peaks.get(device)))

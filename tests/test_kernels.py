@@ -2,6 +2,8 @@
 
 import contextlib
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -176,7 +178,8 @@ def test_cpu_gemm_update_matches_the_definition(n, m, k, a_fortran, b_fortran, a
     B = np.asarray(rng.standard_normal((n, k)), dtype, order="F" if b_fortran else "C")
     C = rng.standard_normal((m, k)).astype(dtype)
     expected = gemm_update_sum.definition(C.copy(), [(A, B)], alpha, beta)
-    out = cpu.gemm_update_sum(C, [(A, B)], alpha, beta)
+    with mock.patch.object(cpu, "SMALL_C", 0):  # the BLAS path at these small sizes too
+        out = cpu.gemm_update_sum(C, [(A, B)], alpha, beta)
     if out is NotImplemented:  # declined (a one-row or one-column C): the definition runs instead
         assert 1 in C.shape
         out = gemm_update_sum(C, [(A, B)], alpha, beta)
@@ -185,9 +188,11 @@ def test_cpu_gemm_update_matches_the_definition(n, m, k, a_fortran, b_fortran, a
     np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
 
 
-def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts():
+def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts(monkeypatch):
     from npdl.kernels.numba import blas
     from npdl.kernels.numba import gemm_update as cpu
+
+    monkeypatch.setattr(cpu, "SMALL_C", 0)
 
     rng = np.random.default_rng(0)
     A, B = rng.standard_normal((6, 8))[:, ::2], rng.standard_normal((6, 3))  # A: strided columns
@@ -222,6 +227,7 @@ def test_cpu_gemm_update_at_batch_one_is_a_blas_rank_one_update(dtype, monkeypat
     calls = []
     real_ger = cpu.ger
     monkeypatch.setattr(cpu, "ger", lambda *a: calls.append(a) or real_ger(*a))
+    monkeypatch.setattr(cpu, "SMALL_C", 0)
     cpu.gemm_update(C, A, B, -0.5, 1.0)
     assert len(calls) == 1 and C.dtype == np.dtype(dtype)
     np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
@@ -229,6 +235,35 @@ def test_cpu_gemm_update_at_batch_one_is_a_blas_rank_one_update(dtype, monkeypat
     cpu.gemm_update(C, A, B, 1.0, 0.5)
     assert len(calls) == 1
     assert not blas.ger(C, A[0].astype("float16"), B[0], 1.0)  # dtype mismatch: refused, not miscomputed
+
+
+@pytest.mark.parametrize("shape", [(128, 127), (1, 20000), (128, 128)])
+def test_cpu_gemm_update_leaves_small_products_to_the_definition(shape, monkeypatch):
+    """Under SMALL_C elements of C (and for a one-row or one-column C) the kernel declines, C
+    untouched, and the decorated function gives the definition's result; from SMALL_C on BLAS does it."""
+    from npdl.kernels.numba import blas
+    from npdl.kernels.numba import gemm_update as cpu
+    from npdl.optim.sgd import gemm_update_sum
+
+    if not blas.available():
+        pytest.skip("no CBLAS found in NumPy's BLAS")
+    calls = []
+    real = cpu.gemm_at_b
+    monkeypatch.setattr(cpu, "gemm_at_b", lambda *a: calls.append(a) or real(*a))
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((3, shape[0])).astype("float32")
+    B = rng.standard_normal((3, shape[1])).astype("float32")
+    C = rng.standard_normal(shape).astype("float32")
+    before = C.copy()
+    expected = gemm_update_sum.definition(C.copy(), [(A, B)], -0.25, 0.5)
+    out = cpu.gemm_update_sum(C, [(A, B)], -0.25, 0.5)
+    engaged = C.size >= cpu.SMALL_C and 1 not in shape
+    assert (out is C) == engaged and len(calls) == int(engaged)
+    if not engaged:
+        assert out is NotImplemented
+        np.testing.assert_array_equal(C, before)
+        assert gemm_update_sum(C, [(A, B)], -0.25, 0.5) is C
+    np.testing.assert_allclose(C, expected, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------ activation_backward

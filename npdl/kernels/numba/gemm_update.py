@@ -19,15 +19,25 @@ import numpy as np
 
 from .blas import gemm_at_b, ger
 
+#: below this many elements of ``C`` the kernel declines. NumPy's ``matmul`` (``beta = 0``) reaches
+#: OpenBLAS's small-matrix kernels, which a ``beta != 0`` call does not, and a temporary of this
+#: size stays in cache: the definition (``matmul``, scale, add) was faster at every shape of
+#: the benchmark workloads with ``C`` up to 10,000 elements, and slower from 40,000 (2-core
+#: AMD EPYC, OpenBLAS 0.3.31, float32, median of 400 calls): (K, M, N) = (50, 50, 10) 10 against
+#: 27 us; (1400, 50, 50) 229 against 243 us; (20, 100, 100) 25 against 39 us; (20, 200, 200) 91
+#: against 71 us; (20, 784, 500) 2217 against 266 us.
+SMALL_C = 1 << 14
+
 
 def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
     """``C <- beta C + alpha A^T B`` in one BLAS call; ``NotImplemented`` where the definition is as fast
-    or the BLAS cannot be called (nothing changed then)."""
+    (a one-row or one-column ``C``, or one under :data:`SMALL_C` elements) or the BLAS cannot be
+    called (nothing changed then)."""
     # A one-row or one-column ``C`` is a matrix-vector product: NumPy's matmul calls GEMV for it,
     # while OpenBLAS's GEMM takes ~5x longer at such shapes (LSTM regressor, one thread: 22 us
     # against 4.4 us for the (1, 80) input weights with N = 1000; 13 against 2.6 us for a
     # (20, 1) dense output), and the definition's temporary is tiny there.
-    if C.ndim == 2 and 1 in C.shape:
+    if C.ndim == 2 and 1 in C.shape or C.size < SMALL_C:
         return NotImplemented
     if A.ndim == 2 and A.shape[0] == 1 and beta == 1.0 and ger(C, A[0], B[0], float(alpha)):
         return C  # batch 1: a rank-1 update, BLAS GER (see .blas: ~2.7x faster than GEMM with k = 1)
