@@ -140,7 +140,7 @@ def test_chunked_conv_workspace_never_changes_the_result():
     ws = {}
     y1, cache = numba_conv2d.forward(x, W, b, 1, "same", ws)
     g1 = numba_conv2d.backward(y1, cache, True, ws)
-    assert {"conv2d.cols", "conv2d.out", "conv2d.xpad", "conv2d.dcols"} <= set(ws)
+    assert {"conv2d.cols", "conv2d.out", "conv2d.xpad", "conv2d.dcols", "conv2d.dW"} <= set(ws)
     for k in ws:  # scratch only: garbage left in the buffers must not show
         for buf in ws[k]:
             buf[...] = np.nan
@@ -151,6 +151,33 @@ def test_chunked_conv_workspace_never_changes_the_result():
     for a, b_, c in zip((y1, *g1), (y2, *g2), (y3, *g3)):
         np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_images", [24, 5])
+def test_chunked_conv_dW_is_the_same_whatever_the_threads(n_images, monkeypatch):
+    """dW sums the chunks in fixed runs, added in order: the same bits with 1, 2 or 3 workers, from
+    call to call, and whichever worker takes which run (here the runs are taken in reverse too)."""
+    monkeypatch.setattr(numba_conv2d, "CHUNK_ELEMENTS", 50)  # one image per chunk
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n_images, 3, 9, 9)).astype("float32")
+    W = rng.standard_normal((4, 3, 3, 3)).astype("float32")
+    y, cache = numba_conv2d.forward(x, W, None, 1, "valid")
+    dy = rng.standard_normal(y.shape).astype("float32")
+    results = []
+    real_run = chunking.run_chunks
+    for n, reverse in ((1, False), (2, False), (3, False), (2, True), (1, False)):
+        monkeypatch.setattr(numba_conv2d, "workers", lambda n=n: n)
+        monkeypatch.setattr(chunking, "workers", lambda n=n: n)
+        if reverse:  # one worker takes every run, last to first
+            monkeypatch.setattr(numba_conv2d, "run_chunks", lambda work, k: [work(0, iter(range(k - 1, -1, -1)))])
+        else:
+            monkeypatch.setattr(numba_conv2d, "run_chunks", real_run)
+        results.append(numba_conv2d.backward(dy, cache, True, {}))
+    for dx, dW, _ in results[1:]:
+        np.testing.assert_array_equal(dW, results[0][1])
+        np.testing.assert_array_equal(dx, results[0][0])
+    dW_ref = _off(conv.conv2d_backward, dy, cache)[1]
+    np.testing.assert_allclose(results[0][1], dW_ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -11,8 +11,9 @@ rebuilds each chunk's ``cols`` from ``x`` (cheap, in cache), as the definition r
 the whole of it. Chunks go to worker threads one at a time (:mod:`.chunking`).
 
 Each output is the same dot product over ``(c, kh, kw)`` as in ``W2 @ cols``; only the
-sums over images that make ``dW`` are split differently (per chunk, then per worker),
-so ``dW`` agrees with the definition to round-off. The ``workspace`` holds the chunk
+sums over images that make ``dW`` are split differently (per run of chunks, then the runs
+in order), so ``dW`` agrees with the definition to round-off, and is the same from one call
+to the next whatever the number of threads and whichever thread took which chunks. The ``workspace`` holds the chunk
 buffers (``conv2d.*`` keys) between calls; they never change a result.
 """
 
@@ -30,6 +31,11 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: elements of one chunk's ``cols`` (float32: 1 MiB, half a core's L2 here)
 CHUNK_ELEMENTS = 1 << 18
+
+#: at most this many fixed runs of chunks make the backward pass's ``dW``, each summed in its own
+#: buffer, then added in order: ``dW`` is the same whichever thread took which run, and however
+#: many threads there are
+GROUPS = 32
 
 
 @numba.njit(cache=True, nogil=True)
@@ -233,33 +239,46 @@ def backward(dy, cache, need_dx=True, workspace=None):
     padded = padded_shape[0] * padded_shape[1] * padded_shape[2] * nb
     pad_bufs = buffers(workspace, "conv2d.xpad", n_workers, padded, x.dtype) if any(pad) else [None] * n_workers
 
-    def work(k, chunks):
-        # dW2^T (K, C_out) accumulates cols @ d^T in place (BLAS beta = 1): in this orientation
-        # OpenBLAS's GEMM measured 1.5x faster than d @ cols^T at one-image chunks (inner dimension P)
-        dW2T = np.zeros((K, C_out), dtype=x.dtype)
-        for i in chunks:
-            s, e = i * nb, min(N, (i + 1) * nb)
-            m = (e - s) * P
-            cols = cols_bufs[k][:K * m].reshape(K, m)
-            _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_bufs[k])
-            d = d_bufs[k][:C_out * m].reshape(C_out, m)
-            _gather_dy(dy3, s, e, d)
-            if not gemm_at_b(dW2T, cols.T, d.T, 1.0, 1.0):
-                dW2T += cols @ d.T
-            if need_dx:
-                dcols = dcols_bufs[k][:K * m].reshape(K, m)
-                np.matmul(W2.T, d, out=dcols)
-                if any(pad):  # pad_bufs[k] holds this chunk's padded x, no longer needed: reuse it
-                    dxc = pad_bufs[k][:padded // nb * (e - s)].reshape(e - s, *padded_shape)
-                    _col2im_any(dcols, dxc, KH, KW, tuple(stride), OH, OW)
-                    _unpad_chunk(dxc, dx, s, e, pad[0], pad[2])
-                else:
-                    _col2im_any(dcols, dx[s:e], KH, KW, tuple(stride), OH, OW)
-        return dW2T
+    # dW is a sum over chunks. Each worker summing the chunks it happened to take would make dW
+    # depend on the timing (measured: 7 different dW from 30 identical calls idle, 22 under load),
+    # so the chunks are cut into at most GROUPS fixed runs of consecutive chunks, handed out whole;
+    # each run's sum goes to its own buffer, and the buffers are added in run order afterwards.
+    n_groups = min(GROUPS, n_chunks)
+    bounds = [g * n_chunks // n_groups for g in range(n_groups + 1)]
+    dW_bufs = buffers(workspace, "conv2d.dW", n_groups, K * C_out, x.dtype)
 
-    partial = run_chunks(work, n_chunks)
-    dW2T = partial[0]
-    for g in partial[1:]:
-        dW2T += g
+    def work(k, groups):
+        for g in groups:
+            # dW2^T (K, C_out) of run g accumulates cols @ d^T in place (BLAS beta = 1 after its first
+            # chunk): in this orientation OpenBLAS's GEMM measured 1.5x faster than d @ cols^T at
+            # one-image chunks (inner dimension P)
+            dW2T = dW_bufs[g].reshape(K, C_out)
+            for i in range(bounds[g], bounds[g + 1]):
+                s, e = i * nb, min(N, (i + 1) * nb)
+                m = (e - s) * P
+                cols = cols_bufs[k][:K * m].reshape(K, m)
+                _chunk_cols(x, s, e, cols, KH, KW, stride, pad, OH, OW, pad_bufs[k])
+                d = d_bufs[k][:C_out * m].reshape(C_out, m)
+                _gather_dy(dy3, s, e, d)
+                first = i == bounds[g]
+                if not gemm_at_b(dW2T, cols.T, d.T, 1.0, 0.0 if first else 1.0):
+                    if first:
+                        np.matmul(cols, d.T, out=dW2T)
+                    else:
+                        dW2T += cols @ d.T
+                if need_dx:
+                    dcols = dcols_bufs[k][:K * m].reshape(K, m)
+                    np.matmul(W2.T, d, out=dcols)
+                    if any(pad):  # pad_bufs[k] holds this chunk's padded x, no longer needed: reuse it
+                        dxc = pad_bufs[k][:padded // nb * (e - s)].reshape(e - s, *padded_shape)
+                        _col2im_any(dcols, dxc, KH, KW, tuple(stride), OH, OW)
+                        _unpad_chunk(dxc, dx, s, e, pad[0], pad[2])
+                    else:
+                        _col2im_any(dcols, dx[s:e], KH, KW, tuple(stride), OH, OW)
+
+    run_chunks(work, n_groups)
+    dW2T = dW_bufs[0].reshape(K, C_out).copy()
+    for g in range(1, n_groups):
+        dW2T += dW_bufs[g].reshape(K, C_out)
     db = dy3.sum(axis=(0, 2)) if has_bias else None
     return dx, np.ascontiguousarray(dW2T.T).reshape(W.shape), db
