@@ -64,7 +64,7 @@ def worker(argv=None) -> int:
     w = parse(args.workload)
     step, sync, version = _build(args.impl, w, args.device)
     start, n = time.perf_counter(), 0
-    while n < 5 or time.perf_counter() - start < 0.3:  # the warm-up of npdl.bench.measure
+    while n < 10 or time.perf_counter() - start < 0.3:  # the warm-up of npdl.bench.measure
         step()
         n += 1
     sync()

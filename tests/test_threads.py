@@ -1,4 +1,4 @@
-"""The adaptive BLAS/Numba thread count of a training step (npdl.kernels.numba.threads).
+"""The adaptive Numba (and BLAS) thread count of a training step (npdl.kernels.numba.threads).
 
 The policy is driven by a simulated machine: a fake clock that a step advances by the
 time its thread count takes there (idle: 2 threads faster; loaded: 1 thread faster), and
@@ -182,24 +182,39 @@ def test_a_failing_step_puts_the_count_back_and_is_not_timed():
 # ------------------------------------------------------------------------ switching it on
 
 
-@pytest.mark.parametrize("value, on", [(None, False), ("0", False), ("", False), ("1", True), (" 2 ", True)])
-def test_the_environment_variable_switches_it(monkeypatch, value, on):
+@pytest.mark.parametrize("value, mode", [(None, "numba"), ("", "numba"), ("numba", "numba"), ("0", "off"),
+                                         ("off", "off"), ("1", "all"), (" 2 ", "all"), ("ALL", "all")])
+def test_the_environment_variable_chooses_what_is_adapted(monkeypatch, value, mode):
     if value is None:
         monkeypatch.delenv(threads.ENV, raising=False)
     else:
         monkeypatch.setenv(threads.ENV, value)
-    assert threads.enabled() is on
+    assert threads.mode() == mode and threads.enabled() is (mode != "off")
     ctx = kernels.step_threads(("t", 0), np.zeros(3, np.float32))
-    if on and threads.blas_threads() is not None:
-        assert isinstance(ctx, threads.AdaptiveThreads)
-    else:
+    if mode == "off" or (mode == "all" and threads.blas_threads() is None):
         assert isinstance(ctx, contextlib.nullcontext)
+    else:
+        assert isinstance(ctx, threads.AdaptiveThreads)
+        # by default only Numba's count is the controller's to change; BLAS's is left to the user
+        assert isinstance(ctx.blas, threads._NumbaOnly) is (mode == "numba")
+        assert (ctx.numba is None) is (mode == "numba")
+
+
+def test_numba_only_is_left_alone_until_numbas_pool_starts(monkeypatch):
+    from numba.np.ufunc import parallel
+
+    monkeypatch.setattr(parallel, "_is_initialized", False)
+    site = threads.AdaptiveThreads(threads._NumbaOnly())
+    assert threads._NumbaOnly().get() == 1
+    with site:
+        pass
+    assert site.candidates == [] and site.steps == {}
 
 
 def test_a_value_that_is_not_an_integer_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(threads.ENV, "yes")
-    with pytest.raises(NpdlError, match=f"{threads.ENV}='yes'.*{threads.ENV}=1"):
-        threads.enabled()
+    with pytest.raises(NpdlError, match=f"{threads.ENV}='yes'.*leave it unset.*{threads.ENV}=1.*{threads.ENV}=0"):
+        threads.mode()
 
 
 def test_only_numpy_arrays_with_kernels_on_get_a_controller(monkeypatch):
@@ -258,6 +273,48 @@ def _trained(steps, seed=0):
     for _ in range(steps):
         model.train_step(x, y)
     return [np.array(p) for layer in model.layers for p in layer.params.values()]
+
+
+def _trained_conv(steps, seed=0):
+    from npdl.layers import Conv2D, Flatten, MaxPool2D, Tanh
+
+    g = backend.Generator("cpu", seed)
+    model = Sequential([Conv2D(1, 3, 3, rng=g), Tanh(), MaxPool2D(2), Flatten(),
+                        Dense(3 * 3 * 3, 8, activation="sigmoid", rng=g), Dense(8, 4, rng=g)])
+    model.compile("softmax_cross_entropy", Momentum(lr=0.1, momentum=0.9))
+    data = backend.Generator("cpu", seed + 1)
+    x, y = data.normal((6, 1, 8, 8), dtype="float32"), data.integers(0, 4, (6,))
+    for _ in range(steps):
+        model.train_step(x, y)
+    return [np.array(p) for layer in model.layers for p in layer.params.values()]
+
+
+def test_numbas_thread_count_changes_nothing_that_is_computed(monkeypatch):
+    """The default controller runs steps on 2 and on 1 Numba threads (exploration alternates them), with
+    every kernel's parallel loop forced on (threshold 0): the same bits as with the controller off, and
+    BLAS's count is never touched. A parallel loop whose result depended on its thread count (a
+    reduction split over threads) would fail here."""
+    import numba
+
+    from npdl.kernels import numba as numba_kernels
+    from npdl.kernels.numba import activation_backward, bias_activation, im2col, pool, softmax_xent
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    for module in (numba_kernels, activation_backward, bias_activation, im2col, pool, softmax_xent):
+        monkeypatch.setattr(module, "PARALLEL_THRESHOLD", 0)
+    blas = threads.blas_threads()
+    if blas is not None:
+        monkeypatch.setattr(blas, "set", lambda n: pytest.fail(f"BLAS's count set to {n}"))
+    monkeypatch.setenv(threads.ENV, "0")
+    plain = _trained_conv(12)
+    assert threads.stats() == {}
+    monkeypatch.delenv(threads.ENV)
+    adaptive = _trained_conv(12)
+    limit = numba.get_num_threads()
+    assert threads.stats()[1] >= 3 and threads.stats()[limit] >= 3
+    for a, b in zip(plain, adaptive):
+        assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
 
 
 def test_the_controller_changes_nothing_that_is_computed(monkeypatch):

@@ -66,11 +66,12 @@ def timer_for(device):
 
 
 def measure(step, sync=lambda: None, min_seconds: float = 1.5, warmup_seconds: float = 0.3,
-            min_warmup: int = 5, min_reps: int = 10, timer=None) -> dict:
+            min_warmup: int = 10, min_reps: int = 10, timer=None) -> dict:
     """Median and minimum milliseconds of ``step()``.
 
     Warm-up (at least ``min_warmup`` calls and ``warmup_seconds``) absorbs compilation,
-    caches and allocator growth. Each timed call is read by ``timer`` (default
+    caches, allocator growth and, in an npdl training step, the thread-count controller's first
+    tries of each count (:mod:`npdl.kernels.numba.threads`: eight steps on two cores). Each timed call is read by ``timer`` (default
     :class:`WallTimer` ``(sync)``: the call is followed by ``sync()``, a device
     synchronisation on a GPU, so the time is the step's, not its launch's). Steps are
     repeated until ``min_seconds`` of them have been timed.

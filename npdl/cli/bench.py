@@ -84,7 +84,9 @@ def _time_one(w, device, args):
     before = threads.stats()
     with blas_threads(args.blas_threads):
         timing = measure(step, sync, min_seconds=args.min_seconds, timer=timer)
-    timing["threads"] = threads.stats_since(before)  # {"2": steps, "1": steps}; {} unless NPDL_ADAPTIVE_THREADS=1
+    # {"2": steps, "1": steps} by the thread count chosen (Numba's; with NPDL_ADAPTIVE_THREADS=1 BLAS's
+    # too); {} where nothing was chosen (no parallel Numba loop ran, or NPDL_ADAPTIVE_THREADS=0)
+    timing["threads"] = threads.stats_since(before)
     return w, timing, timer.name, graph
 
 

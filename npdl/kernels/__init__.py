@@ -247,10 +247,11 @@ def accelerated(operation: str, on: int = 0):
 def step_threads(key, array):
     """A context manager around one training step on arrays like ``array``, for step site ``key``.
 
-    On NumPy arrays, with kernels on, Numba installed and ``NPDL_ADAPTIVE_THREADS=1``, it sets
-    the BLAS and Numba thread count for the step, chosen from the step times of site ``key``
-    (:mod:`npdl.kernels.numba.threads`); everywhere else it does nothing. Every training step
-    passes here, so the usual answer (switched off) costs a dictionary lookup, not a new object.
+    On NumPy arrays, with kernels on and Numba installed, it sets Numba's thread count for the
+    step (and BLAS's with ``NPDL_ADAPTIVE_THREADS=1``), chosen from the step times of site ``key``
+    (:mod:`npdl.kernels.numba.threads`); with ``NPDL_ADAPTIVE_THREADS=0``, and everywhere else,
+    it does nothing. Every training step passes here, so doing nothing costs a dictionary lookup,
+    not a new object.
     """
     if _forced == "off" or type(array) is not np.ndarray:
         return _NO_STEP_CONTROL

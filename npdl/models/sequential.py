@@ -240,8 +240,8 @@ class Sequential(ModelState):
 
         Running out of GPU memory raises :class:`npdl.errors.GPUOutOfMemoryError` naming the model
         and batch size (the step's cached activations are freed first, so a smaller batch can retry).
-        ``check_finite``: see :meth:`train_step`. With ``NPDL_ADAPTIVE_THREADS=1`` the step's BLAS/Numba
-        thread count is chosen from the step times (:func:`npdl.kernels.step_threads`)."""
+        ``check_finite``: see :meth:`train_step`. The step's Numba thread count (and with
+        ``NPDL_ADAPTIVE_THREADS=1`` BLAS's) is chosen from the step times (:func:`npdl.kernels.step_threads`)."""
         try:
             with kernels.step_threads(("train", id(self), xb.shape), xb):
                 return self._train_batch(xb, yb, check_finite)

@@ -1,24 +1,40 @@
-"""How many threads BLAS and Numba use for one training step, chosen from how fast steps run now.
+"""How many threads Numba (and, if asked, BLAS) use for one training step, chosen from how fast steps run now.
 
-Why: OpenBLAS splits each matrix-vector product and rank-1 update of a small step statically
-over its threads. When another process holds one of the cores, the thread on that core is
-descheduled and the other waits for it at the end of every call. ``npdl bench --workload
-sda_b1`` (batch 1) on a 2-core AMD EPYC (OpenBLAS 0.3.31), median per step:
+Why: a parallel loop or a multi-threaded BLAS call splits its work statically over its threads.
+When another process holds one of the cores, the thread on that core is descheduled and the
+others wait for it at the end of every call. On a 2-core AMD EPYC with one other CPU-bound
+process running, per step (``npdl bench``, one process per reading, five readings each):
 
-=========================  ======  ===========================================
-BLAS and Numba threads     idle    one other CPU-bound process running
-=========================  ======  ===========================================
-2                          2.8 ms  6.9 ms
-1                          4.0 ms  3.6 ms
-=========================  ======  ===========================================
+=======================================  ====================  ==================
+                                         idle                  one busy process
+=======================================  ====================  ==================
+``sda_b128``, Numba's 2 threads          31-33 ms              67-124 ms
+``sda_b128``, Numba held to 1 thread     31-33 ms              61-71 ms
+``sda_b1``, BLAS's 2 threads             2.8 ms                6.9 ms
+``sda_b1``, BLAS held to 1 thread        4.0 ms                3.6 ms
+=======================================  ====================  ==================
 
-Neither count is right in both cases (idle, two cores give more memory bandwidth), and the
-load changes while a run goes on, so :class:`AdaptiveThreads` chooses per step, cheaply.
+Neither count is right in both cases, and the load changes while a run goes on, so
+:class:`AdaptiveThreads` chooses per step, cheaply. What it may change is
+``NPDL_ADAPTIVE_THREADS``'s to say (:func:`mode`):
+
+* **unset (the default): Numba's thread count only.** Every parallel loop of the CPU kernels
+  gives each output element to one iteration (a row, an image's channel plane, an element), so
+  its results are the same bits at any thread count, and so are a run's. (The chunked
+  convolution's workers are Python threads sharing its chunks dynamically: their number does not
+  change, and :mod:`.conv2d` sums the weight gradient in a fixed order.)
+* ``1`` (or ``all``): BLAS's count too. OpenBLAS's results depend on its thread count: three steps
+  of ``mlp_b20``, ``sda_b1`` and ``sda_b128`` on 1 and on 2 threads (the machine above) gave
+  parameters differing by up to 1.5e-8; a matrix product alone by a few float32 ulps. Chosen by
+  timing, the counts -- and so the exact parameters -- differ from run to run, and a resumed run
+  is no longer bit-identical to an uninterrupted one. Hence opt-in.
+* ``0`` (or ``off``): nothing; the counts stay as they are.
 
 The policy, per step site (a model and a batch shape), over the candidates ``[L, L // 2, 1]``
-(``L // 2`` only for ``L >= 4``), where ``L`` is BLAS's thread count in place when the step
-starts (the user's own limit: ``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, ``npdl train
---blas-threads``; with ``L = 1`` nothing is done):
+(``L // 2`` only for ``L >= 4``), where ``L`` is the count in place when the step starts (the
+user's own limit: ``NUMBA_NUM_THREADS``, :func:`numba.set_num_threads`; for BLAS
+``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, ``npdl train --blas-threads``; with ``L = 1``
+nothing is done):
 
 1. explore: the candidates take turns until each has run ``1 + TRIALS`` steps; each one's
    first step is not counted (compilation, cold caches, a thread pool waking up);
@@ -31,17 +47,10 @@ starts (the user's own limit: ``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, ``npd
    two trials renew the other's median.)
 
 The count is set just before the step and the user's count put back just after it (a
-direct call into NumPy's OpenBLAS, ~1 us; only when the step's count differs from it), so
-nothing outside the step -- evaluation, your own code, ``npdl bench``'s ceilings -- ever
-runs with a count it did not ask for. Numba's count (:func:`numba.set_num_threads`, for the
-kernels' ``prange`` loops) follows BLAS's, once Numba's thread pool has started (the
-controller never starts it).
-
-**Off unless asked for** (``NPDL_ADAPTIVE_THREADS=1``): OpenBLAS's results depend on its
-thread count. Three steps of ``mlp_b20``, ``sda_b1`` and ``sda_b128`` on 1 and on 2 threads
-(the machine above) gave parameters differing by up to 1.5e-8; a matrix product alone by a
-few float32 ulps. Chosen by timing, the counts -- and so the exact parameters -- would differ
-from run to run, and a resumed run would no longer be bit-identical to an uninterrupted one.
+direct call, ~1 us; only when the step's count differs from it), so nothing outside the step
+-- evaluation, your own code, ``npdl bench``'s ceilings -- ever runs with a count it did not
+ask for. Numba's count is left alone until Numba's thread pool has started (the controller
+never starts it): a network whose kernels never run a parallel loop is never touched.
 """
 
 from __future__ import annotations
@@ -53,7 +62,8 @@ import time
 
 from ...errors import NpdlError
 
-#: the environment variable that switches the controller on (``1``) or off (``0``, the default)
+#: the environment variable that chooses what the controller adapts: unset (or ``numba``) Numba's
+#: count only, the default; ``1`` (or ``all``) BLAS's and Numba's; ``0`` (or ``off``) nothing
 ENV = "NPDL_ADAPTIVE_THREADS"
 
 #: the step sites remembered at most (the oldest is forgotten first)
@@ -61,21 +71,36 @@ MAX_SITES = 64
 
 
 class AdaptiveThreadsError(NpdlError, ValueError):
-    """``NPDL_ADAPTIVE_THREADS`` holds something other than an integer."""
+    """``NPDL_ADAPTIVE_THREADS`` holds something other than an integer, ``numba``, ``all`` or ``off``."""
+
+
+_WORDS = {"": "numba", "numba": "numba", "all": "all", "off": "off"}
+_parsed: dict = {}  # the variable's value -> its mode (every training step asks)
+
+
+def mode() -> str:
+    """What ``NPDL_ADAPTIVE_THREADS`` asks for: ``"numba"`` (unset: Numba's thread count only, which
+    never changes a result), ``"all"`` (an integer > 0: BLAS's count too) or ``"off"`` (``0``)."""
+    raw = os.environ.get(ENV, "")
+    found = _parsed.get(raw)
+    if found is None:
+        value = raw.strip().lower()
+        found = _WORDS.get(value)
+        if found is None:
+            try:
+                found = "all" if int(value) > 0 else "off"
+            except ValueError:
+                raise AdaptiveThreadsError(
+                    f"{ENV}={raw!r} in the environment is not an integer: leave it unset to choose Numba's "
+                    f"thread count per training step from the step times (the default), set {ENV}=1 to "
+                    f"choose BLAS's count too, or {ENV}=0 to leave both as they are") from None
+        _parsed[raw] = found
+    return found
 
 
 def enabled() -> bool:
-    """Whether ``NPDL_ADAPTIVE_THREADS`` asks for adaptive thread counts (an integer > 0; off if unset)."""
-    value = os.environ.get(ENV, "").strip()
-    if not value:
-        return False
-    try:
-        return int(value) > 0
-    except ValueError:
-        raise AdaptiveThreadsError(
-            f"{ENV}={value!r} in the environment is not an integer: set {ENV}=1 to choose the BLAS/Numba "
-            f"thread count per training step from the step times, or {ENV}=0 (the default) to leave it "
-            "as it is") from None
+    """Whether the controller adapts anything (``NPDL_ADAPTIVE_THREADS`` is not ``0``)."""
+    return mode() != "off"
 
 
 class AdaptiveThreads:
@@ -248,16 +273,32 @@ def blas_threads():
     return _blas
 
 
+class _NumbaOnly(_NumbaThreads):
+    """Numba's thread count as the controller's one count: 1 (nothing to choose) until its pool starts."""
+
+    def get(self):
+        n = super().get()
+        return 1 if n is None else n
+
+
 def controller(key):
-    """The :class:`AdaptiveThreads` of step site ``key`` (made on first use), or None where BLAS's count cannot be set."""
-    site = _sites.get(key)
+    """The :class:`AdaptiveThreads` of step site ``key`` under the current :func:`mode` (made on first
+    use), or None where the counts cannot be set."""
+    m = mode()
+    site = _sites.get((m, key))
     if site is None:
-        blas = blas_threads()
-        if blas is None:
+        if m == "all":
+            blas = blas_threads()
+            if blas is None:
+                return None
+            site = AdaptiveThreads(blas, _NumbaThreads())
+        elif m == "numba":
+            site = AdaptiveThreads(_NumbaOnly(), None)
+        else:
             return None
         if len(_sites) >= MAX_SITES:
             del _sites[next(iter(_sites))]
-        site = _sites[key] = AdaptiveThreads(blas, _NumbaThreads())
+        _sites[(m, key)] = site
     return site
 
 
