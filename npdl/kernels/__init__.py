@@ -253,13 +253,19 @@ def step_threads(key, array):
     it does nothing. Every training step passes here, so doing nothing costs a dictionary lookup,
     not a new object.
     """
+    global _threads
     if _forced == "off" or type(array) is not np.ndarray:
         return _NO_STEP_CONTROL
-    from .numba import threads  # imports nothing heavy: Numba only when switched on
+    if _threads is None:
+        if not numba_available():
+            return _NO_STEP_CONTROL
+        from .numba import threads  # imports nothing heavy: Numba only when a count is set
 
-    if not threads.enabled() or not numba_available():
-        return _NO_STEP_CONTROL
-    return threads.controller(key) or _NO_STEP_CONTROL
+        _threads = threads
+    return _threads.controller(key) or _NO_STEP_CONTROL
+
+
+_threads = None  # npdl.kernels.numba.threads, once a training step has asked for it
 
 
 #: what :func:`step_threads` returns where it does nothing (a ``nullcontext`` can be entered again and again)

@@ -246,13 +246,17 @@ def _find_blas():
 class _NumbaThreads:
     """Numba's thread count (per calling thread), left alone until Numba's thread pool has started."""
 
-    def get(self):
-        import numba
-        from numba.np.ufunc import parallel
+    _numba = _parallel = None  # the modules, imported on first use (every step asks)
 
-        if not getattr(parallel, "_is_initialized", True):
+    def get(self):
+        if self._parallel is None:
+            import numba
+            from numba.np.ufunc import parallel
+
+            _NumbaThreads._numba, _NumbaThreads._parallel = numba, parallel
+        if not getattr(self._parallel, "_is_initialized", True):
             return None  # asking would start the pool; no parallel kernel has run, none needs a count
-        return numba.get_num_threads()
+        return self._numba.get_num_threads()
 
     def set(self, n: int) -> None:
         import numba
@@ -284,7 +288,7 @@ class _NumbaOnly(_NumbaThreads):
 def controller(key):
     """The :class:`AdaptiveThreads` of step site ``key`` under the current :func:`mode` (made on first
     use), or None where the counts cannot be set."""
-    m = mode()
+    m = _parsed.get(os.environ.get(ENV, "")) or mode()
     site = _sites.get((m, key))
     if site is None:
         if m == "all":
