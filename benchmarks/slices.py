@@ -14,7 +14,7 @@ pools (OpenBLAS, OpenMP, XLA) to stop spin-waiting and fall asleep, so that they
 cycles from the next slice.
 
 The worker side (``python benchmarks/slices.py --impl npdl --workload mlp_b20``) builds the
-step, warms it up as :func:`npdl.bench.measure` does, prints one JSON line ``{"ready": ...}``,
+step, warms it up as :func:`npdl.bench.measure` does (:func:`npdl.bench.timing.warm_up`), prints one JSON line ``{"ready": ...}``,
 and then answers each line ``run SECONDS`` from its standard input with a JSON list of step
 times in seconds (at least one step), until ``quit`` or the end of its input.
 """
@@ -59,24 +59,21 @@ def worker(argv=None) -> int:
     args = p.parse_args(argv)
     sys.path.insert(0, ROOT)
     from npdl.bench import parse
-    from npdl.bench.timing import WallTimer
+    from npdl.bench.timing import WallTimer, warm_up
 
     w = parse(args.workload)
     step, sync, version = _build(args.impl, w, args.device)
-    start, n = time.perf_counter(), 0
-    while n < 10 or time.perf_counter() - start < 0.3:  # the warm-up of npdl.bench.measure
-        step()
-        n += 1
-    sync()
+    warm_up(step, sync)  # as npdl.bench.measure warms up
     timer = WallTimer(sync)
     print(json.dumps({"ready": True, "version": version, "batch_size": w.batch_size}), flush=True)
     for line in sys.stdin:
         command = line.split()
         if not command or command[0] == "quit":
             break
-        budget, times = float(command[1]), []
-        while not times or sum(times) < budget:
+        budget, times, total = float(command[1]), [], 0.0
+        while not times or total < budget:
             times.append(timer(step))
+            total += times[-1]
         print(json.dumps(times), flush=True)
     return 0
 

@@ -65,24 +65,35 @@ def timer_for(device):
     return WallTimer(device.synchronize)
 
 
-def measure(step, sync=lambda: None, min_seconds: float = 1.5, warmup_seconds: float = 0.3,
-            min_warmup: int = 10, min_reps: int = 10, timer=None) -> dict:
-    """Median and minimum milliseconds of ``step()``.
+#: warm-up of :func:`measure`: at least this many steps and this many seconds
+MIN_WARMUP, WARMUP_SECONDS = 10, 0.3
 
-    Warm-up (at least ``min_warmup`` calls and ``warmup_seconds``) absorbs compilation,
-    caches, allocator growth and, in an npdl training step, the thread-count controller's first
-    tries of each count (:mod:`npdl.kernels.numba.threads`: eight steps on two cores). Each timed call is read by ``timer`` (default
-    :class:`WallTimer` ``(sync)``: the call is followed by ``sync()``, a device
-    synchronisation on a GPU, so the time is the step's, not its launch's). Steps are
-    repeated until ``min_seconds`` of them have been timed.
-    """
-    timer = WallTimer(sync) if timer is None else timer
+
+def warm_up(step, sync=lambda: None, min_warmup: int = MIN_WARMUP, warmup_seconds: float = WARMUP_SECONDS) -> None:
+    """``step()`` at least ``min_warmup`` times and for at least ``warmup_seconds``, then ``sync()``.
+
+    It absorbs compilation, caches, allocator growth and, in an npdl training step, the
+    thread-count controller's first tries of each count (:mod:`npdl.kernels.numba.threads`:
+    eight steps on two cores)."""
     start = time.perf_counter()
     n = 0
     while n < min_warmup or time.perf_counter() - start < warmup_seconds:
         step()
         n += 1
     sync()
+
+
+def measure(step, sync=lambda: None, min_seconds: float = 1.5, warmup_seconds: float = WARMUP_SECONDS,
+            min_warmup: int = MIN_WARMUP, min_reps: int = 10, timer=None) -> dict:
+    """Median and minimum milliseconds of ``step()``.
+
+    After :func:`warm_up` (``min_warmup``, ``warmup_seconds``), each timed call is read by
+    ``timer`` (default :class:`WallTimer` ``(sync)``: the call is followed by ``sync()``, a
+    device synchronisation on a GPU, so the time is the step's, not its launch's). Steps are
+    repeated until ``min_seconds`` of them have been timed.
+    """
+    timer = WallTimer(sync) if timer is None else timer
+    warm_up(step, sync, min_warmup, warmup_seconds)
     times = []
     total = 0.0
     while total < min_seconds or len(times) < min_reps:

@@ -277,8 +277,8 @@ def backward(dy, cache, need_dx=True, workspace=None):
                         _col2im_any(dcols, dx[s:e], KH, KW, tuple(stride), OH, OW)
 
     run_chunks(work, n_groups)
-    dW2T = dW_bufs[0].reshape(K, C_out).copy()
+    dW2T = dW_bufs[0].reshape(K, C_out)  # the runs' sums added into the first run's buffer, in order
     for g in range(1, n_groups):
         dW2T += dW_bufs[g].reshape(K, C_out)
     db = dy3.sum(axis=(0, 2)) if has_bias else None
-    return dx, np.ascontiguousarray(dW2T.T).reshape(W.shape), db
+    return dx, dW2T.T.copy().reshape(W.shape), db  # a C-ordered copy: the buffer is the workspace's

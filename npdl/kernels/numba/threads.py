@@ -288,7 +288,7 @@ class _NumbaOnly(_NumbaThreads):
 def controller(key):
     """The :class:`AdaptiveThreads` of step site ``key`` under the current :func:`mode` (made on first
     use), or None where the counts cannot be set."""
-    m = _parsed.get(os.environ.get(ENV, "")) or mode()
+    m = mode()
     site = _sites.get((m, key))
     if site is None:
         if m == "all":
