@@ -9,15 +9,21 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
-# OpenBLAS's idle worker threads busy-wait for 2^28 cycles (~0.1 s) after every GEMM before
-# they sleep. A step that alternates GEMMs with Numba kernels or the convolution's own worker
-# threads then runs those on cores shared with a spinning BLAS thread: on 2 cores that made
-# a Keras-CNN step 58 ms instead of 38 (LeNet: 93 instead of 56). 2^20 cycles (~0.3 ms) still
-# keeps the threads awake between the back-to-back GEMMs of a small dense step (MLP step time
-# unchanged). OpenBLAS reads the variable once, when it loads, i.e. when NumPy is first
-# imported: set it (or import npdl) before importing NumPy; a value set by the user is kept.
+# OpenBLAS's idle worker threads busy-wait for 2^28 cycles (~0.1 s) after every BLAS call before
+# they sleep. A step that alternates BLAS calls with Numba kernels, Python code or the
+# convolution's own worker threads then runs those on cores shared with a spinning BLAS thread:
+# on 2 cores that made a Keras-CNN step 58 ms instead of 38 (LeNet: 93 instead of 56). When
+# another process competes for the cores, a shorter spin still costs: 2^20 cycles (~0.3 ms)
+# outlast the gaps between a small step's BLAS calls, and with one busy process on 2 cores the
+# MLP step took 3.9-5.3 ms and the SdA step at batch 1 7.5-8.3 ms, against 2.3-2.5 and 4.4-5.4 ms
+# with 2^4 cycles, the least OpenBLAS accepts (its threads sleep as soon as they are idle); idle,
+# the two took the same time, within 5%, except the autoencoder at batch 1, 10% slower with 2^4
+# (benchmarks/env_ab.py; benchmarks/results/2026-12-03-cpu-idle-spin.md). The spin changes no
+# result: how OpenBLAS splits its work does not depend on it. OpenBLAS reads the variable once,
+# when it loads, i.e. when NumPy is first imported: set it (or import npdl) before importing
+# NumPy; a value set by the user is kept.
 if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import backend, init, kernels, layers, losses  # noqa: E402
 from .backend import Generator, get_device, manual_seed, to_device, to_numpy  # noqa: E402

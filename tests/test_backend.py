@@ -106,7 +106,7 @@ def test_import_sets_openblas_idle_spin_unless_user_set_it():
     code = "import os, npdl; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.strip() == "20"
+    assert out.stdout.strip() == "4"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(env, OPENBLAS_THREAD_TIMEOUT="7"))
     assert out.stdout.strip() == "7"
