@@ -15,9 +15,9 @@ import sys as _sys
 # on 2 cores that made a Keras-CNN step 58 ms instead of 38 (LeNet: 93 instead of 56). When
 # another process competes for the cores, a shorter spin still costs: 2^20 cycles (~0.3 ms)
 # outlast the gaps between a small step's BLAS calls, and with one busy process on 2 cores the
-# MLP step took 3.9-5.3 ms and the SdA step at batch 1 7.5-8.3 ms, against 2.3-2.5 and 4.4-5.4 ms
-# with 2^4 cycles, the least OpenBLAS accepts (its threads sleep as soon as they are idle); idle,
-# the two took the same time, within 5%, except the autoencoder at batch 1, 10% slower with 2^4
+# SdA step at batch 1 took 7.4-8.0 ms and the autoencoder's 2.1-5.3 ms, against 3.8-4.9 and
+# 1.5-1.9 ms with 2^4 cycles, the least OpenBLAS accepts (its threads sleep as soon as they are
+# idle); idle, 2^4 was at most 5% slower, but for the autoencoder at batch 1, 2-14% slower
 # (benchmarks/env_ab.py; benchmarks/results/2026-12-03-cpu-idle-spin.md). The spin changes no
 # result: how OpenBLAS splits its work does not depend on it. OpenBLAS reads the variable once,
 # when it loads, i.e. when NumPy is first imported: set it (or import npdl) before importing
