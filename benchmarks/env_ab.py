@@ -19,10 +19,9 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 from run import Load, _env, machine  # benchmarks/run.py
-from slices import GAP_S, Worker  # benchmarks/slices.py
+from slices import Worker, take_turns  # benchmarks/slices.py
 
 
 def time_pair(workload: str, envs: dict, seconds: float, slice_s: float) -> dict:
@@ -31,13 +30,7 @@ def time_pair(workload: str, envs: dict, seconds: float, slice_s: float) -> dict
     try:
         for label, env in envs.items():  # started one at a time: no start-up overlaps a timing
             workers[label] = Worker("npdl", workload, "cpu", env)
-        order = list(workers.values())
-        cycles = max(1, round(seconds / slice_s))
-        for cycle in range(cycles):
-            shift = cycle % len(order)
-            for worker in order[shift:] + order[:shift]:
-                time.sleep(GAP_S)
-                worker.run(seconds / cycles)
+        take_turns(list(workers.values()), seconds, slice_s)
     finally:
         for worker in workers.values():
             worker.close()

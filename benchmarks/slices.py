@@ -114,6 +114,19 @@ class Worker:
             self.proc.wait()
 
 
+def take_turns(workers, seconds: float, slice_s: float) -> int:
+    """Let the started ``workers`` run in turns of about ``slice_s`` seconds (``seconds`` split into a
+    whole number of slices, at least one) until each has run ``seconds``, the first of cycle ``c``
+    being ``workers[c % len(workers)]``; returns the number of cycles."""
+    cycles = max(1, round(seconds / slice_s))
+    for cycle in range(cycles):
+        shift = cycle % len(workers)
+        for worker_ in workers[shift:] + workers[:shift]:
+            time.sleep(GAP_S)
+            worker_.run(seconds / cycles)
+    return cycles
+
+
 def time_sliced(impls, workload, device, seconds: float, slice_s: float, env) -> dict:
     """``{impl: {"median_ms", "min_ms", "reps", "version", "slices", "batch_size"}}``: the
     implementations of ``workload`` timed in turns of about ``slice_s`` seconds (``seconds`` split
@@ -131,12 +144,7 @@ def time_sliced(impls, workload, device, seconds: float, slice_s: float, env) ->
                 errors.append(str(exc))
         if not workers:
             raise RuntimeError("\n".join(errors))
-        cycles = max(1, round(seconds / slice_s))
-        for cycle in range(cycles):
-            shift = cycle % len(workers)
-            for worker_ in workers[shift:] + workers[:shift]:
-                time.sleep(GAP_S)
-                worker_.run(seconds / cycles)
+        cycles = take_turns(workers, seconds, slice_s)
     finally:
         for worker_ in workers:
             worker_.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -34,7 +35,7 @@ class FakeWorker:
 def fake(monkeypatch):
     FakeWorker.log = []
     monkeypatch.setattr(env_ab, "Worker", FakeWorker)
-    monkeypatch.setattr(env_ab, "GAP_S", 0.0)
+    monkeypatch.setattr(sys.modules[env_ab.take_turns.__module__], "GAP_S", 0.0)
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")  # the caller's own value reaches neither side
     return FakeWorker
 
