@@ -664,3 +664,43 @@ def test_lstm_kernel_dispatch_on_the_cpu():
                       L.lstm_backward_sequence.definition(None, dy[:, -1], gates, tanh_cs, cs, Wh, 2), "float64",
                       "backward through the dispatch")
     assert fast.forward_sequence(Z_in.astype("float32"), Wh, h0, c0) is NotImplemented
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm_cell"])
+@pytest.mark.parametrize("trunc", [None, 2])
+def test_float32_loops_in_one_numba_call_give_the_python_loops_bits(cell, trunc, monkeypatch):
+    """Where NumPy's CBLAS can be called directly, the float32 loops are one Numba call each that calls
+    ``cblas_sgemm`` itself; without it, the same loops step in Python and call NumPy's ``matmul``. Both
+    reach the same sgemm with the same arguments, so the results are the same bits: states, caches and
+    every gradient, from every step's output gradient (a strided view) or the last one's."""
+    import importlib
+
+    fast = importlib.import_module(f"npdl.kernels.numba.{cell}")
+    if fast.sgemm() is None:
+        pytest.skip("no CBLAS found in NumPy's BLAS")
+    T, N, H = 6, 5, 7
+    K = 4 * H if cell == "lstm_cell" else H
+    Z_in, Wh, dy, h0, c0 = _rnn_inputs(np.random.default_rng(7), T, N, H, K, "float32")
+    first = (h0, c0) if cell == "lstm_cell" else (h0,)
+
+    def run():
+        fwd = fast.forward_sequence(Z_in, Wh, *first)
+        fwd = fwd if cell == "lstm_cell" else (fwd[0],)
+        caches = (fwd[2], fwd[3], fwd[1]) if cell == "lstm_cell" else (fwd[0], list(fwd[0][1:]))
+        extra = (Wh, trunc) if cell == "lstm_cell" else (Wh, "tanh", trunc)
+        bwd = [fast.backward_sequence(dy_seq, dy_last, *caches, *extra)
+               for dy_seq, dy_last in ((dy.transpose(1, 0, 2), None), (None, dy[:, -1]))]
+        return [*fwd, *bwd[0], *bwd[1]]
+
+    calls = []
+    for name in ("_forward32", "_backward32"):
+        compiled = getattr(fast, name)
+        monkeypatch.setattr(fast, name, lambda *a, _f=compiled, _n=name: calls.append(_n) or _f(*a))
+    one_call = run()
+    assert calls == ["_forward32", "_backward32", "_backward32"]
+    monkeypatch.setattr(fast, "sgemm", lambda: None)
+    per_step = run()
+    assert len(calls) == 3 and len(one_call) == len(per_step)
+    for i, (a, b) in enumerate(zip(one_call, per_step)):
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b, err_msg=f"{cell} result {i}")

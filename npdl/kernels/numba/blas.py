@@ -89,6 +89,12 @@ def available() -> bool:
     return bool(functions())
 
 
+def sgemm():
+    """The ``cblas_sgemm`` of NumPy's BLAS as a ctypes function (Numba's compiled loops can call it:
+    :mod:`.simple_rnn`, :mod:`.lstm_cell`), or None where no usable CBLAS was found."""
+    return functions().get("float32")
+
+
 def _as_op(X):
     """``(trans, ld)`` so that BLAS reads ``X`` (row-major) as given, or None if its layout does not fit."""
     item = X.itemsize

@@ -14,6 +14,13 @@ In float32 the forward step's elementwise work is one Numba call (:func:`_step32
 vectorised float32 tanh of :mod:`.fast_tanh` (NumPy's float32 tanh is a scalar loop on CPUs
 without AVX-512, 7 ns per element on a 2-core AMD EPYC): per step one GEMM and one Numba pass.
 float64 (the gradient checks) keeps NumPy's tanh.
+
+In float32, where NumPy's BLAS can be called directly (:mod:`.blas`), each loop over steps is one
+Numba call (:func:`_forward32`, :func:`_backward32`) that calls the same ``cblas_sgemm`` NumPy's
+``matmul`` calls, with the same arguments: the same bits as the loop in Python, without a Python
+iteration, four views and a Numba dispatch of eight arrays per step. On a 2-core AMD EPYC (Zen 1)
+at N = 50, H = 20, T = 20 that took the forward loop from 0.56 to 0.44 ms and the backward loop from
+0.44 to 0.33 ms.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, sgemm
 from .fast_tanh import tanh32
 
 
@@ -77,6 +85,40 @@ def _step32(z, z_in, scale, offset, c_prev, c, tc, h):
             h[n, j] = z[n, 3 * H + j] * t
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _forward32(gemm, Z_in, Wh, scale, offset, hs, cs, gates, tanh_cs):
+    """The float32 forward loop: per step ``gates[t] = hs[t] @ Wh`` (``gemm``: ``cblas_sgemm``), then
+    :func:`_step32`. All arrays C-contiguous; ``hs[0]``, ``cs[0]`` hold ``h0``, ``c0``."""
+    T, N, K = Z_in.shape
+    H = K // 4
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for t in range(T):
+        z = gates[t]
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, N, K, H, one, hs[t].ctypes.data, H, Wh.ctypes.data, K, zero,
+             z.ctypes.data, K)
+        _step32(z, Z_in[t], scale, offset, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
+
+
+@numba.njit(cache=True)
+def _backward32(gemm, dy_seq, has_dy, gates, tanh_cs, cs, Wh, dZ, dh, dc, truncate):
+    """The float32 backward loop from ``t = T - 1`` down: :func:`_backward` into ``dZ[t]`` (``dc``
+    updated in place), then ``dh = dZ[t] @ Wh^T`` (``gemm``, ``Wh`` read transposed), or ``dh = dc = 0``
+    where a chunk of ``truncate`` steps starts (``truncate`` 0: none). ``dy_seq`` is read only with
+    ``has_dy``."""
+    T, N, K = gates.shape
+    H = K // 4
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for t in range(T - 1, -1, -1):
+        dz = dZ[t]
+        _backward(dh, dy_seq[t] if has_dy else dh, dc, gates[t], tanh_cs[t], cs[t], dz, has_dy)
+        if truncate > 0 and t > 0 and t % truncate == 0:
+            dh[...] = 0.0
+            dc[...] = 0.0
+        else:
+            gemm(ROW_MAJOR, NO_TRANS, TRANS, N, H, K, one, dz.ctypes.data, K, Wh.ctypes.data, K, zero,
+                 dh.ctypes.data, H)
+
+
 def _served(*arrays):
     """One float dtype for all (what the layers pass); anything else is the definition's."""
     dtype = arrays[0].dtype
@@ -101,6 +143,10 @@ def forward_sequence(Z_in, Wh, h0, c0):
     if dtype == np.float32:
         scale, offset = np.full(K, 0.5, dtype), np.full(K, 0.5, dtype)
         scale[2 * H:3 * H], offset[2 * H:3 * H] = 1.0, 0.0
+        gemm = sgemm()
+        if gemm is not None and Z_in.flags.c_contiguous and Wh.flags.c_contiguous:
+            _forward32(gemm, Z_in, Wh, scale, offset, hs, cs, gates, tanh_cs)
+            return hs, cs, gates, tanh_cs
         for t in range(T):
             np.matmul(hs[t], Wh, out=gates[t])
             _step32(gates[t], Z_in[t], scale, offset, cs[t], cs[t + 1], tanh_cs[t], hs[t + 1])
@@ -130,8 +176,13 @@ def backward_sequence(dy_seq, dy_last, gates, tanh_cs, cs, Wh, bptt_truncate=Non
     dh, dc = np.zeros((N, H), gates.dtype), np.zeros((N, H), gates.dtype)
     if dy_last is not None:
         dh[...] = dy_last
-    WhT = Wh.T
     has_dy = dy_seq is not None
+    gemm = sgemm() if gates.dtype == np.float32 else None
+    if gemm is not None and all(a.flags.c_contiguous for a in (gates, tanh_cs, cs, Wh)):
+        _backward32(gemm, dy_seq if has_dy else dZ, has_dy, gates, tanh_cs, cs, Wh, dZ, dh, dc,
+                    int(bptt_truncate or 0))
+        return dZ, dh, dc
+    WhT = Wh.T
     for t in range(T - 1, -1, -1):
         _backward(dh, dy_seq[t] if has_dy else dh, dc, gates[t], tanh_cs[t], cs[t], dZ[t], has_dy)
         if bptt_truncate and t > 0 and t % int(bptt_truncate) == 0:
