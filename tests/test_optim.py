@@ -379,3 +379,25 @@ def test_a_refused_step_changes_nothing():
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
     assert opt.iterations == 0
+
+
+def test_sgd_applies_factor_gradients_last_parameter_first_with_the_same_result(monkeypatch):
+    """Plain SGD applies gradients left as factors (ProductGrad) last parameter first, so the first
+    layer's weights, which the next forward reads first, are the last written; each update is the
+    same as applied alone: W - lr (A^T B + 2 l2 W), against a float64 formula."""
+    from npdl.deferred import ProductGrad
+    from npdl.optim import sgd
+
+    rng = np.random.default_rng(3)
+    names = ["0.W", "1.W", "2.W"]
+    params = {k: rng.standard_normal((4 + i, 3 + i)) for i, k in enumerate(names)}
+    factors = {k: (rng.standard_normal((5, 4 + i)), rng.standard_normal((5, 3 + i))) for i, k in enumerate(names)}
+    want = {k: params[k] - 0.1 * (factors[k][0].T @ factors[k][1] + 2 * 0.01 * params[k]) for k in names}
+    order, real = [], sgd.gemm_update_sum
+    monkeypatch.setattr(sgd, "gemm_update_sum",
+                        lambda C, pairs, alpha, beta=1.0: order.append(C.shape) or real(C, pairs, alpha, beta))
+    optim.SGD(lr=0.1).step(params, {k: ProductGrad([factors[k]]) for k in names},
+                           penalties={k: (0.0, 0.01) for k in names})
+    assert order == [params[k].shape for k in reversed(names)]
+    for k in names:
+        np.testing.assert_allclose(params[k], want[k], rtol=1e-12, atol=1e-12)
