@@ -232,8 +232,8 @@ class Optimizer:
         # Last parameter first: the parameters come in the model's order, so the first layer's weights
         # are written last and the next forward, which starts with them, finds them still in cache. At
         # batch 1 the weights are most of the step's memory traffic: on a 2-core AMD EPYC (8 MB L3)
-        # sda_b1's step took 0.90-0.95 of the time with this order, da_b1's 0.93-0.98 (alternating
-        # slices); the updates are independent of one another, so the order changes no result.
+        # sda_b1's step took 0.90-0.95 of the time with this order (alternating slices, 3 rounds); the
+        # updates are independent of one another, so the order changes no result.
         for name, p, g, l1_term, l2 in reversed(by_factors):
             # G = A^T B + l1 sign(p) + 2 l2 p, and decoupled decay: one GEMM with beta, then the L1 term
             beta = 1.0 - lr * (2.0 * l2 + (self.weight_decay if decays(name) else 0.0))
