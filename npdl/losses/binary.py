@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from .. import backend, checks
+from .. import backend, checks, kernels
 from .base import Loss, check_reduction, reduce, reduce_scale
 
 
+@kernels.accelerated("bce_logits.forward")
 def bce_logits_forward(z, t, reduction="mean"):
     r"""Cross-entropy of $\sigma(z)$ against targets $t$ in [0, 1], from the logits.
 
     Per element $l = -(t \log s + (1 - t) \log(1 - s))$ with $s = \sigma(z)$, which
     simplifies to $l = \max(z, 0) - z t + \log(1 + e^{-|z|})$: no exp overflows and
     no log of 0, for any $z$. Shapes: ``z``, ``t`` equal, any rank.
-    Cache: ``(z, t, scale)``.
+    Cache: ``(z, t, scale)``. The named operation ``bce_logits.forward``
+    (``npdl/kernels/numba/bce_logits.py``: float32 on the CPU, with a vectorised ``log1p(exp(-|z|))``).
     """
     xp = backend.namespace(z, t)
     elementwise = xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
     return reduce(xp, elementwise, reduction), (z, t, reduce_scale(z.shape, reduction))
 
 
+@kernels.accelerated("bce_logits.backward", on=1)
 def bce_logits_backward(dloss, cache):
     r"""$\frac{\partial l}{\partial z} = s - t$ (the sigmoid's slope $s (1 - s)$ cancels the log's
     $\frac{1}{s}$ and $\frac{1}{1 - s}$), so $dz = dloss \cdot scale \cdot (\sigma(z) - t)$."""
