@@ -10,7 +10,7 @@ The definitions' operations in their order, each element read once::
 with ``softplus_neg32(a) = log(1 + exp(-a))`` of :mod:`.fast_softplus` (within 4 units in the
 last place) and ``tanh32`` of :mod:`.fast_tanh` (within 7), where the definitions call NumPy's
 ``log1p``, ``exp`` and ``tanh``: scalar loops in float32 on CPUs without AVX-512. The reduction
-is NumPy's own, as in the definition. On the dA's loss (20 x 784 logits, a 2-core AMD EPYC with
+is the definition's own (:func:`npdl.losses.base.reduce`). On the dA's loss (20 x 784 logits, a 2-core AMD EPYC with
 AVX2) the forward took 0.10 ms against 0.32 ms, the backward 0.045 ms against 0.14 ms.
 
 Declined (``NotImplemented``: the definition runs): anything but C-contiguous float32 NumPy
@@ -23,6 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ...losses.base import REDUCTIONS, reduce, reduce_scale
 from .fast_softplus import softplus_neg32
 from .fast_tanh import tanh32
 
@@ -47,26 +48,13 @@ def _fits(z, t) -> bool:
             and z.shape == t.shape and z.flags.c_contiguous and t.flags.c_contiguous)
 
 
-def _scale(z, reduction) -> float:
-    """The definition's ``reduce_scale``: d(reduced loss)/d(each element)."""
-    if reduction == "mean":
-        return 1.0 / z.size
-    return 1.0 / int(z.shape[0]) if reduction == "batch_mean" else 1.0
-
-
 def forward(z, t, reduction="mean"):
     """``(loss, (z, t, scale))`` as the definition."""
-    if not _fits(z, t) or reduction not in ("mean", "batch_mean", "sum") or z.ndim == 0 or z.size == 0:
+    if not _fits(z, t) or reduction not in REDUCTIONS or z.ndim == 0 or z.size == 0:
         return NotImplemented
     out = np.empty_like(z)
     _elementwise(z.reshape(-1), t.reshape(-1), out.reshape(-1))
-    if reduction == "mean":
-        loss = np.mean(out)
-    elif reduction == "batch_mean":
-        loss = np.sum(out) / out.shape[0]
-    else:
-        loss = np.sum(out)
-    return loss, (z, t, _scale(z, reduction))
+    return reduce(np, out, reduction), (z, t, reduce_scale(z.shape, reduction))
 
 
 def backward(dloss, cache):
