@@ -14,9 +14,12 @@ pools (OpenBLAS, OpenMP, XLA) to stop spin-waiting and fall asleep, so that they
 cycles from the next slice.
 
 The worker side (``python benchmarks/slices.py --impl npdl --workload mlp_b20``) builds the
-step, warms it up as :func:`npdl.bench.measure` does (:func:`npdl.bench.timing.warm_up`), prints one JSON line ``{"ready": ...}``,
-and then answers each line ``run SECONDS`` from its standard input with a JSON list of step
-times in seconds (at least one step), until ``quit`` or the end of its input.
+step (npdl's worker first keeps freed memory in the heap, :func:`npdl.cli.memory.retain_freed_memory`,
+as ``npdl bench`` and ``npdl train`` do, so that ``run.py``'s two ways of timing see the same step),
+warms it up as :func:`npdl.bench.measure` does (:func:`npdl.bench.timing.warm_up`), prints one
+JSON line ``{"ready": ...}``, and then answers each line ``run SECONDS`` from its standard
+input with a JSON list of step times in seconds (at least one step), until ``quit`` or the end
+of its input.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def _build(impl, w, device):
     """``(step, sync, version)`` of ``impl`` for workload ``w``."""
     if impl == "npdl":
         from npdl.bench.npdl_step import npdl_step
+        from npdl.cli.memory import retain_freed_memory
 
+        retain_freed_memory()  # as `npdl bench` (run.py --slices 0) and `npdl train` do as they start
         step, sync = npdl_step(w, device)
         import npdl
 

@@ -93,3 +93,17 @@ def test_the_worker_answers_each_run_with_step_times():
     ready, first, second = [json.loads(line) for line in done.stdout.splitlines()]
     assert ready["ready"] is True and ready["batch_size"] == 2
     assert sum(first) >= 0.01 and len(second) == 1  # a budget of 0 still runs one step
+
+
+def test_the_npdl_worker_keeps_freed_memory_as_npdl_bench_does(monkeypatch):
+    """run.py times npdl through ``npdl bench`` with ``--slices 0`` and through this worker by default:
+    both must set the heap as ``npdl bench`` does, or the two ways time different steps."""
+    import npdl.cli.memory
+    from npdl.bench import parse
+
+    calls = []
+    monkeypatch.setattr(npdl.cli.memory, "retain_freed_memory", lambda *a, **k: calls.append(a) or True)
+    step, sync, version = slices._build("npdl", parse("mlp_b2"), "cpu")
+    step()
+    sync()
+    assert calls == [()] and version.startswith("npdl ")
