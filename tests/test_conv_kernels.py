@@ -134,6 +134,43 @@ def test_chunked_conv_matches_the_definition(case, chunk, dtype, monkeypatch):
     np.testing.assert_allclose(_off(conv.conv2d_backward, dy, cache)[1], dW_ref, **_tol(dtype))
 
 
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("chunk", [50, 1 << 18])
+def test_float32_chunks_in_one_numba_call_give_the_python_steps_bits(case, chunk, monkeypatch):
+    """Where NumPy's CBLAS can be called directly, each float32 chunk (a run of chunks backward) is one
+    Numba call that calls ``cblas_sgemm`` itself; without it, the chunk steps in Python and calls
+    ``np.matmul``. Both reach the same sgemm with the same arguments: the same bits, every output."""
+    if numba_conv2d.sgemm() is None:
+        pytest.skip("no CBLAS found in NumPy's BLAS")
+    x_shape, w_shape, stride, padding, bias = case
+    monkeypatch.setattr(numba_conv2d, "CHUNK_ELEMENTS", chunk)
+    rng = np.random.default_rng(sum(x_shape) + chunk + 1)
+    x, W = rng.standard_normal(x_shape).astype("float32"), rng.standard_normal(w_shape).astype("float32")
+    b = rng.standard_normal(w_shape[0]).astype("float32") if bias else None
+    calls = []
+    for name in ("_forward_chunk32", "_backward_run32"):
+        compiled = getattr(numba_conv2d, name)
+        monkeypatch.setattr(numba_conv2d, name, lambda *a, _f=compiled, _n=name: calls.append(_n) or _f(*a))
+
+    def run():
+        y, cache = numba_conv2d.forward(x, W, b, stride, padding, {})
+        dy = np.random.default_rng(3).standard_normal(y.shape).astype("float32")
+        return [y, *numba_conv2d.backward(dy, cache, True, {}), numba_conv2d.backward(dy, cache, False, {})[1]]
+
+    one_call = run()
+    assert set(calls) == {"_forward_chunk32", "_backward_run32"}
+    monkeypatch.setattr(numba_conv2d, "sgemm", lambda: None)
+    count = len(calls)
+    per_chunk = run()
+    assert len(calls) == count  # the fallback ran
+    for i, (a, b_) in enumerate(zip(one_call, per_chunk)):
+        if a is None:
+            assert b_ is None
+            continue
+        assert a.dtype == np.float32
+        np.testing.assert_array_equal(a, b_, err_msg=f"result {i}")
+
+
 def test_chunked_conv_workspace_never_changes_the_result():
     rng = np.random.default_rng(1)
     x, W, b = rng.standard_normal((4, 2, 8, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
