@@ -25,7 +25,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
-from npdl.bench.timing import cpu_name  # noqa: E402
+from npdl.bench.timing import cpu_features, cpu_name  # noqa: E402
 from npdl.bench.workloads import parse  # noqa: E402
 
 NINE = "mlp_b20,sda_b1,sda_b128,da_b1,da_b20,lenet_b500,kcnn_b64,rnn_b50,lstm_b50"
@@ -42,13 +42,15 @@ def profile(workload: str, steps: int, device: str) -> dict:
 
 
 def page(results: list, command: str, steps: int) -> str:
+    features = cpu_features()  # family/model and SIMD flags: the model name alone does not say which kernels ran
+    cpu = f"{cpu_name()} ({features})" if features else cpu_name()
     lines = ["# Where a step's time goes", "",
              f"Each workload's training step split into its parts by `npdl bench --profile` (median of {steps} "
              "steps per part, float32, default threads). Written by `benchmarks/profiles.py`; the parts are "
              "timed one by one, so their sum is a little above the step time `npdl bench` reports. A dense "
              "layer's weight gradient is applied by plain SGD from its factors in one GEMM "
              "([Training](training.md)), so that product is in \"optimizer step\", not in the layer's backward.", "",
-             f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
              f"{datetime.date.today().isoformat()}. Command: `{command}`.", ""]
     for r in results:
         total = r["sum_ms"]

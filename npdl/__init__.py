@@ -22,8 +22,35 @@ import sys as _sys
 # result: how OpenBLAS splits its work does not depend on it. OpenBLAS reads the variable once,
 # when it loads, i.e. when NumPy is first imported: set it (or import npdl) before importing
 # NumPy; a value set by the user is kept.
+#
+# With NPDL_ADAPTIVE_THREADS=1 the training step also chooses BLAS's thread count from the step
+# times (npdl.kernels.numba.threads), and under load it runs BLAS on one thread, so that no BLAS
+# thread is left to spin against the other process. The spin then costs nothing under load and
+# saves waking the threads between a step's BLAS calls when idle, so import npdl then sets 2^20
+# cycles: on a 2-core AMD EPYC Zen 4, 2^20 against 2^4 in alternating slices (benchmarks/env_ab.py, three
+# rounds) was 0.84-0.98x per step idle (mlp_b20, sda_b1, da_b20, sda_b128) and 0.97-1.02x with
+# one busy process (the same and da_b1). Without the adaptive BLAS count, 2^20 was 0.71-0.98x
+# idle, but 2^18 was up to 3.8x under load (sda_b1): hence 2^4 by default.
+_SPIN_CYCLES_LOG2 = {"numba": "4", "all": "20"}
+
+
+def _adaptive_threads_mode(raw: str) -> str:
+    """What ``NPDL_ADAPTIVE_THREADS=raw`` asks for, as :func:`npdl.kernels.numba.threads.mode` reads
+    it (``"numba"``, ``"all"`` or ``"off"``; a value it would reject counts as ``"numba"`` here, where
+    NumPy must not be imported yet: the training step reports it)."""
+    value = raw.strip().lower()
+    if value in ("", "numba", "all", "off"):
+        return value or "numba"
+    try:
+        return "all" if int(value) > 0 else "off"
+    except ValueError:
+        return "numba"
+
+
 if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    _mode = _adaptive_threads_mode(_os.environ.get("NPDL_ADAPTIVE_THREADS", ""))
+    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _SPIN_CYCLES_LOG2.get(_mode, "4"))
+    del _mode
 
 from . import backend, init, kernels, layers, losses  # noqa: E402
 from .backend import Generator, get_device, manual_seed, to_device, to_numpy  # noqa: E402

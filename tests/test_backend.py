@@ -115,6 +115,35 @@ def test_import_sets_openblas_idle_spin_unless_user_set_it():
     assert out.stdout.strip() == "None"
 
 
+def test_import_lets_blas_threads_spin_when_the_step_chooses_their_count():
+    """With ``NPDL_ADAPTIVE_THREADS`` handing BLAS's thread count to the training step, ``import npdl``
+    sets the longer spin (2^20 cycles); with the default, ``0`` or ``off``, the short one; a user's
+    value is kept either way."""
+    import subprocess
+    import sys
+
+    code = "import os, npdl; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "NPDL_ADAPTIVE_THREADS")}
+    seen = {}
+    for value in ("1", "all", "0", "off", "numba"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env=dict(env, NPDL_ADAPTIVE_THREADS=value))
+        seen[value] = out.stdout.strip()
+    assert seen == {"1": "20", "all": "20", "0": "4", "off": "4", "numba": "4"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(env, NPDL_ADAPTIVE_THREADS="1", OPENBLAS_THREAD_TIMEOUT="9"))
+    assert out.stdout.strip() == "9"
+
+
+@pytest.mark.parametrize("value", ["", "1", "2", " All ", "all", "0", "-1", "off", "OFF", "numba", " 3 "])
+def test_the_import_reads_npdl_adaptive_threads_as_the_step_does(monkeypatch, value):
+    """The reading ``import npdl`` makes before NumPy loads agrees with the training step's own."""
+    from npdl.kernels.numba import threads
+
+    monkeypatch.setenv("NPDL_ADAPTIVE_THREADS", value)
+    assert npdl._adaptive_threads_mode(value) == threads.mode()
+
+
 def test_row_major_copies_only_column_major_numpy_arrays():
     x = np.arange(12.0, dtype=np.float32).reshape(3, 4)
     assert backend.row_major(x) is x
