@@ -28,9 +28,13 @@ def rows(name: str) -> list[dict]:
 
 
 def machine(records: list[dict]) -> str:
-    """The machine of a results file, from its ``cpu``/``cores`` (and ``device_name``) columns."""
-    cpus = sorted({f"{r.get('cpu', '?')}, {r.get('cores', '?')} cores" for r in records})
-    return "; ".join(cpus)
+    """The machine of a results file, from its ``cpu``/``cores`` columns, with the CPU's family, model
+    and features where the file has them (``cpu_features``)."""
+    def one(r):
+        features = r.get("cpu_features")
+        return f"{r.get('cpu', '?')}" + (f" ({features})" if features else "") + f", {r.get('cores', '?')} cores"
+
+    return "; ".join(sorted({one(r) for r in records}))
 
 
 def versions(records: list[dict]) -> str:
