@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 import os as _os
 import sys as _sys
 
+from . import threads_env as _threads_env  # imports nothing else: NumPy is not loaded yet
+
 # OpenBLAS's idle worker threads busy-wait for 2^28 cycles (~0.1 s) after every BLAS call before
 # they sleep. A step that alternates BLAS calls with Numba kernels, Python code or the
 # convolution's own worker threads then runs those on cores shared with a spinning BLAS thread:
@@ -35,20 +37,14 @@ _SPIN_CYCLES_LOG2 = {"numba": "4", "all": "20"}
 
 
 def _adaptive_threads_mode(raw: str) -> str:
-    """What ``NPDL_ADAPTIVE_THREADS=raw`` asks for, as :func:`npdl.kernels.numba.threads.mode` reads
-    it (``"numba"``, ``"all"`` or ``"off"``; a value it would reject counts as ``"numba"`` here, where
-    NumPy must not be imported yet: the training step reports it)."""
-    value = raw.strip().lower()
-    if value in ("", "numba", "all", "off"):
-        return value or "numba"
-    try:
-        return "all" if int(value) > 0 else "off"
-    except ValueError:
-        return "numba"
+    """What ``NPDL_ADAPTIVE_THREADS=raw`` asks for (:func:`npdl.threads_env.parse`); a value the training
+    step would reject counts as ``"numba"`` here, where NumPy must not be imported yet: the step
+    reports it."""
+    return _threads_env.parse(raw) or "numba"
 
 
 if "numpy" not in _sys.modules:
-    _mode = _adaptive_threads_mode(_os.environ.get("NPDL_ADAPTIVE_THREADS", ""))
+    _mode = _adaptive_threads_mode(_os.environ.get(_threads_env.ENV, ""))
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _SPIN_CYCLES_LOG2.get(_mode, "4"))
     del _mode
 

@@ -61,10 +61,8 @@ import statistics
 import time
 
 from ...errors import NpdlError
+from ...threads_env import ENV, parse
 
-#: the environment variable that chooses what the controller adapts: unset (or ``numba``) Numba's
-#: count only, the default; ``1`` (or ``all``) BLAS's and Numba's; ``0`` (or ``off``) nothing
-ENV = "NPDL_ADAPTIVE_THREADS"
 
 #: the step sites remembered at most (the oldest is forgotten first)
 MAX_SITES = 64
@@ -74,7 +72,6 @@ class AdaptiveThreadsError(NpdlError, ValueError):
     """``NPDL_ADAPTIVE_THREADS`` holds something other than an integer, ``numba``, ``all`` or ``off``."""
 
 
-_WORDS = {"": "numba", "numba": "numba", "all": "all", "off": "off"}
 _parsed: dict = {}  # the variable's value -> its mode (every training step asks)
 
 
@@ -84,16 +81,12 @@ def mode() -> str:
     raw = os.environ.get(ENV, "")
     found = _parsed.get(raw)
     if found is None:
-        value = raw.strip().lower()
-        found = _WORDS.get(value)
+        found = parse(raw)
         if found is None:
-            try:
-                found = "all" if int(value) > 0 else "off"
-            except ValueError:
-                raise AdaptiveThreadsError(
-                    f"{ENV}={raw!r} in the environment is not an integer: leave it unset to choose Numba's "
-                    f"thread count per training step from the step times (the default), set {ENV}=1 to "
-                    f"choose BLAS's count too, or {ENV}=0 to leave both as they are") from None
+            raise AdaptiveThreadsError(
+                f"{ENV}={raw!r} in the environment is not an integer: leave it unset to choose Numba's "
+                f"thread count per training step from the step times (the default), set {ENV}=1 to "
+                f"choose BLAS's count too, or {ENV}=0 to leave both as they are")
         _parsed[raw] = found
     return found
 
