@@ -79,13 +79,16 @@ fi
 step info info 20 bash -c "nvidia-smi; $PY -m npdl info"
 # 2. the gpu tests: the CuPy backend first, then the rest, then the numba.cuda kernels (simulator and PTX)
 step tests pytest-gpu-cupy 50 $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py tests/test_backend.py
-step tests pytest-gpu-rest 50 $PY -m pytest -q -m gpu -p no:cacheprovider tests/ \
+# (279 tests, each numba.cuda kernel compiled on first use: over 4 processes where pytest-xdist is installed)
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 4")
+# shellcheck disable=SC2086  # XDIST is empty or two words on purpose
+step tests pytest-gpu-rest 90 $PY -m pytest -q -m gpu -p no:cacheprovider $XDIST tests/ \
     --ignore=tests/test_gpu.py --ignore=tests/test_backend.py
 step tests pytest-cuda-kernels 20 $PY -m pytest -q -p no:cacheprovider tests/test_cuda_sim.py
 # 3. gradients on the GPU against the definitions
 step tests gradcheck-cupy 25 $PY -m npdl gradcheck --backend cupy --autodiff none
 # 4. npdl CPU vs GPU vs PyTorch CUDA over batch sizes (the crossover), with the ceilings and the roofline
-step bench bench 120 $PY benchmarks/run.py --workload mlp,lenet --batch-sizes 1,32,1024 --device cpu,gpu \
+step bench bench 150 $PY benchmarks/run.py --workload mlp,lenet --batch-sizes 1,32,1024 --device cpu,gpu \
     --impls npdl,torch --rounds 1 --min-seconds 0.1 --csv "$SCRATCH/bench.csv" --no-plots
 cp "$SCRATCH/bench.csv" "$OUT/bench.csv" 2>/dev/null
 for f in "$SCRATCH"/bench-peak-*.json; do [ -f "$f" ] && { echo "=== $(basename "$f")"; cat "$f"; } >> "$OUT/peak.txt"; done

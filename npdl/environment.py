@@ -177,7 +177,7 @@ def _gpu_kernels(gpu_present: bool) -> str:
 
     text = _grouped(impl_of)
     if not have_cuda:
-        text += " (numba.cuda cannot compile here: no CUDA driver or libNVVM)"
+        text += f" ({kernels.cuda_unusable_reason or 'numba.cuda cannot compile here'})"
     return text
 
 

@@ -459,6 +459,11 @@ def check_ptx():
     if not nvvm.is_available():
         print("libNVVM not found: the PTX check needs a CUDA toolkit (no GPU)")
         sys.exit(SKIP)
+    try:  # a Numba that cannot compile the smallest kernel cannot check npdl's (npdl then runs CuPy's or the definitions)
+        cuda.compile_ptx(kernels._probe_kernel, (types.float32[::1],), cc=(8, 0))
+    except Exception as exc:
+        print(f"numba.cuda cannot compile a one-line kernel here ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        sys.exit(SKIP)
     i = types.int64
     for dt in (types.float32, types.float64):
         a4, a2, a1, i4 = dt[:, :, :, ::1], dt[:, ::1], dt[::1], types.int32[:, :, :, ::1]

@@ -89,3 +89,35 @@ def test_cuda_available_is_false_without_a_gpu():
     if cuda.is_available():
         pytest.skip("this machine has a GPU")
     assert kernels.cuda_available() is False
+
+
+def test_a_numba_cuda_that_cannot_compile_is_not_used(monkeypatch):
+    """A numba.cuda that imports, sees a GPU and finds libNVVM but fails at every compile (numba-cuda 0.30
+    under NumPy 2.5) is reported unusable with the reason, so CuPy's kernels or the definitions serve."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        pytest.skip("the CUDA simulator is on in this process")
+    from numba import cuda
+    from numba.cuda.cudadrv import nvvm
+
+    def broken_compile(*args, **kwargs):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    compiled = []
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(nvvm, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "compile_ptx_for_current_device", broken_compile)
+    kernels.cuda_available.cache_clear()
+    try:
+        assert kernels.cuda_available() is False
+        assert "row_stack" in kernels.cuda_unusable_reason
+        fake = types.ModuleType("cupy")
+        assert kernels.implementation(fake, "pool") == "definition"
+        assert kernels.implementation(fake, "bias_activation") == "cupy"
+        # a Numba that compiles is used
+        monkeypatch.setattr(cuda, "compile_ptx_for_current_device", lambda *a, **k: compiled.append(a) or ("", ""))
+        kernels.cuda_available.cache_clear()
+        assert kernels.cuda_available() is True
+        assert compiled and compiled[0][0] is kernels._probe_kernel
+    finally:
+        kernels.cuda_available.cache_clear()
+        monkeypatch.setattr(kernels, "cuda_unusable_reason", "")

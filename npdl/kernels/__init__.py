@@ -108,28 +108,50 @@ def numba_available() -> bool:
     return True
 
 
+#: why numba.cuda cannot serve the kernels here, once :func:`cuda_available` has said False ("" before, or when it can)
+cuda_unusable_reason = ""
+
+
+def _probe_kernel(out):  # the smallest kernel that indexes an array: compiled once to see that compiling works
+    out[0] = 1.0
+
+
 @functools.lru_cache(maxsize=None)
 def cuda_available() -> bool:
-    """True when ``numba.cuda`` imports, sees a GPU and finds libNVVM to compile for it.
+    """True when ``numba.cuda`` imports, sees a GPU, finds libNVVM and compiles a kernel.
 
     Under Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) it is always true. The
     NVVM check matters: CuPy does not need libNVVM (a CUDA toolkit's, or the
     ``nvidia-cuda-nvcc`` wheel's), so a machine where CuPy runs may lack it, and there
     the first launch would fail instead of falling back to the CuPy kernels or the definition.
-    Asked once per process (it initialises the CUDA driver).
+    So does the compile of a one-line kernel to PTX (a fraction of a second): a
+    ``numba-cuda`` release that does not know the installed NumPy imports and finds the GPU,
+    then fails at every compile (numba-cuda 0.30 with NumPy 2.5, which removed
+    ``np.row_stack``). Where any step fails, :data:`cuda_unusable_reason` says which, and
+    CuPy's kernels or the definitions serve instead. Asked once per process (it
+    initialises the CUDA driver).
     """
+    global cuda_unusable_reason
     try:
         from numba import cuda
         from numba.core import config
 
         if not cuda.is_available():
+            cuda_unusable_reason = "numba.cuda finds no GPU or CUDA driver"
             return False
         if config.ENABLE_CUDASIM:
             return True
         from numba.cuda.cudadrv import nvvm
 
-        return bool(nvvm.is_available())
-    except Exception:  # no numba, a broken CUDA install, a driver that fails to initialise ...
+        if not nvvm.is_available():
+            cuda_unusable_reason = "numba.cuda finds no libNVVM (a CUDA toolkit or the nvidia-cuda-nvcc wheel)"
+            return False
+        from numba import types
+
+        cuda.compile_ptx_for_current_device(_probe_kernel, (types.float32[::1],))
+        return True
+    except Exception as exc:  # no numba, a broken CUDA install, a driver that fails to initialise ...
+        cuda_unusable_reason = f"numba.cuda cannot compile here: {type(exc).__name__}: {exc}"
         return False
 
 
