@@ -94,7 +94,7 @@ cp "$SCRATCH/bench.csv" "$OUT/bench.csv" 2>/dev/null
 for f in "$SCRATCH"/bench-peak-*.json; do [ -f "$f" ] && { echo "=== $(basename "$f")"; cat "$f"; } >> "$OUT/peak.txt"; done
 # 5. does a fused kernel's launch pay at small batches, and whose? (numba.cuda launches cost more host time
 #    than CuPy's); then the host time per launch, kernel by kernel
-step kernels kernels-ab 30 bash -c "set -o pipefail; for k in auto cupy off; do
+step kernels kernels-ab 30 bash -c "set -o pipefail; for k in auto cuda off; do
     NPDL_KERNELS=\$k $PY -m npdl bench --device gpu --workload sda_b1,mlp_b20,sda_b128,lenet_b500 \
         --min-seconds 0.05 --no-peak --json | sed -u \"s/^/\$k /\"; done"
 step kernels launch-overhead 12 $PY benchmarks/launch_overhead.py --calls 300

@@ -155,8 +155,8 @@ def _cpu_kernels() -> str:
 
 
 def _gpu_kernels(gpu_present: bool) -> str:
-    """Which implementation serves each kernel on a GPU: numba.cuda where written (or CuPy's
-    ElementwiseKernels with ``NPDL_KERNELS=cupy``), cuBLAS, else the definition (the layer file's code).
+    """Which implementation serves each kernel on a GPU: CuPy's (ElementwiseKernels, cuBLAS) where
+    written, else numba.cuda's (those first with ``NPDL_KERNELS=cuda``), else the definition.
 
     ``numba.cuda`` is only asked whether it can compile (a driver and libNVVM) where a
     GPU is present: elsewhere the line says what a GPU would run.
@@ -170,7 +170,7 @@ def _gpu_kernels(gpu_present: bool) -> str:
 
     def impl_of(op):
         impl = kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=have_cuda,
-                              prefer_cupy=kernels.prefers_cupy())
+                              prefer_numba_cuda=kernels.prefers_numba_cuda())
         if impl == "cupy":
             return "cuBLAS" if op == "gemm_update" else "CuPy ElementwiseKernel"
         return names.get(impl, impl)

@@ -23,6 +23,10 @@ import os
 import pytest
 from hypothesis import settings
 
+# JAX (the autodiff reference) takes 75% of a GPU's memory when it starts unless told not to, and
+# then CuPy, cuBLAS and the other test processes (pytest -n) fail to allocate on the same GPU
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 from npdl import backend
 
 HAS_GPU = backend.cupy_or_none() is not None

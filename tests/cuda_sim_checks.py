@@ -418,8 +418,8 @@ def check_dispatch_under_sim():
     fake_cupy = pytypes.ModuleType("cupy")
     expect("cuda_available under the simulator", kernels.cuda_available(), "False")
     want = {"im2col": "cuda", "conv2d": "definition", "pool": "cuda", "softmax_xent": "cuda", "gemm_update": "cupy",
-            "lstm_cell": "cuda", "simple_rnn": "definition", "activation_backward": "cuda",
-            "optimizer_update": "cuda", "bias_activation": "cuda"}
+            "lstm_cell": "cuda", "simple_rnn": "definition", "activation_backward": "cupy",
+            "optimizer_update": "cupy", "bias_activation": "cupy"}
     for op, impl in want.items():
         got = kernels.implementation(fake_cupy, op)
         expect(f"implementation(cupy, {op!r})", got == impl, f"{got!r}, expected {impl!r}")
@@ -435,12 +435,13 @@ def check_dispatch_under_sim():
                kernels.implementation(fake_cupy, "pool"))
     finally:
         kernels.use(None)
-    kernels.use("cupy")
+    kernels.use("cuda")
     try:
-        got = {op: kernels.implementation(fake_cupy, op) for op in ("bias_activation", "pool", "optimizer_update")}
-        expect("NPDL_KERNELS=cupy", got == {"bias_activation": "cupy", "pool": "cuda", "optimizer_update": "cupy"},
-               f"{got}")
-        expect("NPDL_KERNELS=cupy on the CPU", kernels.implementation(np, "activation_backward") == "numba", "")
+        got = {op: kernels.implementation(fake_cupy, op) for op in ("bias_activation", "pool", "optimizer_update",
+                                                                    "gemm_update")}
+        expect("NPDL_KERNELS=cuda", got == {"bias_activation": "cuda", "pool": "cuda", "optimizer_update": "cuda",
+                                            "gemm_update": "cupy"}, f"{got}")
+        expect("NPDL_KERNELS=cuda on the CPU", kernels.implementation(np, "activation_backward") == "numba", "")
     finally:
         kernels.use(None)
     # through the kernel a layer would get, on simulator "device" arrays

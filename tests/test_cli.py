@@ -89,11 +89,13 @@ def test_info_names_the_gpu_kernels_that_serve():
     from npdl import environment, kernels
 
     default = environment._gpu_kernels(False)
-    assert "numba.cuda for softmax_xent" in default and "cuBLAS for gemm_update" in default
-    kernels.use("cupy")
+    assert "CuPy ElementwiseKernel for activation_backward, bias_activation, optimizer_update" in default
+    assert "numba.cuda for softmax_xent, im2col, pool, lstm_cell" in default and "cuBLAS for gemm_update" in default
+    kernels.use("cuda")
     try:
         text = environment._gpu_kernels(False)
     finally:
         kernels.use(None)
-    assert "CuPy ElementwiseKernel for activation_backward, bias_activation, optimizer_update" in text
-    assert "numba.cuda for softmax_xent, im2col, pool, lstm_cell" in text and "cuBLAS for gemm_update" in text
+    assert "numba.cuda for softmax_xent, im2col, pool, lstm_cell, activation_backward, bias_activation, " \
+           "optimizer_update" in text
+    assert "ElementwiseKernel" not in text and "cuBLAS for gemm_update" in text

@@ -47,18 +47,20 @@ def test_cuda_kernels_compile_to_ptx():
     ("im2col", "cuda", "definition"), ("pool", "cuda", "definition"), ("softmax_xent", "cuda", "definition"),
     ("gemm_update", "cupy", "cupy"), ("lstm_cell", "cuda", "definition"), ("simple_rnn", "definition", "definition"),
     ("conv2d", "definition", "definition"),
-    ("activation_backward", "cuda", "cupy"), ("optimizer_update", "cuda", "cupy"),
-    ("bias_activation", "cuda", "cupy"),
+    ("activation_backward", "cupy", "cupy"), ("optimizer_update", "cupy", "cupy"),
+    ("bias_activation", "cupy", "cupy"),
 ])
 def test_gpu_dispatch_rule(op, with_cuda, without_cuda):
-    """CuPy arrays: numba.cuda where a kernel is written and numba.cuda works, else CuPy's, else the definition."""
+    """CuPy arrays: CuPy's kernel where there is one, else numba.cuda's where written and numba.cuda works,
+    else the definition."""
     assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=True) == with_cuda
     assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=False) == without_cuda
-    # NPDL_KERNELS=cupy: CuPy's own kernel first where there is one
-    preferred = "cupy" if kernels.has_module("cupy", op) else with_cuda
-    assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=True, prefer_cupy=True) == preferred
+    # NPDL_KERNELS=cuda: the numba.cuda kernel first where there is one
+    preferred = "cuda" if kernels.has_module("cuda", op) else with_cuda
+    assert kernels.choose(op, numpy=False, cupy=True, have_numba=True, have_cuda=True,
+                          prefer_numba_cuda=True) == preferred
     on_cpu = "numba" if kernels.has_module("numba", op) else "definition"
-    assert kernels.choose(op, numpy=True, cupy=False, have_numba=True, have_cuda=True, prefer_cupy=True) == on_cpu
+    assert kernels.choose(op, numpy=True, cupy=False, have_numba=True, have_cuda=True, prefer_numba_cuda=True) == on_cpu
     # NumPy and array-api-strict are untouched by the GPU rule
     assert kernels.choose(op, numpy=True, cupy=False, have_numba=True, have_cuda=True) == on_cpu
     assert kernels.choose(op, numpy=True, cupy=False, have_numba=False, have_cuda=True) == "definition"
@@ -112,7 +114,7 @@ def test_a_numba_cuda_that_cannot_compile_is_not_used(monkeypatch):
         assert "row_stack" in kernels.cuda_unusable_reason
         fake = types.ModuleType("cupy")
         assert kernels.implementation(fake, "pool") == "definition"
-        assert kernels.implementation(fake, "bias_activation") == "cupy"
+        assert kernels.implementation(fake, "softmax_xent") == "definition"
         # a Numba that compiles is used
         monkeypatch.setattr(cuda, "compile_ptx_for_current_device", lambda *a, **k: compiled.append(a) or ("", ""))
         kernels.cuda_available.cache_clear()

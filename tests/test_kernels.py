@@ -498,7 +498,7 @@ def test_gpu_softmax_xent_matches_definition(dtype):
 @pytest.mark.parametrize("impl", ["cuda", "cupy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_activation_kernels_match_definitions(impl, dtype):
-    """Both GPU versions (numba.cuda, the default; CuPy's ElementwiseKernels, NPDL_KERNELS=cupy) of the
+    """Both GPU versions (CuPy's ElementwiseKernels, the default; numba.cuda, NPDL_KERNELS=cuda) of the
     activation backward and bias + activation kernels on CuPy arrays, against the definitions on NumPy
     arrays: with and without a bias, in place too."""
     import importlib
@@ -536,8 +536,8 @@ def test_gpu_activation_kernels_match_definitions(impl, dtype):
 @pytest.mark.parametrize("impl", ["cuda", "cupy"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_optimizer_update_kernels_match_the_definition(impl, dtype):
-    """Both GPU versions of the optimizer rules (numba.cuda, the default; CuPy's ElementwiseKernels,
-    NPDL_KERNELS=cupy) on CuPy arrays, over a whole model's parameters, several steps."""
+    """Both GPU versions of the optimizer rules (CuPy's ElementwiseKernels, the default; numba.cuda,
+    NPDL_KERNELS=cuda) on CuPy arrays, over a whole model's parameters, several steps."""
     import importlib
 
     import cupy
