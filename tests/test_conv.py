@@ -185,7 +185,7 @@ def test_workspace_is_reused_and_each_cache_stays_right():
 
 
 def test_the_conv_cache_is_the_same_on_every_device(device):
-    """``(x, W, stride, pad, has_bias)`` whichever code ran: the definition or a kernel."""
+    """``(x, W, stride, pad, has_bias, activation, f_cache)`` whichever code ran: the definition or a kernel."""
     g = backend.Generator(device, 0)
     x, W, b = g.normal((2, 3, 7, 6)), g.normal((4, 3, 3, 3)), g.normal((4,))
     for kernels_on in (True, False):
@@ -194,7 +194,7 @@ def test_the_conv_cache_is_the_same_on_every_device(device):
             _, cache = npdl.conv2d_forward(x, W, b, 2, "same")
         finally:
             kernels.use(None)
-        assert len(cache) == 5 and tuple(cache[2:]) == ((2, 2), (1, 1, 0, 1), True)
+        assert len(cache) == 7 and tuple(cache[2:]) == ((2, 2), (1, 1, 0, 1), True, "linear", None)
         np.testing.assert_array_equal(backend.to_numpy(cache[0]), backend.to_numpy(x))
         assert cache[1] is W
 
@@ -236,11 +236,44 @@ def test_a_conv_net_trains_to_the_same_parameters_with_kernels_off(dtype, tol):
 
 def test_get_config_round_trip():
     for layer in [npdl.Conv2D(3, 4, (3, 5), stride=(2, 1), padding=(1, 2), bias=False, dtype="float64"),
+                  npdl.Conv2D(3, 4, 3, activation="ReLU"),
                   npdl.MaxPool2D(3, 2, "same"), npdl.AvgPool2D((2, 3))]:
         rebuilt = npdl.layer_from_config({"class": type(layer).__name__, "config": layer.get_config()})
         assert rebuilt.get_config() == layer.get_config()
     assert npdl.MaxPool2D(3).strides == (3, 3)
     assert npdl.Conv2D(1, 2, 3).weight_names == ("W",)
+    assert npdl.Conv2D(1, 2, 3, activation="relu").get_config()["activation"] == "relu"
+    assert "activation" not in npdl.Conv2D(1, 2, 3).get_config()  # configs of plain layers stay as they were
+
+
+@pytest.mark.parametrize("activation, layer", [("relu", npdl.ReLU), ("tanh", npdl.Tanh)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_with_an_activation_is_the_conv_then_that_layer(activation, layer, dtype, device):
+    """Conv2D(activation=f) against Conv2D then f's layer, from the same weights, on every device: the
+    output, dx and dW bit for bit (ReLU's fused kernel included); db to round-off (the fused ReLU kernel
+    sums the masked gradient in another order)."""
+    rng = np.random.default_rng(11)
+    x_np = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
+    dy_np = rng.standard_normal((3, 4, 7, 6)).astype(dtype)
+    dev = backend.get_device(device)
+    fused = npdl.Conv2D(2, 4, 3, padding="same", activation=activation, dtype=dtype, device=device)
+    plain = npdl.Conv2D(2, 4, 3, padding="same", dtype=dtype, device=device)
+    W, b = rng.standard_normal((4, 2, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    for conv in (fused, plain):
+        conv.params = {"W": dev.asarray(W), "b": dev.asarray(b)}
+    act = layer()
+    y = fused(dev.asarray(x_np))
+    y_ref = act(plain(dev.asarray(x_np)))
+    np.testing.assert_array_equal(backend.to_numpy(y), backend.to_numpy(y_ref))
+    if activation == "relu":
+        assert (backend.to_numpy(y) == 0).mean() > 0.2
+    dx = fused.backward(dev.asarray(dy_np))
+    dx_ref = plain.backward(act.backward(dev.asarray(dy_np)))
+    np.testing.assert_array_equal(backend.to_numpy(dx), backend.to_numpy(dx_ref))
+    np.testing.assert_array_equal(backend.to_numpy(fused.grads["W"]), backend.to_numpy(plain.grads["W"]))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(backend.to_numpy(fused.grads["b"]), backend.to_numpy(plain.grads["b"]),
+                               rtol=tol, atol=tol)
 
 
 # -------------------------------------------------------------------------- bad input
@@ -294,6 +327,10 @@ def test_bad_constructor_arguments():
         npdl.Conv2D(1, 3, 3, padding=-1)
     with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
         npdl.MaxPool2D(2, padding=1)
+    with pytest.raises(ValueError, match="Conv2D: unknown activation 'softmax'; choose one of sigmoid, tanh"):
+        npdl.Conv2D(1, 3, 3, activation="softmax")
+    with pytest.raises(ValueError, match="conv2d_forward: unknown activation 'swish'"):
+        npdl.conv2d_forward(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 2, 2)), None, activation="swish")
 
 
 # -------------------------------------------------------------------------------- GPU

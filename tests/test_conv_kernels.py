@@ -100,7 +100,8 @@ def _off(fn, *args, **kwargs):
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("chunk", [50, 1 << 18])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_chunked_conv_matches_the_definition(case, chunk, dtype, monkeypatch):
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_chunked_conv_matches_the_definition(case, chunk, dtype, activation, monkeypatch):
     """Forward, cache and backward (with and without dx) against the definitions; chunk = 50 makes one
     image per chunk, shared among several workers; either pass takes the other's cache."""
     x_shape, w_shape, stride, padding, bias = case
@@ -109,13 +110,20 @@ def test_chunked_conv_matches_the_definition(case, chunk, dtype, monkeypatch):
     x, W = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
     ws = {}
-    y, cache = numba_conv2d.forward(x, W, b, stride, padding, ws)
-    y_ref, cache_ref = _off(conv.conv2d_forward, x, W, b, stride, padding)
+    y, cache = numba_conv2d.forward(x, W, b, stride, padding, ws, activation)
+    y_ref, cache_ref = _off(conv.conv2d_forward, x, W, b, stride, padding, activation=activation)
     assert y.dtype == x.dtype
     np.testing.assert_allclose(y, y_ref, **_tol(dtype))
-    assert len(cache) == len(cache_ref) == 5 and cache[2:] == cache_ref[2:]  # (x, W, stride, pad, has_bias)
+    if activation == "relu":
+        assert (y > 0).any() and (y == 0).any()
+    # (x, W, stride, pad, has_bias, activation, f_cache)
+    assert len(cache) == len(cache_ref) == 7 and cache[2:6] == cache_ref[2:6]
     np.testing.assert_array_equal(cache[0], cache_ref[0])
     assert cache[1] is W
+    if activation == "relu":
+        np.testing.assert_allclose(cache[6], cache_ref[6], **_tol(dtype))
+    else:
+        assert cache[6] is None and cache_ref[6] is None
     dy = rng.standard_normal(y.shape).astype(dtype)
     for need_dx in (True, False):
         dx, dW, db = numba_conv2d.backward(dy, cache, need_dx, ws)
@@ -136,7 +144,8 @@ def test_chunked_conv_matches_the_definition(case, chunk, dtype, monkeypatch):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("chunk", [50, 1 << 18])
-def test_float32_chunks_in_one_numba_call_give_the_python_steps_bits(case, chunk, monkeypatch):
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_float32_chunks_in_one_numba_call_give_the_python_steps_bits(case, chunk, activation, monkeypatch):
     """Where NumPy's CBLAS can be called directly, each float32 chunk (a run of chunks backward) is one
     Numba call that calls ``cblas_sgemm`` itself; without it, the chunk steps in Python and calls
     ``np.matmul``. Both reach the same sgemm with the same arguments: the same bits, every output."""
@@ -153,7 +162,7 @@ def test_float32_chunks_in_one_numba_call_give_the_python_steps_bits(case, chunk
         monkeypatch.setattr(numba_conv2d, name, lambda *a, _f=compiled, _n=name: calls.append(_n) or _f(*a))
 
     def run():
-        y, cache = numba_conv2d.forward(x, W, b, stride, padding, {})
+        y, cache = numba_conv2d.forward(x, W, b, stride, padding, {}, activation)
         dy = np.random.default_rng(3).standard_normal(y.shape).astype("float32")
         return [y, *numba_conv2d.backward(dy, cache, True, {}), numba_conv2d.backward(dy, cache, False, {})[1]]
 
@@ -327,3 +336,23 @@ def test_dispatch_picks_numba_for_numpy_and_the_definition_elsewhere():
         assert kernels.get("pool", np) is None and kernels.implementation(np, "conv2d") == kernels.DEFINITION
     finally:
         kernels.use(None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_relu_keeps_nan_as_the_definition_does(dtype):
+    """The ReLU applied in the kernel's scatter is the definition's ``maximum``: a ``nan`` from the
+    input stays ``nan`` (``v > 0`` would have made it 0), and the mask of a ``nan`` output is 0."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 1, 6, 6)).astype(dtype)
+    x[1, 0, 2, 3] = np.nan
+    W = rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    y, cache = numba_conv2d.forward(x, W, None, 1, "valid", {}, "relu")
+    y_ref, _ = _off(conv.conv2d_forward, x, W, None, 1, "valid", activation="relu")
+    assert np.isnan(y[1]).any() and not np.isnan(y[0]).any()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dW, _ = numba_conv2d.backward(dy, cache, True, {})
+    dx_ref, dW_ref, _ = _off(conv.conv2d_backward, dy, cache)
+    np.testing.assert_allclose(dx[0], dx_ref[0], **_tol(dtype))
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_ref))

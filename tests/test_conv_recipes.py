@@ -172,4 +172,8 @@ def test_conv_workload_specs_match_the_recipes_networks():
     assert not any(layer.bias for layer in model.layers if isinstance(layer, Conv2D))
     kcnn = build_conv_model(parse("kcnn_b4"))
     assert [layer.padding for layer in kcnn.layers if isinstance(layer, (Conv2D, MaxPool2D))] == ["same"] * 4
-    assert kcnn.layers[7].params["W"].shape == (64 * 7 * 7, 1024)
+    assert [type(layer).__name__ for layer in kcnn.layers] == [
+        "Conv2D", "MaxPool2D", "Conv2D", "MaxPool2D", "Flatten", "Dense", "Dense"]
+    assert [layer.activation for layer in kcnn.layers if isinstance(layer, (Conv2D, Dense))] == [
+        "relu", "relu", "relu", "linear"]  # each ReLU inside the layer before it, as the Keras tutorial builds it
+    assert kcnn.layers[5].params["W"].shape == (64 * 7 * 7, 1024)

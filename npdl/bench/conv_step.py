@@ -39,9 +39,10 @@ def build_conv_model(w: Workload, device="cpu", seed: int = 0) -> Sequential:
     while specs:
         spec = specs.pop(0)
         kind = spec[0]
-        if kind == "conv":
+        if kind == "conv":  # a ReLU right after it goes inside it, as the Keras tutorial builds it
             _, out, k, padding, bias = spec
-            layer = Conv2D(shape[0], out, k, padding=padding, bias=bias, device=device, rng=rng)
+            fused = specs.pop(0)[0] if specs and specs[0][0] == "relu" else None
+            layer = Conv2D(shape[0], out, k, padding=padding, bias=bias, device=device, rng=rng, activation=fused)
         elif kind == "maxpool":
             layer = MaxPool2D(spec[1], padding=spec[2])
         elif kind == "dense":  # the activation after it goes inside it, as the recipes build it

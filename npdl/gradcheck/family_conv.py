@@ -1,7 +1,8 @@
 """Gradient-check cases for convolution and pooling, with their independent references.
 
 * ``Conv2D`` in several configurations (stride 1 'valid', stride 2 'same', int padding
-  with a non-square kernel and strides, no bias).
+  with a non-square kernel and strides, no bias, with a ReLU: random pre-activations are
+  ~0 with probability ~0, so ``+- eps`` never crosses the kink).
 * ``MaxPool2D``: the input is a random permutation of well-separated values (0.1
   apart), so no window holds a tie or a near-tie and ``v +- eps`` never changes a
   window's winner; the maximum is then differentiable at the point checked.
@@ -35,7 +36,7 @@ def _permuted(g, shape, dtype, spacing=0.1):
 
 
 def cases():
-    def conv_case(suffix, x_shape, w_shape, stride, padding, bias=True):
+    def conv_case(suffix, x_shape, w_shape, stride, padding, bias=True, activation="linear"):
         def make(g, d):
             inputs = {"x": g.normal(x_shape, dtype=d), "W": g.normal(w_shape, dtype=d)}
             if bias:
@@ -44,9 +45,9 @@ def cases():
 
         wrt = ("x", "W", "b") if bias else ("x", "W")
         return Case("Conv2D" + suffix, make, wrt,
-                    lambda x, W, b=None: L.conv2d_forward(x, W, b, stride, padding),
+                    lambda x, W, b=None: L.conv2d_forward(x, W, b, stride, padding, activation=activation),
                     lambda dy, c: named_grads(wrt, L.conv2d_backward(dy, c)),
-                    options={"stride": stride, "padding": padding})
+                    options={"stride": stride, "padding": padding, "activation": activation})
 
     def pool_case(name, fwd, bwd, suffix, x_shape, pool_size, strides, padding, permuted):
         def make(g, d):
@@ -78,6 +79,7 @@ def cases():
         conv_case("[stride2_same]", (2, 2, 7, 6), (3, 2, 3, 3), 2, "same"),
         conv_case("[pad1_stride1x2]", (2, 2, 5, 7), (2, 2, 2, 3), (1, 2), 1),
         conv_case("[no_bias]", (2, 3, 4, 4), (2, 3, 2, 2), 1, "valid", bias=False),
+        conv_case("[relu_same]", (2, 2, 6, 5), (3, 2, 3, 3), 1, "same", activation="relu"),
         pool_case("MaxPool2D", *max_args, "", (2, 2, 6, 5), 2, None, "valid", True),
         pool_case("MaxPool2D", *max_args, "[3x3_stride2_same]", (2, 2, 6, 5), 3, 2, "same", True),
         pool_case("MaxPool2D", *max_args, "[overlap_stride1]", (1, 2, 5, 5), 3, 1, "valid", True),
@@ -108,7 +110,8 @@ def jax_table(jnp, opt) -> dict:
         y = jax.lax.conv_general_dilated(x, W, _pair(stride), padding(pad),
                                          dimension_numbers=("NCHW", "OIHW", "NCHW"),
                                          precision=jax.lax.Precision.HIGHEST)
-        return y if b is None else y + b[None, :, None, None]
+        y = y if b is None else y + b[None, :, None, None]
+        return jnp.maximum(y, 0.0) if opt.get("activation") == "relu" else y
 
     def window():
         size = _pair(opt["pool_size"])
@@ -160,8 +163,10 @@ def torch_table(torch, opt) -> dict:
     def conv(x, W, b=None):
         stride, pad = _pair(opt.get("stride", 1)), opt.get("padding", "valid")
         if pad == "same":
-            return F.conv2d(same_pad(x, W.shape[2:], stride), W, b, stride=stride)
-        return F.conv2d(x, W, b, stride=stride, padding=0 if pad == "valid" else _pair(pad))
+            y = F.conv2d(same_pad(x, W.shape[2:], stride), W, b, stride=stride)
+        else:
+            y = F.conv2d(x, W, b, stride=stride, padding=0 if pad == "valid" else _pair(pad))
+        return F.relu(y) if opt.get("activation") == "relu" else y
 
     def geometry():
         size = _pair(opt["pool_size"])

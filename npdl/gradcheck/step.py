@@ -130,7 +130,7 @@ def _jax_layer(layer, jnp):
     if kind == "Dense":
         opt = {"activation": layer.activation}
     elif kind == "Conv2D":
-        opt = {"stride": layer.stride, "padding": layer.padding}
+        opt = {"stride": layer.stride, "padding": layer.padding, "activation": layer.activation}
     elif kind == "MaxPool2D":
         opt = layer.get_config()
     elif kind == "TiedAutoencoder":

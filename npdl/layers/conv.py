@@ -5,7 +5,8 @@ y[n, o, i, j] = b[o] + \sum_{c, kh, kw} W[o, c, kh, kw] \cdot xpad[n, c, i \cdot
 $$
 
 with ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,), strides ``(sh, sw)``
-and ``xpad`` the input inside a border of ``(pt, pb, pl, pr)`` zeros. The code computes it
+and ``xpad`` the input inside a border of ``(pt, pb, pl, pr)`` zeros; with an ``activation``
+$f$ (as Keras's ``Conv2D(..., activation="relu")``) the output is $f$ of that, elementwise. The code computes it
 as one matrix product: :func:`im2col` copies every KH x KW patch into a column of
 ``cols`` (C*KH*KW, N*OH*OW), and ``y`` is ``W2 @ cols`` with ``W2 = W`` reshaped to
 (C_out, C*KH*KW).
@@ -34,6 +35,7 @@ from __future__ import annotations
 from .. import backend, checks, kernels
 from ..init import get_initializer, initializer_name
 from ..kernels.geometry import conv_geometry, normalize_padding, output_size, pair
+from .activations import ELEMENTWISE, ELEMENTWISE_WORK, check_elementwise
 from .base import Layer
 
 
@@ -108,11 +110,15 @@ def col2im(cols, x_shape, kernel, stride, pad):
 # ---------------------------------------------------------------- the convolution
 
 @kernels.accelerated("conv2d.forward")
-def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
-    """Convolve a batch: ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,) or ``None``.
+def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None, activation="linear"):
+    """Convolve a batch: ``x`` (N, C, H, W), ``W`` (C_out, C, KH, KW), ``b`` (C_out,) or ``None``,
+    then apply ``activation`` (one of :data:`npdl.layers.activations.ELEMENTWISE`; ``"linear"``:
+    none) to every element.
 
-    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x, W, stride, pad, has_bias)``, with
-    ``stride`` = (sh, sw) and ``pad`` = (pt, pb, pl, pr) as worked out from ``padding``.
+    Returns ``y`` (N, C_out, OH, OW) and the cache ``(x, W, stride, pad, has_bias, activation,
+    f_cache)``, with ``stride`` = (sh, sw) and ``pad`` = (pt, pb, pl, pr) as worked out from
+    ``padding`` and ``f_cache`` the activation's own cache (its output ``y`` for ReLU, sigmoid
+    and tanh; ``None`` when linear).
     The cache holds the input, not ``cols``: ``cols`` holds every input value KH*KW times
     over, and :func:`conv2d_backward` rebuilds it from ``x`` (one more im2col) rather than
     keeping it alive between the passes. Every implementation keeps this same cache.
@@ -121,6 +127,8 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     the next (the Numba ``cols``); it never changes a result.
     """
     xp = backend.namespace(x, W)
+    if activation not in ELEMENTWISE:  # "identity", None, "ReLU" ... (Conv2D passes canonical names)
+        activation = check_elementwise(activation, "conv2d_forward")
     stride = pair(stride, "stride", "conv2d_forward")
     C_out, C, KH, KW = (int(d) for d in W.shape)
     N = int(x.shape[0])
@@ -133,14 +141,19 @@ def conv2d_forward(x, W, b, stride=1, padding="valid", workspace=None):
     # (C_out, N, OH*OW) -> (N, C_out, OH*OW): moves whole OH*OW blocks; the reshape to
     # (N, C_out*OH*OW) forces the copy into NCHW order, the last one is a free view
     y = xp.reshape(xp.permute_dims(xp.reshape(out, (C_out, N, OH * OW)), (1, 0, 2)), (N, C_out * OH * OW))
-    return xp.reshape(y, (N, C_out, OH, OW)), (x, W, stride, pad, b is not None)
+    y, f_cache = ELEMENTWISE[activation][0](xp.reshape(y, (N, C_out, OH, OW)), overwrite=True)  # y is fresh
+    return y, (x, W, stride, pad, b is not None, activation, f_cache)
 
 
 @kernels.accelerated("conv2d.backward")
 def conv2d_backward(dy, cache, need_dx=True, workspace=None):
     r"""Gradients of the convolution, given $dy = \frac{\partial L}{\partial y}$ of shape (N, C_out, OH, OW).
 
-    Differentiate $y[n, o, i, j] = b[o] + \sum_{c, kh, kw} W[o, c, kh, kw] \cdot xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$:
+    With an activation, first through it: the pre-activation ``a`` (what the sum below gives) has
+    $da = \frac{\partial L}{\partial a} = dy \odot f'(a)$, for ReLU $dy \odot \mathbb{1}[y > 0]$
+    (:func:`npdl.layers.activations.relu_backward`; $da = dy$ without one). Then differentiate
+    $a[n, o, i, j] = b[o] + \sum_{c, kh, kw} W[o, c, kh, kw] \cdot xpad[n, c, i \cdot sh + kh, j \cdot sw + kw]$,
+    writing ``dy`` for ``da`` below:
 
     * $\frac{\partial L}{\partial b[o]} = \sum_{n, i, j} dy[n, o, i, j]$: (C_out,). ``b[o]`` was broadcast over
       every image and pixel of channel ``o``; a broadcast forward is a sum backward.
@@ -173,8 +186,9 @@ def conv2d_backward(dy, cache, need_dx=True, workspace=None):
     ``need_dx=False`` (a network's first layer: that skips ``dcols`` and col2im, the
     larger half of the backward pass). ``workspace`` is as for :func:`conv2d_forward`.
     """
-    x, W, stride, pad, has_bias = cache
+    x, W, stride, pad, has_bias, activation, f_cache = cache
     xp = backend.namespace(dy, W)
+    dy = ELEMENTWISE[activation][1](dy, f_cache)                                   # da: (N, C_out, OH, OW)
     N, C_out, OH, OW = (int(d) for d in dy.shape)
     kernel = (int(W.shape[2]), int(W.shape[3]))
     cols = im2col(x, kernel, stride, pad, workspace)                               # (C*KH*KW, N*OH*OW)
@@ -202,14 +216,16 @@ class Conv2D(Layer):
     :class:`~npdl.layers.Dense`, with the fans of a convolution:
     ``fan_in = in_channels*KH*KW`` (the inputs of one output unit) and
     ``fan_out = out_channels*KH*KW``; the bias starts at zero. ``dtype``, ``device`` and
-    ``rng`` are as for Dense.
+    ``rng`` are as for Dense. ``activation`` is as for Dense (``None``/``"linear"``, ``"relu"``,
+    ``"sigmoid"``, ...): the same numbers as a Conv2D followed by that activation layer, in one
+    layer (on the CPU the ReLU is applied as the output is written, and its mask as ``dy`` is read).
     """
 
     weight_names = ("W",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding="valid",
                  init="glorot_uniform", bias: bool = True, dtype=None, device="cpu", rng=None,
-                 name: str | None = None):
+                 name: str | None = None, activation=None):
         super().__init__(name)
         if int(in_channels) <= 0 or int(out_channels) <= 0:
             raise ValueError(f"Conv2D: in_channels and out_channels must be positive, "
@@ -219,6 +235,7 @@ class Conv2D(Layer):
         self.stride = pair(stride, "stride", "Conv2D")
         self.padding = normalize_padding(padding, "Conv2D")
         self.bias = bool(bias)
+        self.activation = check_elementwise(activation, "Conv2D")
         self.init = get_initializer(init)
         self.dtype = backend.resolve_float(dtype)
         device = backend.get_device(device)
@@ -244,7 +261,7 @@ class Conv2D(Layer):
         checks.check_same_device(x, self.params["W"], who)
         conv_geometry(x.shape, self.kernel_size, self.stride, self.padding, who)
         y, self.cache = conv2d_forward(x, self.params["W"], self.params.get("b"), self.stride, self.padding,
-                                       workspace=self._workspace)
+                                       workspace=self._workspace, activation=self.activation)
         return y
 
     def backward(self, dy):
@@ -268,15 +285,19 @@ class Conv2D(Layer):
         what the cache keeps (:mod:`npdl.bench.work`). With ``K = C*KH*KW`` and ``P = N*OH*OW``: forward
         ``W2 @ cols`` 2 C_out K P and the bias C_out P; backward ``dW2 = dy_t @ cols^T`` 2 C_out P K,
         ``db`` C_out P and, unless it is the first layer, ``dcols = W2^T @ dy_t`` 2 K C_out P and col2im's
-        K P additions. im2col copies and adds nothing. The cache keeps ``x``."""
+        K P additions. im2col copies and adds nothing. An activation adds ``f`` and ``f'`` per output
+        element, as for Dense. The cache keeps ``x``, and ``y`` for sigmoid, tanh and ReLU."""
         N = int(input_shape[0])
         C_out, OH, OW = self.output_shape(tuple(input_shape[1:]))
         K, P = self.in_channels * self.kernel_size[0] * self.kernel_size[1], N * OH * OW
         product, bias = 2 * C_out * K * P, (C_out * P if self.bias else 0)
-        return {"forward": product + bias, "backward": product + bias + (product + K * P if need_input_grad else 0),
-                "keeps_input": True}
+        f, df, keeps_y, mask = ELEMENTWISE_WORK[self.activation]
+        return {"forward": product + bias + f * C_out * P,
+                "backward": df * C_out * P + product + bias + (product + K * P if need_input_grad else 0),
+                "keeps_input": True, "keeps_output": keeps_y, "kept_bytes": mask * C_out * P}
 
     def get_config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
-                "init": initializer_name(self.init), "bias": self.bias, "dtype": self.dtype, "name": self.name}
+                "init": initializer_name(self.init), "bias": self.bias, "dtype": self.dtype, "name": self.name,
+                **({"activation": self.activation} if self.activation != "linear" else {})}

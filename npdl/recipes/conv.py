@@ -159,9 +159,9 @@ def build_keras_cnn(options, device, rng):
     MaxPooling2D(2, 2, 'same'), Dense(1024, relu), Dense(10, softmax); Glorot-uniform weights, zero biases
     (Keras's defaults); categorical cross-entropy (fused with the softmax here), Adam(1e-4)."""
     dtype = options.get("dtype")
-    layers = [Conv2D(1, 32, 5, padding="same", dtype=dtype, device=device, rng=rng), ReLU(),
+    layers = [Conv2D(1, 32, 5, padding="same", dtype=dtype, device=device, rng=rng, activation="relu"),
               MaxPool2D(2, 2, "same"),
-              Conv2D(32, 64, 5, padding="same", dtype=dtype, device=device, rng=rng), ReLU(),
+              Conv2D(32, 64, 5, padding="same", dtype=dtype, device=device, rng=rng, activation="relu"),
               MaxPool2D(2, 2, "same"),
               Flatten(), Dense(64 * 7 * 7, 1024, dtype=dtype, device=device, rng=rng, activation="relu"),
               Dense(1024, 10, dtype=dtype, device=device, rng=rng)]
