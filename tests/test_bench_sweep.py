@@ -262,3 +262,14 @@ def test_cpu_features_name_the_family_and_the_simd_flags(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu\n")
     assert timing.cpu_features(str(info)) == "no SIMD flags listed"
     assert timing.cpu_features(str(tmp_path / "missing")) == ""
+
+
+def test_the_workers_keep_jax_from_preallocating_the_gpu(monkeypatch):
+    """The implementations' workers share a GPU during a sliced timing: JAX must not take 75% of its
+    memory at start, unless the user asked for it."""
+    run = _load("bench_run", "run.py")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    env = run._env()
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["PYTHONPATH"].startswith(run.ROOT)
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
+    assert run._env()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
