@@ -103,6 +103,7 @@ def _relu_bias_grad(dy, y, db):
             total += row
         db[o] = total
 
+
 @numba.njit(cache=True, nogil=True)
 def _forward_chunk32(gemm, x, s, e, W2, b, has_bias, cols_buf, out_buf, xpad_buf, padded, pt, pl, Hp, Wp,
                      KH, KW, sh, sw, OH, OW, y, relu):
