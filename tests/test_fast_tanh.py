@@ -79,7 +79,9 @@ def test_the_serial_loops_vectorise():
     Compiled afresh with the kernels' own options (``inspect_asm`` has nothing for cached code)."""
     flat, rows = numba.types.float32[::1], numba.types.float32[:, ::1]
     for loop, sig in [(B._tanh_flat, (flat, flat)), (B._sigmoid_flat, (flat, flat)),
-                      (B._tanh_rows, (rows, flat, rows)), (B._sigmoid_rows, (rows, flat, rows))]:
+                      (B._tanh_rows, (rows, flat, rows)), (B._sigmoid_rows, (rows, flat, rows)),
+                      (B._tanh_flat_inplace, (flat,)), (B._sigmoid_flat_inplace, (flat,)),
+                      (B._tanh_rows_inplace, (rows, flat)), (B._sigmoid_rows_inplace, (rows, flat))]:
         options = {k: v for k, v in loop.targetoptions.items() if k != "nopython"}  # error_model among them
         fresh = numba.njit(**options)(loop.py_func)
         fresh.compile(sig)
@@ -109,6 +111,44 @@ def test_kernel_matches_definition(name, shape, with_bias, overwrite):
     else:
         assert not np.shares_memory(y, x)
         np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 128, 96)])  # serial and parallel loops
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_in_place_gives_the_bits_of_a_fresh_output(name, shape, with_bias):
+    """``overwrite=True`` runs loops of its own (x alone, see below): the same formula, so the same bits as
+    the loops that write a fresh ``y``."""
+    rng = np.random.default_rng(zlib.crc32(repr((name, shape, with_bias)).encode()))
+    x = (rng.standard_normal(shape) * 6).astype(np.float32)
+    b = (rng.standard_normal(shape[-1:]) * 2).astype(np.float32) if with_bias else None
+    fresh, _ = _kernel(name)(x, bias=b)
+    scratch = x.copy()
+    y, _ = _kernel(name)(scratch, bias=b, overwrite=True)
+    assert y is scratch
+    np.testing.assert_array_equal(y, fresh)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 128, 96)])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_no_loop_is_given_one_array_twice(monkeypatch, name, shape, with_bias, overwrite):
+    """Given ``x`` as both its input and its output, a loop's check that they do not overlap fails at
+    run time and LLVM runs its scalar version (8x slower for a (20, 500) tanh): ``overwrite`` must
+    reach the loops that take ``x`` alone. Every loop is replaced by a recorder of its arguments."""
+    calls = []
+    table = getattr(B, f"_{name.upper()}")
+    monkeypatch.setattr(B, f"_{name.upper()}", tuple(
+        (lambda *args, _i=i: calls.append((_i, args))) for i in range(len(table))))
+    x = np.ones(shape, np.float32)
+    b = np.ones(shape[-1:], np.float32) if with_bias else None
+    _kernel(name)(x, bias=b, overwrite=overwrite)
+    assert len(calls) == 1
+    index, args = calls[0]
+    assert (index >= 4) == overwrite  # the in-place loops are the last four
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    assert not any(np.shares_memory(a, c) for i, a in enumerate(arrays) for c in arrays[i + 1:])
 
 
 @pytest.mark.parametrize("name", NAMES)
