@@ -94,7 +94,7 @@ def test_the_serial_loops_vectorise():
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shape", [(20, 37), (3, 4, 5, 6), (2, 3, 128, 96)])  # the last one runs parallel
+@pytest.mark.parametrize("shape", [(20, 37), (3, 4, 5, 6), (2, 3, 256, 192)])  # the last one runs parallel
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_kernel_matches_definition(name, shape, with_bias, overwrite):
@@ -114,7 +114,7 @@ def test_kernel_matches_definition(name, shape, with_bias, overwrite):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 128, 96)])  # serial and parallel loops
+@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 256, 192)])  # serial and parallel loops
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_in_place_gives_the_bits_of_a_fresh_output(name, shape, with_bias):
     """``overwrite=True`` runs loops of its own (x alone, see below): the same formula, so the same bits as
@@ -129,8 +129,22 @@ def test_in_place_gives_the_bits_of_a_fresh_output(name, shape, with_bias):
     np.testing.assert_array_equal(y, fresh)
 
 
+def test_large_arrays_run_the_parallel_loops(monkeypatch):
+    """The elementwise kernels' threshold: serial below it, the prange loops from it on."""
+    from npdl.kernels import numba as numba_kernels
+
+    threshold = numba_kernels.ELEMENTWISE_PARALLEL_THRESHOLD
+    assert B.PARALLEL_THRESHOLD == threshold
+    for size, parallel in [(threshold - 1, False), (threshold, True)]:
+        calls = []
+        monkeypatch.setattr(B, "_TANH", tuple((lambda *args, _i=i: calls.append(_i)) for i in range(8)))
+        B.tanh(np.ones((size,), np.float32))
+        B.tanh(np.ones((size // 8, 8), np.float32), bias=np.ones(8, np.float32), overwrite=True)
+        assert calls == ([1, 7] if parallel else [0, 6]), size
+
+
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 128, 96)])
+@pytest.mark.parametrize("shape", [(20, 37), (2, 3, 256, 192)])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_no_loop_is_given_one_array_twice(monkeypatch, name, shape, with_bias, overwrite):

@@ -298,7 +298,7 @@ def test_numba_activation_backward_parallel_path_and_special_values():
     from npdl.kernels import numba as numba_kernels
 
     rng = np.random.default_rng(1)
-    n = numba_kernels.PARALLEL_THRESHOLD + 3  # the prange loop
+    n = numba_kernels.ELEMENTWISE_PARALLEL_THRESHOLD + 3  # the prange loop
     dy = rng.standard_normal(n).astype(np.float32)
     y = rng.uniform(-1.0, 1.0, n).astype(np.float32)
     dy[:4] = [np.inf, -np.inf, np.nan, -0.0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import PARALLEL_THRESHOLD
+from . import ELEMENTWISE_PARALLEL_THRESHOLD as PARALLEL_THRESHOLD  # a cheap pass: see there
 
 
 # Each loop is written out, not made by a factory around the elementwise body: Numba's on-disk
