@@ -353,6 +353,47 @@ def test_a_failing_rank_ends_the_job_and_the_checkpoint_resumes(mode, tmp_path, 
     assert got["resumed_from_epoch"] == 2 and got["params"] == uninterrupted_run  # bit for bit
 
 
+def test_mpi_abort_waits_for_the_launcher_to_forward_the_reason(monkeypatch):
+    """``MPI_Abort`` lets the launcher end the job at once: the reason written just before must first
+    be flushed and given :data:`ABORT_GRACE_SECONDS` to travel (no MPI needed: a recording stand-in)."""
+    from npdl.distributed import comm as comm_module
+
+    events = []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def write(self, text):
+            events.append(("write", self.name))
+
+        def flush(self):
+            events.append(("flush", self.name))
+
+    class FakeMPIComm:
+        def Abort(self, code):
+            events.append(("Abort", code))
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code):
+        events.append(("_exit", code))
+        raise Exited
+
+    monkeypatch.setattr(comm_module.sys, "stdout", Stream("stdout"))
+    monkeypatch.setattr(comm_module.sys, "stderr", Stream("stderr"))
+    monkeypatch.setattr(comm_module.time, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(comm_module.os, "_exit", exit_)
+    world = object.__new__(comm_module.MPICommunicator)  # no MPI: only what abort touches
+    world.comm, world._nccl = FakeMPIComm(), {}
+    with pytest.raises(Exited):
+        world.abort(3)
+    assert comm_module.ABORT_GRACE_SECONDS >= 0.1
+    assert events == [("flush", "stdout"), ("flush", "stderr"), ("sleep", comm_module.ABORT_GRACE_SECONDS),
+                      ("Abort", 3), ("_exit", 3)]
+
+
 @needs_mpi
 def test_mpiexec_user_error_ends_every_rank_without_a_traceback():
     proc, seconds = _mpiexec(sys.executable, "-m", "npdl", "train", "regressor", "--distributed", "--resume",

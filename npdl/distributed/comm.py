@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
+import time
 
 import numpy as np
 
@@ -103,6 +105,11 @@ def _host_buffer(a, who: str):
     return a
 
 
+#: seconds :meth:`MPICommunicator.abort` waits before ``MPI_Abort``, for the launcher to forward
+#: what the ranks wrote last (the reason the job ends)
+ABORT_GRACE_SECONDS = 0.25
+
+
 class MPICommunicator(Communicator):
     """The ranks of an MPI communicator (``mpi4py.MPI.COMM_WORLD`` by default).
 
@@ -180,8 +187,18 @@ class MPICommunicator(Communicator):
         return self.comm.allgather(obj)
 
     def abort(self, code: int = 1) -> None:
+        """End every rank of the job, :data:`ABORT_GRACE_SECONDS` after this call.
+
+        Whoever aborts has just written why to stderr; the launcher forwards each rank's output
+        through its own process (MPICH's Hydra proxy), and ``MPI_Abort`` lets it tear the job down
+        at once, so lines written just before could be lost (seen on a loaded 2-core machine: a
+        ``--resume`` without a checkpoint ended the job with the reason missing from its stderr).
+        The pause gives the launcher time to pass them on."""
         for channel in self._nccl.values():
             channel.abort()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)
         try:
             self.comm.Abort(code)
         finally:  # MPI_Abort may return before the launcher ends this process: never run on
