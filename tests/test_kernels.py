@@ -212,29 +212,37 @@ def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cpu_gemm_update_at_batch_one_is_a_blas_rank_one_update(dtype, monkeypatch):
-    """Batch 1 goes through GER (x and y may be a strided row of a transposed view), same result."""
+@pytest.mark.parametrize("beta", [1.0, 0.75])
+def test_cpu_gemm_update_at_batch_one_is_a_one_thread_rank_one_update(dtype, beta, monkeypatch):
+    """Batch 1 is a rank-1 update done by a one-thread loop (x and y may be strided rows of a
+    transposed view), with beta != 1 too; above ONE_THREAD_MAX elements BLAS's GER does it."""
     from npdl.kernels.numba import blas
     from npdl.kernels.numba import gemm_update as cpu
 
-    if not blas.functions().get("ger"):
-        pytest.skip("the loaded BLAS has no cblas_?ger")
     rng = np.random.default_rng(3)
     A = np.asarray(rng.standard_normal((7, 1)), dtype).T      # (1, 7): a row of an F-ordered view
     B = np.asarray(rng.standard_normal((5, 2)), dtype)[:, :1].T  # (1, 5) with stride 2 items
     C = rng.standard_normal((7, 5)).astype(dtype)
-    expected = C + -0.5 * A.T.astype("float64") @ B.astype("float64")
-    calls = []
-    real_ger = cpu.ger
-    monkeypatch.setattr(cpu, "ger", lambda *a: calls.append(a) or real_ger(*a))
+    expected = beta * C.astype("float64") + -0.5 * A.T.astype("float64") @ B.astype("float64")
+    loops, gers = [], []
+    real_loop, real_ger = cpu._rank_one, cpu.ger
+    monkeypatch.setattr(cpu, "_rank_one", lambda *a: loops.append(a) or real_loop(*a))
+    monkeypatch.setattr(cpu, "ger", lambda *a: gers.append(a) or real_ger(*a))
     monkeypatch.setattr(cpu, "SMALL_C", 0)
-    cpu.gemm_update(C, A, B, -0.5, 1.0)
-    assert len(calls) == 1 and C.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(C, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
-    # beta != 1 is not a rank-1 update: GEMM does it
-    cpu.gemm_update(C, A, B, 1.0, 0.5)
-    assert len(calls) == 1
+    assert cpu.gemm_update(C, A, B, -0.5, beta) is C
+    assert (len(loops), len(gers)) == (1, 0) and C.dtype == np.dtype(dtype)
+    assert loops[0][3].dtype == np.dtype(dtype)  # alpha in C's dtype: a float32 loop stays float32
+    np.testing.assert_allclose(C, expected, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6 if dtype == "float32" else 1e-13)
+    if not blas.functions().get("ger"):
+        return
+    monkeypatch.setattr(cpu, "ONE_THREAD_MAX", C.size - 1)  # too large for one thread: GER, for beta == 1
+    expected = C.astype("float64") + 0.25 * A.T.astype("float64") @ B.astype("float64")
+    assert cpu.gemm_update(C, A, B, 0.25, 1.0) is C
+    assert (len(loops), len(gers)) == (1, 1)
+    np.testing.assert_allclose(C, expected, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6 if dtype == "float32" else 1e-13)
     assert not blas.ger(C, A[0].astype("float16"), B[0], 1.0)  # dtype mismatch: refused, not miscomputed
+    assert not cpu.rank_one_update(C, A[0].astype("float16"), B[0], 1.0)
+    assert not cpu.rank_one_update(np.asfortranarray(C), A[0], B[0], 1.0)  # C must be row-major
 
 
 @pytest.mark.parametrize("shape", [(128, 127), (1, 20000), (128, 128)])

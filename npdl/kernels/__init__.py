@@ -50,7 +50,7 @@ from .. import backend  # the backend imports nothing from here
 
 #: the modules of operations that have kernels; each implementation package has some of them
 OPS = ("softmax_xent", "im2col", "conv2d", "pool", "gemm_update", "lstm_cell", "simple_rnn",
-       "activation_backward", "bias_activation", "optimizer_update", "bce_logits")
+       "activation_backward", "bias_activation", "optimizer_update", "bce_logits", "dense_products")
 
 #: what :func:`implementation` answers where no kernel serves: the layer file's code runs
 DEFINITION = "definition"

@@ -2,11 +2,25 @@ r"""Dense (fully connected) layer: $y = f(x W + b)$, $f$ the identity unless an 
 
 from __future__ import annotations
 
-from .. import backend, checks
+from .. import backend, checks, kernels
 from ..deferred import ProductGrad
 from ..init import get_initializer, initializer_name
 from .activations import ELEMENTWISE, ELEMENTWISE_WORK, check_elementwise
 from .base import Layer
+
+
+@kernels.accelerated("dense_products.x_times_W")
+def x_times_W(x, W):
+    r"""The layer's product $x W$: (N, n_in) @ (n_in, n_out) -> (N, n_out), a fresh array.
+
+    (At batch 1 on the CPU a one-thread loop does it: :mod:`npdl.kernels.numba.dense_products`.)"""
+    return x @ W
+
+
+@kernels.accelerated("dense_products.da_times_W_T")
+def da_times_W_T(da, W):
+    r"""The input gradient's product $da W^\top$: (N, n_out) @ (n_out, n_in) -> (N, n_in)."""
+    return da @ W.T
 
 
 def dense_forward(x, W, b, activation="linear"):
@@ -21,14 +35,15 @@ def dense_forward(x, W, b, activation="linear"):
 
     with $f$ one of :data:`npdl.layers.activations.ELEMENTWISE` (``"linear"``:
     $y = a$). The bias is handed to $f$ with the product (for sigmoid, tanh and ReLU the
-    add and $f$ are one GPU launch; ``x @ W`` is a fresh product, so it may be overwritten).
+    add and $f$ are one GPU launch; ``x W`` (:func:`x_times_W`) is a fresh product, so it may be
+    overwritten).
     Returns ``y`` and the cache ``(x, W, has_bias, activation, f_cache)``: the backward pass
     needs ``x`` for ``dW``, ``W`` for ``dx``, and the activation's own cache (its output ``y``
     for sigmoid and tanh) for $f'$.
     """
     if activation not in ELEMENTWISE:  # "identity", None, "Tanh" ... (Dense passes canonical names)
         activation = check_elementwise(activation, "dense_forward")
-    y, f_cache = ELEMENTWISE[activation][0](x @ W, bias=b, overwrite=True)
+    y, f_cache = ELEMENTWISE[activation][0](x_times_W(x, W), bias=b, overwrite=True)
     return y, (x, W, b is not None, activation, f_cache)
 
 
@@ -66,7 +81,7 @@ def affine_backward(da, cache, need_dx=True, need_dW=True):
     r"""The three affine formulas of :func:`dense_backward`, from $da = \frac{\partial L}{\partial a}$ (N, n_out)."""
     x, W, has_bias = cache[:3]
     xp = backend.namespace(da, W)
-    dx = da @ W.T if need_dx else None
+    dx = da_times_W_T(da, W) if need_dx else None
     dW = x.T @ da if need_dW else None
     db = xp.sum(da, axis=0) if has_bias else None
     return dx, dW, db

@@ -28,3 +28,14 @@ PARALLEL_THRESHOLD = 1 << 16
 #: backward 63-69 against 93-108 us; from (256, 1000) the two were even, and at (512, 1000) the
 #: parallel loop won (207 against 266 us).
 ELEMENTWISE_PARALLEL_THRESHOLD = 1 << 18
+
+#: up to this many elements of a weight matrix, a batch-1 product with it -- ``x W``, ``da W^T``
+#: (:mod:`.dense_products`) and the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) --
+#: runs on one thread in a Numba loop instead of on BLAS's threads. Such a product streams ``W``
+#: once, bounded by the cache's bandwidth, and each call to a multi-threaded BLAS first wakes a
+#: sleeping thread. Measured on a 2-core AMD EPYC Zen 4 (OpenBLAS 0.3.31, float32), products
+#: called back to back: at 1000x1000 one thread took 55/53/65 us for the three against
+#: 49/45/70 us on BLAS's two, but in ``sda_b1``'s training step (784-1000-1000-1000-10 at batch
+#: 1) it was 0.68 against 0.84 ms; at 2000x2000 (16 MB, beyond a 32 MB L3 three at a time) one
+#: thread took 468/412/517 against 378/351/393 us, so larger matrices stay with BLAS.
+ONE_THREAD_MAX = 1 << 21

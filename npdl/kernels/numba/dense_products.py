@@ -1,0 +1,78 @@
+"""A dense layer's two products at batch 1 on one thread: ``x W`` and ``da W^T`` as Numba loops.
+
+At batch 1, :func:`npdl.layers.dense.x_times_W` and :func:`npdl.layers.dense.da_times_W_T` are
+vector-matrix products: each reads ``W`` once and does one multiply-add per element, so the
+cache's bandwidth bounds them, and a second thread adds little to a pass that one core streams
+at ~70-100 GB/s. BLAS runs them on all its threads, and on a machine where idle threads sleep
+(as :mod:`npdl` asks of OpenBLAS), every call first waits for a sleeping thread to wake; on a
+virtual machine that wait is tens of microseconds. Here the step's products at batch 1, and its
+rank-1 update (:mod:`.gemm_update`), run on the calling thread: ``sda_b1``'s step (784-1000-1000-
+1000-10) took 0.68 against 0.84 ms with BLAS's two threads on a 2-core AMD EPYC Zen 4 (eight
+interleaved rounds, each 0.80-0.82 of it), and one thread does not suffer when another process
+holds the second core. Larger weight matrices (:data:`~npdl.kernels.numba.ONE_THREAD_MAX`) and
+larger batches go to BLAS: the kernels return ``NotImplemented`` and the definition runs.
+
+``x W`` is computed row by row of ``W``: ``y += x[i] W[i, :]``, each ``y[j]`` summed over ``i``
+in order, vectorised over ``j``. ``da W^T`` is one dot product per row of ``W``, vectorised by
+letting the compiler reassociate the sum (``fastmath={"reassoc"}``: partial sums, one per
+vector lane, added at the end), so its result differs from BLAS's in the last bits, as BLAS's
+own results differ between thread counts and CPUs; the same inputs give the same bits on a
+given CPU, at any thread count.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import ONE_THREAD_MAX
+
+#: ``x W`` declines below this many columns of ``W``: a shorter row fills no vector of 16 lanes,
+#: and NumPy's product is as fast (a (1000, 10) ``W``: 2.9 us in NumPy, 4.2 us in the loop)
+MIN_COLUMNS = 32
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _x_times_W(x, W, y):
+    y[:] = 0
+    for i in range(W.shape[0]):
+        c = x[i]
+        w = W[i]
+        for j in range(W.shape[1]):
+            y[j] += c * w[j]
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _W_times_da(W, da, dx, zero):
+    for i in range(W.shape[0]):
+        w = W[i]
+        s = zero
+        for j in range(W.shape[1]):
+            s += w[j] * da[j]
+        dx[i] = s
+
+
+def _fits(v, W) -> bool:
+    """Whether ``v`` is one row (1, K) and ``W`` a C-contiguous float matrix of the same dtype, small
+    enough for one thread."""
+    return (type(v) is np.ndarray and type(W) is np.ndarray and v.ndim == 2 and v.shape[0] == 1
+            and W.ndim == 2 and v.dtype == W.dtype and W.dtype.char in "fd" and W.flags.c_contiguous
+            and 0 < W.size <= ONE_THREAD_MAX)
+
+
+def x_times_W(x, W):
+    """:func:`npdl.layers.dense.x_times_W` at batch 1: ``y = x W`` (1, n_out) on one thread."""
+    if not _fits(x, W) or x.shape[1] != W.shape[0] or W.shape[1] < MIN_COLUMNS:
+        return NotImplemented
+    y = np.empty((1, W.shape[1]), W.dtype)
+    _x_times_W(x[0], W, y[0])
+    return y
+
+
+def da_times_W_T(da, W):
+    """:func:`npdl.layers.dense.da_times_W_T` at batch 1: ``dx = da W^T`` (1, n_in) on one thread."""
+    if not _fits(da, W) or da.shape[1] != W.shape[1]:
+        return NotImplemented
+    dx = np.empty((1, W.shape[0]), W.dtype)
+    _W_times_da(W, da[0], dx[0], W.dtype.type(0))
+    return dx

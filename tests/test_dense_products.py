@@ -1,0 +1,113 @@
+"""The one-thread batch-1 products of a dense layer (npdl.kernels.numba.dense_products) agree with
+the definitions in npdl/layers/dense.py, serve exactly the calls they are meant for, and carry a
+training step to the same parameters as the definitions."""
+
+import numpy as np
+import pytest
+
+from npdl import kernels
+from npdl.layers import dense
+
+nb = pytest.importorskip("npdl.kernels.numba.dense_products")
+
+
+def _tol(dtype):
+    return 2e-6 if np.dtype(dtype) == np.float32 else 1e-14
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_in,n_out", [(1, 32), (7, 33), (784, 1000), (1000, 500), (300, 1000)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batch_one_products_match_float64_products(dtype, n_in, n_out, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((n_in, n_out)).astype(dtype)
+    x = rng.standard_normal((1, n_in)).astype(dtype)
+    da = rng.standard_normal((1, n_out)).astype(dtype)
+    y, dx = nb.x_times_W(x, W), nb.da_times_W_T(da, W)
+    assert y.shape == (1, n_out) and dx.shape == (1, n_in) and y.dtype == dx.dtype == np.dtype(dtype)
+    W64 = W.astype(np.float64)
+    # each entry is a sum of products: compare against the sum of their magnitudes
+    scale_y = np.abs(x.astype(np.float64)) @ np.abs(W64)
+    scale_dx = np.abs(da.astype(np.float64)) @ np.abs(W64).T
+    assert np.all(np.abs(y - x.astype(np.float64) @ W64) <= _tol(dtype) * scale_y + 1e-30)
+    assert np.all(np.abs(dx - da.astype(np.float64) @ W64.T) <= _tol(dtype) * scale_dx + 1e-30)
+
+
+def test_x_rows_may_be_strided_views():
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((40, 64)).astype(np.float32)
+    x = rng.standard_normal((40, 3)).astype(np.float32)[:, :1].T   # (1, 40) with stride 3 items
+    da = rng.standard_normal((64, 2)).astype(np.float32)[:, 1:].T  # (1, 64) with stride 2 items
+    np.testing.assert_allclose(nb.x_times_W(x, W), x @ W, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(nb.da_times_W_T(da, W), da @ W.T, rtol=1e-5, atol=1e-5)
+
+
+def test_the_kernels_decline_what_they_do_not_serve(monkeypatch):
+    rng = np.random.default_rng(4)
+    W = rng.standard_normal((50, 64)).astype(np.float32)
+    x1, d1 = rng.standard_normal((1, 50)).astype(np.float32), rng.standard_normal((1, 64)).astype(np.float32)
+    assert nb.x_times_W(np.vstack([x1, x1]), W) is NotImplemented      # batch 2: BLAS
+    assert nb.da_times_W_T(np.vstack([d1, d1]), W) is NotImplemented
+    assert nb.x_times_W(x1, np.asfortranarray(W)) is NotImplemented    # W not row-major
+    assert nb.x_times_W(x1.astype(np.float64), W) is NotImplemented    # mixed dtypes: never a cast
+    assert nb.da_times_W_T(d1[:, :50], W) is NotImplemented            # shapes that do not chain
+    assert nb.x_times_W(x1, W[:, :16].copy()) is NotImplemented        # rows shorter than MIN_COLUMNS
+    assert nb.x_times_W(x1.astype(np.int64), W.astype(np.int64)) is NotImplemented
+    monkeypatch.setattr(nb, "ONE_THREAD_MAX", W.size - 1)              # larger than one thread's share
+    assert nb.x_times_W(x1, W) is NotImplemented and nb.da_times_W_T(d1, W) is NotImplemented
+    with pytest.raises(ValueError):  # declined, the definition runs, and NumPy names the mismatch
+        dense.x_times_W(x1[:, :40], W)
+
+
+def test_a_dense_layer_at_batch_one_runs_the_loops(monkeypatch):
+    from npdl.layers import Dense
+    calls = []
+    for name in ("_x_times_W", "_W_times_da"):
+        real = getattr(nb, name)
+        monkeypatch.setattr(nb, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    layer = Dense(30, 40, activation="tanh")
+    rng = np.random.default_rng(5)
+    for batch, expected in ((1, ["_x_times_W", "_W_times_da"]), (3, [])):
+        calls.clear()
+        x = rng.standard_normal((batch, 30)).astype(np.float32)
+        y = layer.forward(x, training=True)
+        layer.need_input_grad = True
+        dx = layer.backward(rng.standard_normal(y.shape).astype(np.float32))
+        assert calls == expected and dx.shape == x.shape
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_batch_one_training_steps_match_the_definitions(l2):
+    """Twenty SGD steps at batch 1 of a 20-1024-48-5 float64 network: the kernels (products, rank-1
+    updates of the two larger weights) against the definitions (kernels off), same start, parameters equal to float64 precision."""
+    from npdl.layers import Dense
+    from npdl.models import Sequential
+    from npdl.optim import SGD
+
+    def trained(mode):
+        before = kernels.mode()
+        kernels.use(mode)
+        try:
+            model = Sequential([Dense(20, 1024, activation="sigmoid", rng=_gen(0), dtype="float64"),
+                                Dense(1024, 48, activation="tanh", rng=_gen(1), dtype="float64"),
+                                Dense(48, 5, rng=_gen(2), dtype="float64")])
+            model.compile("softmax_cross_entropy", SGD(lr=0.5, weight_decay=0.01), metrics=(), l2=l2)
+            rng = np.random.default_rng(6)
+            for _ in range(20):
+                x = rng.standard_normal((1, 20))
+                model.train_step(x, rng.integers(0, 5, (1,)))
+            return [np.array(p) for layer in model.layers for p in layer.params.values()]
+        finally:
+            kernels.use(before)
+
+    fast, reference = trained("auto"), trained("off")
+    moved = False
+    for a, b in zip(fast, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        moved = moved or not np.array_equal(a, b)
+    assert moved  # the kernels ran (their sums are ordered differently), and agreed
+
+
+def _gen(seed):
+    from npdl import backend
+    return backend.Generator(backend.get_device("cpu"), seed)
