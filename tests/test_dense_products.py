@@ -47,7 +47,9 @@ def test_the_kernels_decline_what_they_do_not_serve(monkeypatch):
     W = rng.standard_normal((50, 64)).astype(np.float32)
     x1, d1 = rng.standard_normal((1, 50)).astype(np.float32), rng.standard_normal((1, 64)).astype(np.float32)
     assert nb.x_times_W(np.vstack([x1, x1]), W) is NotImplemented      # batch 2: BLAS
-    assert nb.da_times_W_T(np.vstack([d1, d1]), W) is NotImplemented
+    assert nb.da_times_W_T(np.vstack([d1, d1])[:, :50], W) is NotImplemented  # shapes that do not chain
+    assert nb.da_times_W_T(np.vstack([d1, d1]).astype(np.float64), W) is NotImplemented
+    assert nb.da_times_W_T(np.vstack([d1, d1]), W) is NotImplemented   # under MIN_WORK: as written
     assert nb.x_times_W(x1, np.asfortranarray(W)) is NotImplemented    # W not row-major
     assert nb.x_times_W(x1.astype(np.float64), W) is NotImplemented    # mixed dtypes: never a cast
     assert nb.da_times_W_T(d1[:, :50], W) is NotImplemented            # shapes that do not chain
@@ -111,3 +113,101 @@ def test_batch_one_training_steps_match_the_definitions(l2):
 def _gen(seed):
     from npdl import backend
     return backend.Generator(backend.get_device("cpu"), seed)
+
+
+# -- da W^T from batch 2: the orientation BLAS runs faster, never a different result
+
+class _Clock:
+    """A timer that charges each call the cost its way was given: ``costs[way]`` seconds."""
+
+    def __init__(self, costs):
+        self.costs, self.now, self.running = costs, 0.0, None
+
+    def __call__(self):
+        return self.now
+
+    def charge(self, way):
+        self.now += self.costs[way]
+
+
+def _timed_choice(costs, second=None):
+    """A :class:`Choice` between ``da @ W.T`` and ``second`` (default: ``(W @ da.T).T`` row-major) whose
+    clock says each way took ``costs[way]``; returns it and the ways it ran, in order."""
+    from npdl.kernels.numba import orientation
+
+    ran, clock = [], _Clock(costs)
+
+    def first(da, W):
+        ran.append(0)
+        clock.charge(0)
+        return da @ W.T
+
+    def alternative(da, W):
+        ran.append(1)
+        clock.charge(1)
+        return (second or nb._W_untransposed)(da, W)
+
+    return orientation.Choice(first, alternative, clock=clock), ran
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("N,n_in,n_out", [(2, 50, 64), (20, 78, 100), (33, 100, 70), (130, 40, 300)])
+def test_da_times_W_T_from_batch_two_gives_the_definitions_bits(monkeypatch, dtype, N, n_in, n_out):
+    """Through the trials and after the choice, each call returns exactly ``da @ W.T``."""
+    from npdl.kernels.numba import orientation
+    monkeypatch.setattr(nb, "MIN_WORK", 1)
+    monkeypatch.setattr(nb, "_orientation", orientation.Choice(nb._as_written, nb._W_untransposed))
+    rng = np.random.default_rng(N)
+    W = rng.standard_normal((n_in, n_out)).astype(dtype)
+    for _ in range(2 * orientation.TRIALS + 4):
+        da = rng.standard_normal((N, n_out)).astype(dtype)
+        dx = nb.da_times_W_T(da, W)
+        assert dx.shape == (N, n_in) and dx.dtype == np.dtype(dtype) and dx.flags.c_contiguous
+        np.testing.assert_array_equal(dx, dense.da_times_W_T.definition(da, W))
+    assert len(nb._orientation.chosen) == 1  # decided once the trials were done
+
+
+@pytest.mark.parametrize("faster,costs", [(0, {0: 1.0, 1: 2.0}), (1, {0: 2.0, 1: 1.0}),
+                                          (0, {0: 1.0, 1: 0.98})])  # within MARGIN: the definition's way
+def test_the_faster_orientation_serves_after_the_trials(faster, costs):
+    from npdl.kernels.numba import orientation
+    choice, ran = _timed_choice(costs)
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((40, 30)).astype(np.float32)
+    calls = 1 + 2 * (orientation.TRIALS + 1)  # the bit check, then TRIALS + 1 timed calls of each way
+    for _ in range(calls):
+        choice("k", rng.standard_normal((5, 30)).astype(np.float32), W)
+    assert ran[:2] == [0, 1] and sorted(ran[2:]) == [0] * (orientation.TRIALS + 1) + [1] * (orientation.TRIALS + 1)
+    assert choice.chosen == {"k": faster}
+    ran.clear()
+    for _ in range(3):
+        choice("k", rng.standard_normal((5, 30)).astype(np.float32), W)
+    assert ran == [faster] * 3
+
+
+def test_a_way_that_differs_in_one_bit_is_never_used():
+    """If ``(W da^T)^T`` is not the same bits as ``da W^T`` (another BLAS may sum differently), only
+    the definition's way runs for that shape, however fast the other would be."""
+    def off_by_one_ulp(da, W):
+        out = nb._W_untransposed(da, W)
+        out[0, 0] = np.nextafter(out[0, 0], np.float32(np.inf))
+        return out
+
+    choice, ran = _timed_choice({0: 2.0, 1: 1.0}, second=off_by_one_ulp)
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((40, 30)).astype(np.float32)
+    for _ in range(12):
+        da = rng.standard_normal((5, 30)).astype(np.float32)
+        np.testing.assert_array_equal(choice("k", da, W), da @ W.T)
+    assert choice.chosen == {"k": 0} and ran == [0, 1] + [0] * 11
+
+
+def test_shapes_beyond_the_limit_run_the_definitions_way_untimed(monkeypatch):
+    from npdl.kernels.numba import orientation
+    monkeypatch.setattr(orientation, "MAX_SHAPES", 2)
+    choice, ran = _timed_choice({0: 1.0, 1: 1.0})
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((40, 30)).astype(np.float32)
+    for key in ("a", "b", "c", "c"):
+        choice(key, rng.standard_normal((5, 30)).astype(np.float32), W)
+    assert ran == [0, 1, 0, 1, 0, 0] and set(choice._times) == {"a", "b"}

@@ -19,7 +19,10 @@ def x_times_W(x, W):
 
 @kernels.accelerated("dense_products.da_times_W_T")
 def da_times_W_T(da, W):
-    r"""The input gradient's product $da W^\top$: (N, n_out) @ (n_out, n_in) -> (N, n_in)."""
+    r"""The input gradient's product $da W^\top$: (N, n_out) @ (n_out, n_in) -> (N, n_in).
+
+    (On the CPU a one-thread loop at batch 1; from batch 2 BLAS, given $(W da^\top)^\top$ instead
+    where that is faster and the same bits: :mod:`npdl.kernels.numba.dense_products`.)"""
     return da @ W.T
 
 
