@@ -41,27 +41,27 @@ class Choice:
     same bits. ``clock`` is the timer (``time.perf_counter``; the tests pass their own)."""
 
     def __init__(self, first, second, clock=time.perf_counter):
-        self.first, self.second, self.clock = first, second, clock
+        self.ways, self.clock = (first, second), clock  # indexed by FIRST, SECOND
         self.chosen: dict = {}   # key -> FIRST or SECOND, once decided
         self._times: dict = {}   # key -> ([first's times], [second's times]) while on trial
 
     def __call__(self, key, *args):
         way = self.chosen.get(key)
         if way is not None:
-            return (self.second if way == SECOND else self.first)(*args)
+            return self.ways[way](*args)
         times = self._times.get(key)
         if times is None:
             if len(self._times) + len(self.chosen) >= MAX_SHAPES:
-                return self.first(*args)
-            out = self.first(*args)
-            if not np.array_equal(out, self.second(*args)):  # not the same bits: never the second
+                return self.ways[FIRST](*args)
+            out = self.ways[FIRST](*args)
+            if not np.array_equal(out, self.ways[SECOND](*args)):  # not the same bits: never the second
                 self.chosen[key] = FIRST
                 return out
             times = self._times[key] = ([], [])
             return out
         way = FIRST if len(times[FIRST]) <= len(times[SECOND]) else SECOND
         start = self.clock()
-        out = (self.second if way == SECOND else self.first)(*args)
+        out = self.ways[way](*args)
         times[way].append(self.clock() - start)
         if len(times[SECOND]) > TRIALS:
             del self._times[key]
