@@ -22,7 +22,9 @@ Neither count is right in both cases, and the load changes while a run goes on, 
   gives each output element to one iteration (a row, an image's channel plane, an element), so
   its results are the same bits at any thread count, and so are a run's. (The chunked
   convolution's workers are Python threads sharing its chunks dynamically: their number does not
-  change, and :mod:`.conv2d` sums the weight gradient in a fixed order.)
+  change, and :mod:`.conv2d` sums the weight gradient in a fixed order.) The step times are
+  watched too: a run whose steps become several times slower while BLAS keeps its threads is
+  told so, once (:mod:`.slow_steps`).
 * ``1`` (or ``all``): BLAS's count too. OpenBLAS's results depend on its thread count: three steps
   of ``mlp_b20``, ``sda_b1`` and ``sda_b128`` on 1 and on 2 threads (the machine above) gave
   parameters differing by up to 1.5e-8; a matrix product alone by a few float32 ulps. Chosen by
@@ -56,12 +58,14 @@ never starts it): a network whose kernels never run a parallel loop is never tou
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import statistics
 import time
 
 from ...errors import NpdlError
 from ...threads_env import ENV, parse
+from .slow_steps import SlowSteps, report
 
 
 #: the step sites remembered at most (the oldest is forgotten first)
@@ -100,7 +104,8 @@ class AdaptiveThreads:
     """Chooses the thread count of one step site; ``with controller:`` around one step.
 
     ``blas`` has ``get()`` and ``set(n)`` (BLAS's thread count), ``numba`` the same or None,
-    ``clock`` returns seconds (:func:`time.perf_counter`; tests pass a fake one).
+    ``clock`` returns seconds (:func:`time.perf_counter`; tests pass a fake one), ``watch`` (a
+    :class:`~npdl.kernels.numba.slow_steps.SlowSteps`, or None) is given every step's time.
     ``steps`` counts the steps run with each candidate.
     """
 
@@ -108,8 +113,8 @@ class AdaptiveThreads:
     RECENT = 3  # step times kept per candidate: their median decides
     TRIAL_STEPS, TRIAL_SECONDS = 16, 0.25  # a trial of another candidate at most this often
 
-    def __init__(self, blas, numba=None, clock=time.perf_counter):
-        self.blas, self.numba, self.clock = blas, numba, clock
+    def __init__(self, blas, numba=None, clock=time.perf_counter, watch=None):
+        self.blas, self.numba, self.clock, self.watch = blas, numba, clock, watch
         self.steps = collections.Counter()
         self._limit = None
         self._running = None  # (candidate, the count to put back, Numba's count to put back, start time)
@@ -141,7 +146,7 @@ class AdaptiveThreads:
         if limit != self._limit:
             self._reset(limit)
         if not self.candidates:
-            self._running = None
+            self._running = None if self.watch is None else (None, limit, None, self.clock())
             return
         now = self.clock()
         n = self.choose(now)
@@ -163,6 +168,10 @@ class AdaptiveThreads:
         n, limit, numba_count, start = self._running
         elapsed = self.clock() - start
         self._running = None
+        if record and self.watch is not None:
+            self.watch.add(elapsed)
+        if n is None:  # nothing to choose: the step was only timed
+            return
         if n != limit:
             self.blas.set(limit)
             if numba_count is not None:
@@ -278,6 +287,11 @@ class _NumbaOnly(_NumbaThreads):
         return 1 if n is None else n
 
 
+def _blas_count():
+    blas = blas_threads()
+    return None if blas is None else blas.get()
+
+
 def controller(key):
     """The :class:`AdaptiveThreads` of step site ``key`` under the current :func:`mode` (made on first
     use), or None where the counts cannot be set."""
@@ -290,7 +304,7 @@ def controller(key):
                 return None
             site = AdaptiveThreads(blas, _NumbaThreads())
         elif m == "numba":
-            site = AdaptiveThreads(_NumbaOnly(), None)
+            site = AdaptiveThreads(_NumbaOnly(), None, watch=SlowSteps(functools.partial(report, key, _blas_count)))
         else:
             return None
         if len(_sites) >= MAX_SITES:
