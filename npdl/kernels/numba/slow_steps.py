@@ -8,11 +8,12 @@ one busy process held to one core (``benchmarks/placement.py``):
 * two of BLAS's threads on one core (the process held to fewer cores than BLAS has threads:
   ``taskset``, a cpuset changed while it runs): ``da_b20`` 40 ms per step instead of 1.4 ms,
   ``mlp_b20`` 16 ms instead of 0.39 ms;
-* BLAS's worker beside the busy process: ``da_b20`` 3.7-4.0 ms per step in two runs, 1.4 ms in
-  another (its wake-ups wait for the other process's turn on that core, or not).
+* BLAS's worker beside the busy process: ``da_b20`` 3.9-4.0 ms per step in some rounds and 1.4 ms
+  in others, ``mlp_b20`` 0.67-0.70 or 0.39-0.43 ms (its wake-ups wait for the other process's turn
+  on that core, or not: ``benchmarks/results/2026-12-04-cpu-zen4-placement-5ab4070.txt``).
 
-With ``NPDL_ADAPTIVE_THREADS=1`` the step chooses BLAS's thread count from the step times: 2.1 ms
-in both cases (one thread).
+With ``NPDL_ADAPTIVE_THREADS=1`` the step chooses BLAS's thread count from the step times:
+``da_b20`` 2.1-2.3 ms in both cases (one thread).
 
 The default keeps BLAS's thread count (OpenBLAS's results depend on it, and the default promises
 the same bits from run to run), so it cannot leave that state by itself. What it can do is notice:
