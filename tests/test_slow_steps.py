@@ -139,3 +139,28 @@ def test_a_slowdown_in_the_default_mode_warns_with_the_site_and_blas_count(monke
     with pytest.warns(SlowStepsWarning, match=r"\(20, 784\).*5\.0x.*2 threads"):
         with site:
             clock.t += 5e-3
+
+
+def test_a_new_model_never_inherits_a_freed_models_step_site(monkeypatch):
+    """CPython gives a new object the address of one just freed: keyed by ``id(model)``, a larger network
+    trained after a smaller one at the same batch shape would be measured against the smaller one's steps.
+    Here every ``id()`` the model module asks for is the same, as a reused address would be."""
+    from npdl import backend, kernels
+    from npdl.layers import Dense
+    from npdl.models import Sequential, sequential
+    from npdl.optim import SGD
+
+    keys = []
+    real = kernels.step_threads
+    monkeypatch.setattr(kernels, "step_threads", lambda key, array: keys.append(key) or real(key, array))
+    monkeypatch.setattr(sequential, "id", lambda obj: 140000000000000, raising=False)
+    data = backend.Generator("cpu", 1)
+    x, y = data.normal((4, 6), dtype="float32"), data.integers(0, 3, (4,))
+    for hidden in (4, 64):
+        g = backend.Generator("cpu", 0)
+        model = Sequential([Dense(6, hidden, rng=g), Dense(hidden, 3, rng=g)])
+        model.compile("softmax_cross_entropy", SGD(lr=0.1))
+        model.train_step(x, y)
+        model.train_step(x, y)
+    assert keys[0] == keys[1] and keys[2] == keys[3]  # one site per model ...
+    assert keys[0] != keys[2]  # ... and its own

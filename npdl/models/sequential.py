@@ -17,6 +17,7 @@ kind (AdamW), applied by the optimizer directly to the weights.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .. import backend, kernels, losses
@@ -29,6 +30,10 @@ from ..training import checkpoint, loop
 from ..training.errors import TrainingDivergedError
 from .state import ModelState
 from .summary import summary_table
+
+#: a distinct number per model, its key among the training step sites (:func:`npdl.kernels.step_threads`):
+#: ``id(model)`` is reused once a model is freed, and a new model would inherit the old one's step times
+_STEP_SITES = itertools.count()
 
 #: metric name -> function(scores, labels, check_range); classifier metrics only
 METRICS = {"accuracy": metric_fns.accuracy, "error": metric_fns.zero_one_error}
@@ -62,6 +67,7 @@ class Sequential(ModelState):
         self.stop_training = False
         self.history = None  # the History of the last (or running) fit
         self.fit_rng = None  # the generator that shuffled the last (or running) fit
+        self._step_site = next(_STEP_SITES)
         for layer in layers or ():
             self.add(layer)
 
@@ -243,7 +249,7 @@ class Sequential(ModelState):
         ``check_finite``: see :meth:`train_step`. The step's Numba thread count (and with
         ``NPDL_ADAPTIVE_THREADS=1`` BLAS's) is chosen from the step times (:func:`npdl.kernels.step_threads`)."""
         try:
-            with kernels.step_threads(("train", id(self), xb.shape), xb):
+            with kernels.step_threads(("train", self._step_site, xb.shape), xb):
                 return self._train_batch(xb, yb, check_finite)
         except Exception as exc:
             if not backend.is_out_of_memory(exc):

@@ -78,12 +78,12 @@ def report(site, blas_count, best: float, now: float) -> bool:
     shape = site[2] if isinstance(site, tuple) and len(site) == 3 else site
     warnings.warn(SlowStepsWarning(
         f"training steps on batches of shape {shape} now take {now / best:.1f}x as long as earlier in this "
-        f"run (median of the last {WINDOW} steps {now * 1e3:.3g} ms, against {best * 1e3:.3g} ms). BLAS runs "
-        f"on {n} threads and every product waits for the slowest: one that shares its core with another busy "
-        f"process, or with another of BLAS's threads (this process held to fewer cores than that: taskset, a "
-        f"cpuset), makes the steps several to tens of times slower. NPDL_ADAPTIVE_THREADS=1 chooses BLAS's "
-        f"thread count from the step times (the results may then differ in the last bits from run to run); "
-        f"OPENBLAS_NUM_THREADS=1 keeps it at one. See the Kernels page of the documentation, Threads."),
+        f"run (median of the last {WINDOW} steps {now * 1e3:.3g} ms, against {best * 1e3:.3g} ms). If another "
+        f"process competes for the cores, or this process may now use fewer cores than BLAS's {n} threads "
+        f"(taskset, a cpuset), BLAS's threads wait for each other at every product, which can make steps "
+        f"several to tens of times slower: NPDL_ADAPTIVE_THREADS=1 chooses BLAS's thread count from the step "
+        f"times (the results may then differ in the last bits from run to run), OPENBLAS_NUM_THREADS=1 keeps "
+        f"it at one. See the Kernels page of the documentation, Threads."),
         stacklevel=2)
     return True
 
