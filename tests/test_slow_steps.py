@@ -5,6 +5,7 @@ Step times come from a fake clock; nothing here depends on the machine's speed.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -15,7 +16,8 @@ from npdl.kernels.numba.slow_steps import FACTOR, WINDOW, SlowSteps, SlowStepsWa
 
 
 @pytest.fixture(autouse=True)
-def _fresh():
+def _fresh(monkeypatch):
+    monkeypatch.setattr(slow_steps, "instrumented", lambda: False)  # as if no coverage tool ran the tests
     slow_steps.forget()
     threads.reset()
     yield
@@ -75,6 +77,22 @@ def test_no_warning_where_blas_threads_cannot_be_the_cause(count):
         assert not slow_steps.report(("train", 1, (20, 784)), lambda: count, 1e-3, 9e-3)
     with pytest.warns(SlowStepsWarning):  # and a later site with several threads still may
         slow_steps.report(("train", 1, (20, 784)), lambda: 4, 1e-3, 9e-3)
+
+
+def test_no_warning_while_a_profiler_or_tracer_slows_the_program(monkeypatch):
+    monkeypatch.undo()  # the real check
+    previous = sys.getprofile()
+    sys.setprofile(lambda frame, event, arg: None)
+    try:
+        assert slow_steps.instrumented()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert not slow_steps.report(("train", 1, (20, 8)), lambda: 2, 0.07e-3, 0.2e-3)
+    finally:
+        sys.setprofile(previous)
+    monkeypatch.setattr(slow_steps, "instrumented", lambda: False)
+    with pytest.warns(SlowStepsWarning):  # not counted as the one warning: a later slowdown is still told
+        slow_steps.report(("train", 1, (20, 8)), lambda: 2, 0.07e-3, 0.2e-3)
 
 
 class _Clock:

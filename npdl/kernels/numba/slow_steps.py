@@ -19,13 +19,14 @@ The default keeps BLAS's thread count (OpenBLAS's results depend on it, and the 
 the same bits from run to run), so it cannot leave that state by itself. What it can do is notice:
 :class:`SlowSteps` takes each step's time at one step site, and when the median of the last
 :data:`WINDOW` steps is :data:`FACTOR` times the best such median of the run so far, while BLAS
-runs on more than one thread, :func:`report` warns once per process (:class:`SlowStepsWarning`),
-naming the remedies.
+runs on more than one thread and no profiler or tracer is slowing the program down, :func:`report`
+warns once per process (:class:`SlowStepsWarning`), naming the remedies.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import warnings
 
 #: steps per median
@@ -65,11 +66,22 @@ class SlowSteps:
 _reported = False
 
 
+def instrumented() -> bool:
+    """Whether a profiler, tracer or debugger is watching this thread (``cProfile``, ``pdb``, coverage):
+    it slows every step by itself (``cProfile``: a small network's step 2.7x), so a slowdown then says
+    nothing about the cores."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: coverage and debuggers may use it instead
+    return monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6))
+
+
 def report(site, blas_count, best: float, now: float) -> bool:
     """Warn (once per process) that the steps of ``site`` went from ``best`` to ``now`` seconds, if
-    ``blas_count()`` (BLAS's thread count, or None where unknown) is above 1; whether it warned."""
+    ``blas_count()`` (BLAS's thread count, or None where unknown) is above 1 and nothing is profiling or
+    tracing the program (:func:`instrumented`); whether it warned."""
     global _reported
-    if _reported:
+    if _reported or instrumented():
         return False
     n = blas_count()
     if n is None or n <= 1:
