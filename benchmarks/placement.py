@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
-from run import _env, machine  # benchmarks/run.py
+from run import Load, _env, machine  # benchmarks/run.py
 from slices import Worker  # benchmarks/slices.py
 
 #: name -> (the main thread's core, the other threads' core); None: both cores for all
@@ -59,9 +58,8 @@ def main(argv=None) -> int:
     info = machine()
     print(f"# {info['cpu']} ({info['cpu_features']}), {info['cores']} cores; "
           f"NPDL_ADAPTIVE_THREADS={os.environ.get('NPDL_ADAPTIVE_THREADS', '(unset)')}", flush=True)
-    load = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        os.sched_setaffinity(load.pid, {0})
+    with Load(1) as load:
+        os.sched_setaffinity(load.procs[0].pid, {0})
         for workload in args.workload.split(","):
             worker = Worker("npdl", workload, "cpu", _env())
             try:
@@ -76,9 +74,6 @@ def main(argv=None) -> int:
                               f"  min {1e3 * min(t):8.2f} ms  ({len(t)} steps)", flush=True)
             finally:
                 worker.close()
-    finally:
-        load.kill()
-        load.wait()
     return 0
 
 
