@@ -18,7 +18,8 @@ def _tol(dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_in,n_out", [(1, 32), (7, 33), (784, 1000), (1000, 500), (300, 1000)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batch_one_products_match_float64_products(dtype, n_in, n_out, seed):
+def test_batch_one_products_match_float64_products(dtype, n_in, n_out, seed, monkeypatch):
+    monkeypatch.setattr(nb, "ONE_THREAD_MAX", 1 << 21)  # the loops, whatever this machine's cache
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((n_in, n_out)).astype(dtype)
     x = rng.standard_normal((1, n_in)).astype(dtype)
@@ -130,9 +131,14 @@ class _Clock:
         self.now += self.costs[way]
 
 
+def _same_product(da, W):
+    return np.ascontiguousarray(da @ W.T)  # the same bits by construction, on any BLAS and CPU
+
+
 def _timed_choice(costs, second=None):
-    """A :class:`Choice` between ``da @ W.T`` and ``second`` (default: ``(W @ da.T).T`` row-major) whose
-    clock says each way took ``costs[way]``; returns it and the ways it ran, in order."""
+    """A :class:`Choice` between ``da @ W.T`` and ``second`` (default: the same product again, so that the
+    choice is timed whatever this BLAS's ``(W da^T)^T`` gives) whose clock says each way took
+    ``costs[way]``; returns it and the ways it ran, in order."""
     from npdl.kernels.numba import orientation
 
     ran, clock = [], _Clock(costs)
@@ -145,7 +151,7 @@ def _timed_choice(costs, second=None):
     def alternative(da, W):
         ran.append(1)
         clock.charge(1)
-        return (second or nb._W_untransposed)(da, W)
+        return (second or _same_product)(da, W)
 
     return orientation.Choice(first, alternative, clock=clock), ran
 
@@ -211,3 +217,16 @@ def test_shapes_beyond_the_limit_run_the_definitions_way_untimed(monkeypatch):
     for key in ("a", "b", "c", "c"):
         choice(key, rng.standard_normal((5, 30)).astype(np.float32), W)
     assert ran == [0, 1, 0, 1, 0, 0] and set(choice._times) == {"a", "b"}
+
+
+@pytest.mark.parametrize("n_in", [4, 5, 6, 7, 784])
+def test_x_W_sums_the_rows_of_W_in_order(n_in):
+    """The batch-1 ``x W`` takes four rows of ``W`` per pass over ``y`` but adds them one at a time,
+    first row first, each product rounded: the bits of ``y = y + x[i] W[i]`` for i = 0, 1, ..."""
+    rng = np.random.default_rng(n_in)
+    W = rng.standard_normal((n_in, 40)).astype(np.float32)
+    x = rng.standard_normal((1, n_in)).astype(np.float32)
+    expected = np.zeros(40, np.float32)
+    for i in range(n_in):
+        expected = expected + x[0, i] * W[i]
+    np.testing.assert_array_equal(nb.x_times_W(x, W)[0], expected)

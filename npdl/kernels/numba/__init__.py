@@ -15,6 +15,8 @@ threading layer loads.
 
 import os
 
+from .cache_size import last_level_bytes
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: below this many elements a kernel runs serially
@@ -29,13 +31,30 @@ PARALLEL_THRESHOLD = 1 << 16
 #: parallel loop won (207 against 266 us).
 ELEMENTWISE_PARALLEL_THRESHOLD = 1 << 18
 
-#: up to this many elements of a weight matrix, a batch-1 product with it -- ``x W``, ``da W^T``
-#: (:mod:`.dense_products`) and the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) --
-#: runs on one thread in a Numba loop instead of on BLAS's threads. Such a product streams ``W``
-#: once, bounded by the cache's bandwidth, and each call to a multi-threaded BLAS first wakes a
-#: sleeping thread. Measured on a 2-core AMD EPYC Zen 4 (OpenBLAS 0.3.31, float32), products
-#: called back to back: at 1000x1000 one thread took 55/53/65 us for the three against
-#: 49/45/70 us on BLAS's two, but in ``sda_b1``'s training step (784-1000-1000-1000-10 at batch
-#: 1) it was 0.68 against 0.84 ms; at 2000x2000 (16 MB, beyond a 32 MB L3 three at a time) one
-#: thread took 468/412/517 against 378/351/393 us, so larger matrices stay with BLAS.
-ONE_THREAD_MAX = 1 << 21
+#: the most elements of a weight matrix that a batch-1 product runs on one thread with, where the
+#: last-level cache is not known (:func:`one_thread_max`)
+ONE_THREAD_LIMIT = 1 << 21
+
+
+def one_thread_max(cache_bytes) -> int:
+    """Up to this many elements of a weight matrix, a batch-1 product with it -- ``x W``, ``da W^T``
+    (:mod:`.dense_products`) and the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) --
+    runs on one thread in a Numba loop instead of on BLAS's threads: three float32 matrices of it in
+    the last-level cache of ``cache_bytes`` (:mod:`.cache_size`), and never more than
+    :data:`ONE_THREAD_LIMIT`.
+
+    Such a product streams ``W`` once. Where a step's weights stay in the cache, one core streams
+    them fast and each call to a multi-threaded BLAS first wakes a sleeping thread; where they do
+    not, they come from memory, and a second core's share of the memory bandwidth is worth the
+    wake-up. ``sda_b1``'s step (784-1000-1000-1000-10, 11 MB of float32 weights, each streamed
+    three times) measured both ways: on a 2-core AMD EPYC Zen 4 (32 MB L3) one thread took 0.68
+    against 0.84 ms on BLAS's two, and at 2000x2000 (16 MB) one thread was slower (468/412/517
+    against 378/351/393 us for the three products); on a 2-core AMD EPYC Zen 1 (8 MB L3) BLAS's two
+    threads took 0.73-0.89 of one thread's step time over eight rounds.
+    """
+    if not cache_bytes:
+        return ONE_THREAD_LIMIT
+    return min(ONE_THREAD_LIMIT, int(cache_bytes) // (3 * 4))
+
+
+ONE_THREAD_MAX = one_thread_max(last_level_bytes())

@@ -12,9 +12,10 @@ few microseconds times too noisily to tell two ways apart, and the first is the 
 
 The choice never changes a result. At its first call with a shape, :class:`Choice` computes
 both and compares them bit for bit; only if they are equal is the second ever used, and the
-first (the definition's own expression) serves that shape for good otherwise. OpenBLAS gives the
-same bits both ways (each entry the same sum in the same order), so on it the choice is a
-matter of speed alone; a BLAS that does not is simply never offered the second.
+first (the definition's own expression) serves that shape for good otherwise. OpenBLAS 0.3.31's
+AVX-512 kernels (``SkylakeX``, on AMD Zen 4) give the same bits both ways, so there the choice is
+a matter of speed alone; its AVX2 kernels (``Haswell``, on AMD Zen 1) did not at any shape of the
+benchmark workloads, and there the product runs as written.
 """
 
 from __future__ import annotations
