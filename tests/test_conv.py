@@ -250,8 +250,8 @@ def test_get_config_round_trip():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_conv_with_an_activation_is_the_conv_then_that_layer(activation, layer, dtype, device):
     """Conv2D(activation=f) against Conv2D then f's layer, from the same weights, on every device: the
-    output, dx and dW bit for bit (ReLU's fused kernel included); db to round-off (the fused ReLU kernel
-    sums the masked gradient in another order)."""
+    output and dx bit for bit, dW too where one kernel computes both (ReLU's fused kernel included); db
+    to round-off (the fused ReLU kernel sums the masked gradient in another order)."""
     rng = np.random.default_rng(11)
     x_np = rng.standard_normal((3, 2, 7, 6)).astype(dtype)
     dy_np = rng.standard_normal((3, 4, 7, 6)).astype(dtype)
@@ -270,8 +270,14 @@ def test_conv_with_an_activation_is_the_conv_then_that_layer(activation, layer, 
     dx = fused.backward(dev.asarray(dy_np))
     dx_ref = plain.backward(act.backward(dev.asarray(dy_np)))
     np.testing.assert_array_equal(backend.to_numpy(dx), backend.to_numpy(dx_ref))
-    np.testing.assert_array_equal(backend.to_numpy(fused.grads["W"]), backend.to_numpy(plain.grads["W"]))
     tol = 1e-5 if dtype == "float32" else 1e-12
+    if activation == "relu" or dev.kind != "numpy":
+        np.testing.assert_array_equal(backend.to_numpy(fused.grads["W"]), backend.to_numpy(plain.grads["W"]))
+    else:  # on the CPU the chunked kernel serves the plain conv and the definition the tanh one: dW is
+        # the same sums as dy_t cols^T, in the other orientation, so equal bits on OpenBLAS's AVX-512
+        # kernels but not on its AVX2 (Haswell) kernels
+        np.testing.assert_allclose(backend.to_numpy(fused.grads["W"]), backend.to_numpy(plain.grads["W"]),
+                                   rtol=tol, atol=tol)
     np.testing.assert_allclose(backend.to_numpy(fused.grads["b"]), backend.to_numpy(plain.grads["b"]),
                                rtol=tol, atol=tol)
 
