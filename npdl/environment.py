@@ -73,10 +73,10 @@ def _blas() -> dict:
     info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
     info["direct_ger"] = bool(direct.functions().get("ger")) if direct.available() else False
-    from .kernels.numba import ONE_THREAD_MAX, cache_size
+    from .kernels.numba import LAST_LEVEL_CACHE, ONE_THREAD_MAX
 
     # a batch-1 product runs on one thread up to this many weights, from the last-level cache's size
-    info["last_level_cache_bytes"] = cache_size.last_level_bytes()
+    info["last_level_cache_bytes"] = LAST_LEVEL_CACHE
     info["one_thread_max"] = ONE_THREAD_MAX
     return info
 

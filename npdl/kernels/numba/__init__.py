@@ -57,4 +57,6 @@ def one_thread_max(cache_bytes) -> int:
     return min(ONE_THREAD_LIMIT, int(cache_bytes) // (3 * 4))
 
 
-ONE_THREAD_MAX = one_thread_max(last_level_bytes())
+#: bytes of CPU 0's last-level cache, read once at import (:mod:`.cache_size`; None where unknown)
+LAST_LEVEL_CACHE = last_level_bytes()
+ONE_THREAD_MAX = one_thread_max(LAST_LEVEL_CACHE)
