@@ -184,8 +184,12 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, metavar="N",
                    help=f"set {', '.join(THREAD_VARS)} to N for both sides (default: as inherited)")
     p.add_argument("--out", metavar="PREFIX",
-                   help="write PREFIX.md and PREFIX.csv (default benchmarks/results/<date>-ab-<old rev>)")
+                   help="write PREFIX.md and PREFIX.csv (default benchmarks/results/<date>-ab-<old rev>, or -2, "
+                        "-3 ... after it when that run is there already)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out's files")
     args = p.parse_args(argv)
+    if args.out and not args.overwrite and any(os.path.exists(args.out + ext) for ext in (".md", ".csv")):
+        p.error(f"--out {args.out}: {args.out}.md or .csv exists; choose another prefix, or add --overwrite")
     if args.rounds < 1 or args.min_seconds <= 0 or (args.threads is not None and args.threads < 1):
         p.error("--rounds and --threads must be positive integers, --min-seconds a positive number")
     try:

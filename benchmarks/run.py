@@ -146,6 +146,22 @@ class Load:
         return False
 
 
+def results_path(asked, default, overwrite, error) -> str:
+    """Where the CSV goes. No earlier result is lost: without ``--csv``, a second run of the day takes
+    ``<date>-<device>-2.csv`` (then ``-3`` ...); an explicit ``--csv`` that exists is refused (``error``)
+    unless ``overwrite``."""
+    if asked:
+        if os.path.exists(asked) and not overwrite:
+            error(f"--csv {asked} exists; choose another path, or add --overwrite to replace it and its "
+                  "-peak-*.json and plots")
+        return asked
+    base, ext = os.path.splitext(default)
+    path, n = default, 2
+    while os.path.exists(path):
+        path, n = f"{base}-{n}{ext}", n + 1
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", default="mlp_b20,sda_b1,sda_b128",
@@ -156,7 +172,9 @@ def main(argv=None) -> int:
     p.add_argument("--impls", default=",".join(IMPLS), help="which of npdl,torch,jax to time")
     p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the whole set (3)")
     p.add_argument("--min-seconds", type=float, default=1.5, help="timed seconds per cell and round (1.5)")
-    p.add_argument("--csv", help="write every measurement here (default benchmarks/results/<date>-<device>.csv)")
+    p.add_argument("--csv", help="write every measurement here (default benchmarks/results/<date>-<device>.csv, "
+                                 "or -2, -3 ... after it when a run of the day is there already)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing --csv")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--no-peak", action="store_true", help="do not measure the ceilings (no %% peak, no roofline)")
     p.add_argument("--peak-elements", type=int, metavar="N", help="float32 elements per bandwidth array (npdl bench)")
@@ -190,7 +208,8 @@ def main(argv=None) -> int:
     print(f"# {info['cpu']} ({info['cpu_features']}), {info['cores']} cores, Python {info['python']}, {info['date']}"
           + (f", OPENBLAS_CORETYPE={info['OPENBLAS_CORETYPE']}" if info["OPENBLAS_CORETYPE"] else "")
           + (f", load: {args.load} busy processes" if args.load else ""))
-    path = args.csv or os.path.join(HERE, "results", f"{info['date'][:10]}-{'-'.join(devices)}.csv")
+    path = results_path(args.csv, os.path.join(HERE, "results", f"{info['date'][:10]}-{'-'.join(devices)}.csv"),
+                        args.overwrite, p.error)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     prefix = os.path.splitext(path)[0]
     peaks, peak_files = {}, {}

@@ -273,3 +273,37 @@ def test_the_workers_keep_jax_from_preallocating_the_gpu(monkeypatch):
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["PYTHONPATH"].startswith(run.ROOT)
     monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "true")
     assert run._env()["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+
+
+# ---------------------------------------------------------------------- nothing lost
+def test_run_py_never_replaces_an_earlier_result(tmp_path):
+    """Without --csv a second run of the day takes the next free name; an existing --csv is refused
+    unless --overwrite asks for it."""
+    run = _load("bench_run", "run.py")
+
+    def refuse(message):
+        raise SystemExit(message)
+
+    default = str(tmp_path / "2026-12-05-cpu.csv")
+    assert run.results_path(None, default, False, refuse) == default
+    open(default, "w").close()
+    assert run.results_path(None, default, False, refuse) == str(tmp_path / "2026-12-05-cpu-2.csv")
+    open(tmp_path / "2026-12-05-cpu-2.csv", "w").close()
+    assert run.results_path(None, default, False, refuse) == str(tmp_path / "2026-12-05-cpu-3.csv")
+    asked = str(tmp_path / "mine.csv")
+    assert run.results_path(asked, default, False, refuse) == asked  # new: written as asked
+    open(asked, "w").close()
+    with pytest.raises(SystemExit, match="exists.*--overwrite"):
+        run.results_path(asked, default, False, refuse)
+    assert run.results_path(asked, default, True, refuse) == asked
+
+
+def test_ab_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
+    ab = _load("bench_ab", "ab.py")
+    prefix = str(tmp_path / "ab")
+    assert ab.parse_args(["--against", "HEAD", "--out", prefix]).out == prefix
+    open(prefix + ".csv", "w").close()
+    with pytest.raises(SystemExit):
+        ab.parse_args(["--against", "HEAD", "--out", prefix])
+    assert "exists" in capsys.readouterr().err
+    assert ab.parse_args(["--against", "HEAD", "--out", prefix, "--overwrite"]).overwrite
