@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
         for w in workloads:
             results.append(profile(w, args.steps, args.device))
             print(f"{w}: {results[-1]['sum_ms']:.3f} ms", file=sys.stderr, flush=True)
-        command = "python benchmarks/profiles.py" + ("" if argv is None and len(sys.argv) == 1 else
-                                                      " " + " ".join(sys.argv[1:] if argv is None else argv))
+        given = sys.argv[1:] if argv is None else list(argv)
+        command = shlex.join(["python", "benchmarks/profiles.py", *given])
         this = machine_of(results, command, args.steps)
         stem = os.path.splitext(os.path.basename(args.json or ""))[0]
         derived = stem.split("profiles-", 1)[-1] if "profiles-" in stem else stem
