@@ -34,7 +34,8 @@ import tempfile
 #: (OPENBLAS_THREAD_TIMEOUT), which each side's process must set, or not, for itself
 START_ENV = dict(os.environ)
 
-from run import ROOT, machine  # noqa: E402  (benchmarks/run.py: the machine description, the checkout's root)
+from run import ROOT, free_prefix, machine  # noqa: E402  (benchmarks/run.py: the checkout's root, a results
+# name that keeps the earlier ones, the machine description)
 
 from npdl.bench.workloads import expand  # noqa: E402
 
@@ -222,9 +223,7 @@ def main(argv=None) -> int:
     text = report(summary, info, sides, settings)
     prefix = args.out or os.path.join(ROOT, "benchmarks", "results", f"{info['date'][:10]}-ab-{sides[1].rev[:10]}")
     if not args.out:  # a second run on the same day against the same revision keeps the first one's files
-        base, n = prefix, 2
-        while os.path.exists(prefix + ".md") or os.path.exists(prefix + ".csv"):
-            prefix, n = f"{base}-{n}", n + 1
+        prefix = free_prefix(prefix, (".md", ".csv"))
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     with open(prefix + ".md", "w") as f:
         f.write(text)

@@ -94,15 +94,20 @@ def page(machines: list) -> str:
     return "\n".join(lines)
 
 
+def label_of(path: str) -> str:
+    """A results file's default label: its name after ``profiles-`` (``2026-12-04-profiles-zen4.json``:
+    ``zen4``), else its whole name without the extension."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem.split("profiles-", 1)[-1]
+
+
 def load(paths: list) -> list:
-    """The saved machines of ``paths``, each labelled by its file's name after ``profiles-``
-    (``2026-12-04-profiles-zen4.json``: ``zen4``) unless it names its own ``label``."""
+    """The saved machines of ``paths``, each labelled by :func:`label_of` unless it names its own ``label``."""
     machines = []
     for path in paths:
         with open(path) as f:
             m = json.load(f)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        m.setdefault("label", stem.split("profiles-", 1)[-1] if "profiles-" in stem else stem)
+        m.setdefault("label", label_of(path))
         machines.append(m)
     return machines
 
@@ -145,9 +150,7 @@ def main(argv=None) -> int:
         given = sys.argv[1:] if argv is None else list(argv)
         command = shlex.join(["python", "benchmarks/profiles.py", *given])
         this = machine_of(results, command, args.steps)
-        stem = os.path.splitext(os.path.basename(args.json or ""))[0]
-        derived = stem.split("profiles-", 1)[-1] if "profiles-" in stem else stem
-        this["label"] = args.label or derived or "this machine"
+        this["label"] = args.label or (label_of(args.json) if args.json else "this machine")
         if args.json:
             os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
             with open(args.json, "w") as f:

@@ -156,10 +156,15 @@ def results_path(asked, default, overwrite, error) -> str:
                   "-peak-*.json and plots")
         return asked
     base, ext = os.path.splitext(default)
-    path, n = default, 2
-    while os.path.exists(path):
-        path, n = f"{base}-{n}{ext}", n + 1
-    return path
+    return free_prefix(base, (ext,)) + ext
+
+
+def free_prefix(base, exts) -> str:
+    """``base``, or ``base-2``, ``base-3`` ...: the first for which no ``prefix + ext`` of ``exts`` exists."""
+    prefix, n = base, 2
+    while any(os.path.exists(prefix + ext) for ext in exts):
+        prefix, n = f"{base}-{n}", n + 1
+    return prefix
 
 
 def main(argv=None) -> int:
