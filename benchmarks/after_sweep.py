@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -55,21 +56,22 @@ def operations() -> dict:
             "step": small_step()}
 
 
-def time_after(sweep, op, repeats: int) -> list:
-    """``[seconds]`` of ``op()`` right after ``sweep()``, ``repeats`` times."""
-    out = []
-    for _ in range(repeats):
-        sweep()
-        t = time.perf_counter()
-        op()
-        out.append(time.perf_counter() - t)
-    return out
+def _nothing():
+    return None
+
+
+def time_after(sweep, op) -> float:
+    """Seconds of one ``op()`` right after ``sweep()``."""
+    sweep()
+    t = time.perf_counter()
+    op()
+    return time.perf_counter() - t
 
 
 def sweep_of(mib: float):
     """A zero-argument call that streams ``mib`` MiB of float32 through the caches (nothing for 0)."""
     if not mib:
-        return lambda: None
+        return _nothing
     array = np.ones(max(1, int(mib * MIB) // 4), np.float32)
     return array.sum
 
@@ -90,8 +92,8 @@ def measure(sizes_mib, repeats: int, ops: dict | None = None, sweeps=sweep_of) -
         for name, op in ops.items():
             swept, bare = [], []
             for _ in range(repeats):
-                swept += time_after(sweep, op, 1)
-                bare += time_after(lambda: None, op, 1)
+                swept.append(time_after(sweep, op))
+                bare.append(time_after(_nothing, op))
             us[name] = statistics.median(swept) * 1e6
             ratio[name] = statistics.median(swept) / statistics.median(bare)
         rows.append({"mib": mib, "us": us, "ratio": ratio})
@@ -126,8 +128,8 @@ def main(argv=None) -> int:
     print(table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "command": "python benchmarks/after_sweep.py " + " ".join(
-                sys.argv[1:] if argv is None else argv), "rows": rows}, f, indent=1)
+            json.dump({"machine": machine(), "command": shlex.join(
+                ["python", "benchmarks/after_sweep.py", *(sys.argv[1:] if argv is None else argv)]), "rows": rows}, f, indent=1)
         print(f"wrote {args.json}")
     return 0
 

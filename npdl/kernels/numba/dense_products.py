@@ -17,10 +17,10 @@ holds the second core. Weight matrices too large to stay in the last-level cache
 ``x W`` is computed row by row of ``W``: ``y += x[i] W[i, :]``, each ``y[j]`` summed over ``i``
 in order, vectorised over ``j``; four rows go through ``y`` per pass, still added one at a time
 (1000x1000 in cache on a 2-core AMD EPYC Zen 1: 130 against 180 us with one row per pass).
-``da W^T`` is one dot product per row of ``W``, vectorised by letting the compiler reassociate the sum (``fastmath={"reassoc"}``: partial sums, one per
-vector lane, added at the end), so its result differs from BLAS's in the last bits, as BLAS's
-own results differ between thread counts and CPUs; the same inputs give the same bits on a
-given CPU, at any thread count.
+``da W^T`` is one dot product per row of ``W``, vectorised by letting the compiler reassociate
+the sum (``fastmath={"reassoc"}``: partial sums, one per vector lane, added at the end), so its
+result differs from BLAS's in the last bits, as BLAS's own results differ between thread counts
+and CPUs; the same inputs give the same bits on a given CPU, at any thread count.
 
 From batch 2, ``da W^T`` goes to BLAS either as written or as ``(W da^T)^T`` copied back to
 row-major, chosen per shape by timing the first calls (:mod:`.orientation`), and only where the
