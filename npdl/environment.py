@@ -72,7 +72,6 @@ def _blas() -> dict:
     # set by ``import npdl`` unless NumPy was imported first (see npdl/__init__.py)
     info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
-    info["direct_ger"] = bool(direct.functions().get("ger")) if direct.available() else False
     from .kernels.numba import LAST_LEVEL_CACHE, ONE_THREAD_MAX
 
     # a batch-1 product runs on one thread up to this many weights, from the last-level cache's size

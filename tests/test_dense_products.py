@@ -56,21 +56,30 @@ def test_the_kernels_decline_what_they_do_not_serve(monkeypatch):
     assert nb.da_times_W_T(d1[:, :50], W) is NotImplemented            # shapes that do not chain
     assert nb.x_times_W(x1, W[:, :16].copy()) is NotImplemented        # rows shorter than MIN_COLUMNS
     assert nb.x_times_W(x1.astype(np.int64), W.astype(np.int64)) is NotImplemented
-    monkeypatch.setattr(nb, "ONE_THREAD_MAX", W.size - 1)              # larger than one thread's share
-    assert nb.x_times_W(x1, W) is NotImplemented and nb.da_times_W_T(d1, W) is NotImplemented
+    monkeypatch.setattr(nb, "ONE_THREAD_MAX", W.size - 1)              # larger than one thread's share:
+    assert nb.x_times_W(x1, W) is NotImplemented                       # x W to BLAS, da W^T on Numba's threads
+    np.testing.assert_array_equal(nb.da_times_W_T(d1, W), _serial_dx(d1, W))
     with pytest.raises(ValueError):  # declined, the definition runs, and NumPy names the mismatch
         dense.x_times_W(x1[:, :40], W)
 
 
+def _serial_dx(da, W):
+    from npdl.kernels.numba import rows
+    dx = np.empty((1, W.shape[0]), W.dtype)
+    rows.W_times_da(W, da[0], dx[0], W.dtype.type(0))
+    return dx
+
+
 def test_a_dense_layer_at_batch_one_runs_the_loops(monkeypatch):
+    from npdl.kernels.numba import rows
     from npdl.layers import Dense
     calls = []
-    for name in ("_x_times_W", "_W_times_da"):
-        real = getattr(nb, name)
-        monkeypatch.setattr(nb, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    for module, name in ((nb, "_x_times_W"), (rows, "W_times_da")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
     layer = Dense(30, 40, activation="tanh")
     rng = np.random.default_rng(5)
-    for batch, expected in ((1, ["_x_times_W", "_W_times_da"]), (3, [])):
+    for batch, expected in ((1, ["_x_times_W", "W_times_da"]), (3, [])):
         calls.clear()
         x = rng.standard_normal((batch, 30)).astype(np.float32)
         y = layer.forward(x, training=True)

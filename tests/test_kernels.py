@@ -215,33 +215,31 @@ def test_cpu_gemm_update_uses_blas_and_falls_back_for_odd_layouts(monkeypatch):
 @pytest.mark.parametrize("beta", [1.0, 0.75])
 def test_cpu_gemm_update_at_batch_one_is_a_one_thread_rank_one_update(dtype, beta, monkeypatch):
     """Batch 1 is a rank-1 update done by a one-thread loop (x and y may be strided rows of a
-    transposed view), with beta != 1 too; above ONE_THREAD_MAX elements BLAS's GER does it."""
-    from npdl.kernels.numba import blas
+    transposed view), with beta != 1 too; above ONE_THREAD_MAX elements by the same rows on Numba's threads."""
     from npdl.kernels.numba import gemm_update as cpu
+    from npdl.kernels.numba import rows
 
     rng = np.random.default_rng(3)
     A = np.asarray(rng.standard_normal((7, 1)), dtype).T      # (1, 7): a row of an F-ordered view
     B = np.asarray(rng.standard_normal((5, 2)), dtype)[:, :1].T  # (1, 5) with stride 2 items
     C = rng.standard_normal((7, 5)).astype(dtype)
     expected = beta * C.astype("float64") + -0.5 * A.T.astype("float64") @ B.astype("float64")
-    loops, gers = [], []
-    real_loop, real_ger = cpu._rank_one, cpu.ger
-    monkeypatch.setattr(cpu, "_rank_one", lambda *a: loops.append(a) or real_loop(*a))
-    monkeypatch.setattr(cpu, "ger", lambda *a: gers.append(a) or real_ger(*a))
+    loops = {"rank_one": [], "rank_one_parallel": []}
+    for name in loops:
+        real = getattr(rows, name)
+        monkeypatch.setattr(rows, name, lambda *a, _n=name, _r=real: loops[_n].append(a) or _r(*a))
     monkeypatch.setattr(cpu, "SMALL_C", 0)
     assert cpu.gemm_update(C, A, B, -0.5, beta) is C
-    assert (len(loops), len(gers)) == (1, 0) and C.dtype == np.dtype(dtype)
-    assert loops[0][3].dtype == np.dtype(dtype)  # alpha in C's dtype: a float32 loop stays float32
-    np.testing.assert_allclose(C, expected, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6 if dtype == "float32" else 1e-13)
-    if not blas.functions().get("ger"):
-        return
-    monkeypatch.setattr(cpu, "ONE_THREAD_MAX", C.size - 1)  # too large for one thread: GER, for beta == 1
-    expected = C.astype("float64") + 0.25 * A.T.astype("float64") @ B.astype("float64")
-    assert cpu.gemm_update(C, A, B, 0.25, 1.0) is C
-    assert (len(loops), len(gers)) == (1, 1)
-    np.testing.assert_allclose(C, expected, rtol=1e-6 if dtype == "float32" else 1e-13, atol=1e-6 if dtype == "float32" else 1e-13)
-    assert not blas.ger(C, A[0].astype("float16"), B[0], 1.0)  # dtype mismatch: refused, not miscomputed
-    assert not cpu.rank_one_update(C, A[0].astype("float16"), B[0], 1.0)
+    assert (len(loops["rank_one"]), len(loops["rank_one_parallel"])) == (1, 0) and C.dtype == np.dtype(dtype)
+    assert loops["rank_one"][0][3].dtype == np.dtype(dtype)  # alpha in C's dtype: a float32 loop stays float32
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
+    monkeypatch.setattr(cpu, "ONE_THREAD_MAX", C.size - 1)  # too large for one thread: the parallel rows
+    expected = beta * C.astype("float64") + 0.25 * A.T.astype("float64") @ B.astype("float64")
+    assert cpu.gemm_update(C, A, B, 0.25, beta) is C
+    assert (len(loops["rank_one"]), len(loops["rank_one_parallel"])) == (1, 1)
+    np.testing.assert_allclose(C, expected, rtol=tol, atol=tol)
+    assert not cpu.rank_one_update(C, A[0].astype("float16"), B[0], 1.0)  # refused, not miscomputed
     assert not cpu.rank_one_update(np.asfortranarray(C), A[0], B[0], 1.0)  # C must be row-major
 
 

@@ -25,13 +25,13 @@ def _print(info: dict) -> None:
     spin = blas.get("idle_spin")
     line("", f"idle threads sleep after 2^{spin} cycles (OPENBLAS_THREAD_TIMEOUT)" if spin else
          "idle threads spin for OpenBLAS's default 2^28 cycles (NumPy was imported before npdl)")
-    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}"
-             + ("; batch 1 through ?ger" if blas.get("direct_ger") else ""))
+    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}")
     if blas.get("one_thread_max"):
         cache = blas.get("last_level_cache_bytes")
         line("", f"batch-1 products on one thread up to {blas['one_thread_max']:,} weights "
                  + (f"(three float32 matrices in the {cache >> 20} MiB last-level cache)" if cache else
-                    "(the last-level cache is not known)") + ", on BLAS's threads above")
+                    "(the last-level cache is not known)")
+                 + "; above, x W on BLAS's threads, da W^T and the rank-1 update on Numba's")
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"
          if nb["available"] else f"not available ({nb['reason']})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import backend, checks, kernels
 from ..deferred import ProductGrad
 from ..init import get_initializer, initializer_name
+from ..optim.sgd import gemm_update_sum
 from .activations import ELEMENTWISE, ELEMENTWISE_WORK, check_elementwise
 from .base import Layer
 
@@ -24,6 +25,22 @@ def da_times_W_T(da, W):
     (On the CPU a one-thread loop at batch 1; from batch 2 BLAS, given $(W da^\top)^\top$ instead
     where that is faster and the same bits: :mod:`npdl.kernels.numba.dense_products`.)"""
     return da @ W.T
+
+
+@kernels.accelerated("dense_products.input_grad_then_update")
+def input_grad_then_update(da, x, W, alpha: float, beta: float):
+    r"""$dx = da W^\top$ from ``W`` as it is, then $W \leftarrow \beta W + \alpha x^\top da$ in place; returns ``dx``.
+
+    Shapes: ``da`` (N, n_out), ``x`` (N, n_in), ``W`` (n_in, n_out); ``alpha``, ``beta`` Python floats.
+    The input gradient (:func:`da_times_W_T`) and then plain SGD's step on ``W`` from its gradient
+    $dW = x^\top da$, with $\alpha = -lr$ (:func:`npdl.optim.sgd.gemm_update_sum`, the same call the
+    optimizer makes): what a dense layer's backward pass and the optimizer's step do with ``W``, in
+    the order they do it, for :meth:`Dense.backward` when the model hands it the step's update.
+    (At batch 1 on the CPU one pass over ``W`` does both, row by row, with the bits of the two:
+    :mod:`npdl.kernels.numba.rows`.)"""
+    dx = da_times_W_T(da, W)
+    gemm_update_sum(W, [(x, da)], alpha, beta)
+    return dx
 
 
 def dense_forward(x, W, b, activation="linear"):
@@ -108,6 +125,12 @@ class Dense(Layer):
 
     weight_names = ("W",)
 
+    #: ``(alpha, beta)``: apply this step's plain-SGD update of ``W``, $W \leftarrow \beta W + \alpha x^\top da$,
+    #: in the next backward pass, with the input gradient (:func:`input_grad_then_update`). Set by
+    #: :class:`npdl.models.Sequential` for one training step; the layer sets it back to None when
+    #: it has applied the update, and the optimizer's step then leaves ``W`` alone.
+    update_in_backward = None
+
     def __init__(self, n_in: int, n_out: int, init="glorot_uniform", bias: bool = True,
                  dtype=None, device="cpu", rng=None, name: str | None = None, activation=None):
         super().__init__(name)
@@ -135,10 +158,19 @@ class Dense(Layer):
     def backward(self, dy):
         r""":func:`dense_backward`, with $dW = x^\top da$ kept as its factors ``(x, da)``: a
         :class:`~npdl.deferred.ProductGrad`, formed when read, or added into ``W`` by plain SGD in
-        one GEMM without a (n_in, n_out) temporary."""
+        one GEMM without a (n_in, n_out) temporary. With :attr:`update_in_backward` set (and an
+        input gradient to compute), that update is made here, right after ``dx`` is computed
+        from ``W`` as it was: :func:`input_grad_then_update`."""
         da = dense_pre_activation_grad(dy, self.cache)
-        dx, _, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=False)
-        self.grads["W"] = ProductGrad([(self.cache[0], da)])  # dW = x^T da
+        x, W = self.cache[0], self.cache[1]
+        update = self.update_in_backward
+        if update is not None and self.need_input_grad and W is self.params["W"]:
+            dx = input_grad_then_update(da, x, W, *update)
+            self.update_in_backward = None  # applied
+            db = affine_backward(da, self.cache, need_dx=False, need_dW=False)[2]
+        else:
+            dx, _, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=False)
+        self.grads["W"] = ProductGrad([(x, da)])  # dW = x^T da
         if db is not None:
             self.grads["b"] = db
         return dx

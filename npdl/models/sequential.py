@@ -28,6 +28,7 @@ from ..layers.base import Layer
 from ..optim import get_optimizer
 from ..training import checkpoint, loop
 from ..training.errors import TrainingDivergedError
+from . import updates
 from .state import ModelState
 from .summary import summary_table
 
@@ -64,6 +65,10 @@ class Sequential(ModelState):
         self.metrics: tuple = ()
         self.l1 = self.l2 = 0.0
         self.check_finite = False  # compile(check_finite=True): read each step's loss, refuse NaN/inf
+        #: let dense layers apply plain SGD's update of their weights in their backward pass, in the same
+        #: pass over ``W`` as the input gradient, where that changes no result (:mod:`npdl.models.updates`);
+        #: False leaves every update to the optimizer's step. The same parameters either way, bit for bit.
+        self.fuse_update = True
         self.stop_training = False
         self.history = None  # the History of the last (or running) fit
         self.fit_rng = None  # the generator that shuffled the last (or running) fit
@@ -278,10 +283,10 @@ class Sequential(ModelState):
             loss = loss + penalty
         if self.check_finite if check_finite is None else check_finite:
             self._refuse_non_finite(loss)
-        self.backward(self.loss.backward(1.0))
+        applied = updates.backward_updating(self, self.loss.backward(1.0), int(xb.shape[0]) if xb.ndim else 0)
         params, grads, decay, pens = self.step_inputs()
         if params:
-            self.optimizer.step(params, grads, decay_names=decay, penalties=pens)
+            self.optimizer.step(params, grads, decay_names=decay, penalties=pens, applied=applied)
         return xp.asarray(loss), out
 
     def _refuse_non_finite(self, loss) -> None:

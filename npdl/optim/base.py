@@ -173,7 +173,20 @@ class Optimizer:
         """The learning rate the next step will use: ``schedule(lr, iterations)``."""
         return float(self.schedule(self.lr, self.iterations))
 
-    def step(self, params: dict, grads: dict, decay_names: set | None = None, penalties: dict | None = None) -> None:
+    def update_in_backward(self, l1: float = 0.0, l2: float = 0.0, decayed: bool = True):
+        r"""``(alpha, beta)`` for a layer to apply this step's update of one weight itself, as
+        $p \leftarrow \beta p + \alpha A^\top B$ from its gradient's factors, in its backward pass; or None
+        where the step has to see every gradient first, or more than the weight and its factors. For
+        a weight with penalties ``l1``, ``l2``, under decoupled decay if ``decayed``. Here None: only
+        plain SGD (:class:`npdl.optim.SGD`) says otherwise."""
+        return None
+
+    def _factors_beta(self, lr: float, l2: float, decayed: bool) -> float:
+        r"""``beta`` of the update from a product's factors: $1 - lr (2 \, l2 + wd)$, ``wd`` only if ``decayed``."""
+        return 1.0 - lr * (2.0 * l2 + (self.weight_decay if decayed else 0.0))
+
+    def step(self, params: dict, grads: dict, decay_names: set | None = None, penalties: dict | None = None,
+             applied=()) -> None:
         r"""One update of every ``params[k]`` in place, from every term of its gradient.
 
         ``grads[k]`` is the data gradient $\frac{\partial L}{\partial p}$: an array, or a
@@ -195,6 +208,10 @@ class Optimizer:
         the product, $p \leftarrow (1 - lr (2 \, l2 + wd)) p - lr A^\top B - lr \, l1 \, \text{sign}(p)$: the same terms
         in one GEMM, last parameter first (see the comment in the code). Which way a term is applied
         never changes which terms apply.
+
+        ``applied`` names parameters whose update a layer has made already, in its backward pass,
+        with the ``(alpha, beta)`` of :meth:`update_in_backward`: they are checked like the others
+        and not updated again.
         """
         if params.keys() != grads.keys():
             raise ValueError(f"{type(self).__name__}.step: params and grads must have the same names; "
@@ -222,6 +239,8 @@ class Optimizer:
                 raise DTypeError(f"{type(self).__name__}.step: gradient of {name!r} is "
                                  f"{backend.dtype_name(g)}, parameter is {backend.dtype_name(p)}")
             l1, l2 = penalties.get(name, (0.0, 0.0))
+            if name in applied:
+                continue
             if factors_ok and product and not g.is_formed:
                 by_factors.append((name, p, g, penalty_fns.l1_penalty_grad(p, l1) if l1 else None, float(l2)))
             else:
@@ -236,8 +255,7 @@ class Optimizer:
         # updates are independent of one another, so the order changes no result.
         for name, p, g, l1_term, l2 in reversed(by_factors):
             # G = A^T B + l1 sign(p) + 2 l2 p, and decoupled decay: one GEMM with beta, then the L1 term
-            beta = 1.0 - lr * (2.0 * l2 + (self.weight_decay if decays(name) else 0.0))
-            self._apply_factors(p, g.pairs, lr, beta)
+            self._apply_factors(p, g.pairs, lr, self._factors_beta(lr, l2, decays(name)))
             if l1_term is not None:
                 l1_term *= lr
                 p -= l1_term

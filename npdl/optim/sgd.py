@@ -77,6 +77,17 @@ class SGD(Optimizer):
     def _apply_factors(self, p, pairs, lr, beta):
         gemm_update_sum(p, pairs, -lr, beta)
 
+    def update_in_backward(self, l1: float = 0.0, l2: float = 0.0, decayed: bool = True):
+        r"""``(-lr, beta)``: the step's update of a weight whose gradient is a product,
+        $p \leftarrow \beta p - lr A^\top B$, the very call :meth:`step` would make
+        (:func:`gemm_update_sum`), so a dense layer may make it in its backward pass
+        (:meth:`npdl.layers.Dense.backward`). None with ``clip_norm`` (the norm needs every gradient
+        first), an L1 penalty (its term is applied after the product), or ``fuse_products`` off."""
+        if self.clip_norm is not None or not self.fuse_products or l1:
+            return None
+        lr = self.current_lr()
+        return -lr, self._factors_beta(lr, float(l2), decayed)
+
 
 class Momentum(Optimizer):
     r"""Classical (heavy-ball) momentum, in the form Keras uses ($\mu$ = ``momentum``):

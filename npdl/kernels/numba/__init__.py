@@ -39,9 +39,10 @@ ONE_THREAD_LIMIT = 1 << 21
 def one_thread_max(cache_bytes) -> int:
     """Up to this many elements of a weight matrix, a batch-1 product with it -- ``x W``, ``da W^T``
     (:mod:`.dense_products`) and the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) --
-    runs on one thread in a Numba loop instead of on BLAS's threads: three float32 matrices of it in
-    the last-level cache of ``cache_bytes`` (:mod:`.cache_size`), and never more than
-    :data:`ONE_THREAD_LIMIT`.
+    runs on one thread in a Numba loop: three float32 matrices of it in the last-level cache of
+    ``cache_bytes`` (:mod:`.cache_size`), and never more than :data:`ONE_THREAD_LIMIT`. Above it
+    ``x W`` goes to BLAS's threads, and ``da W^T`` and the update share their rows out among
+    Numba's (:mod:`.rows`, the same bits as on one thread).
 
     Such a product streams ``W`` once. Where a step's weights stay in the cache, one core streams
     them fast and each call to a multi-threaded BLAS first wakes a sleeping thread; where they do

@@ -1,17 +1,14 @@
-"""The BLAS NumPy already loaded, called directly (ctypes) for GEMM with ``beta != 0`` and for GER.
+"""The BLAS NumPy already loaded, called directly (ctypes) for GEMM with ``beta != 0``.
 
 NumPy's ``matmul`` always overwrites its output (``beta = 0``), so an update
 ``C <- alpha A^T B + beta C`` costs a temporary and a second pass. The same BLAS
 library NumPy uses (found through ``threadpoolctl``, no second BLAS and no second
-thread pool) exposes ``cblas_?gemm``, which does it in one call.
+thread pool) exposes ``cblas_?gemm``, which does it in one call. (At batch 1 the update is a
+rank-1 one, ``C <- beta C + alpha x y^T``, which a Numba loop over the rows of ``C`` does:
+:mod:`.rows`.)
 
-At batch 1 the update is a rank-1 one, ``C <- C + alpha x y^T``: BLAS's GER. GEMM with
-an inner dimension of 1 still packs its operands into panels; GER streams over ``C``
-once. For a 1000x1000 float32 ``C`` on a 2-core AMD EPYC (OpenBLAS 0.3.31, 2 threads)
-``sgemm`` with k = 1 took 0.077 ms, ``sger`` 0.028 ms.
-
-``gemm_at_b`` and ``ger`` return False when no usable CBLAS was found or the arrays do
-not fit (dtype, layout); the kernel then declines and the definition runs.
+``gemm_at_b`` returns False when no usable CBLAS was found or the arrays do not fit (dtype,
+layout); the kernel then declines and the definition runs.
 """
 
 from __future__ import annotations
@@ -28,8 +25,7 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _CANDIDATES = (("scipy_cblas_{}64_", ctypes.c_int64), ("cblas_{}64_", ctypes.c_int64),
                ("scipy_cblas_{}", ctypes.c_int), ("cblas_{}", ctypes.c_int))
 
-#: {"float32": sgemm, "float64": dgemm, "ger": {"float32": sger, "float64": dger}, "library": name},
-#: "ger" empty when the library lacks it; {} when no CBLAS is usable; None until first looked up
+#: {"float32": sgemm, "float64": dgemm, "library": name}; {} when no CBLAS is usable; None until first looked up
 _loaded = None
 
 
@@ -54,7 +50,7 @@ def _find() -> dict:
         except OSError:
             continue
         for pattern, int_t in _CANDIDATES:
-            fns, ger = {}, {}
+            fns = {}
             for dtype, letter, real_t in (("float32", "s", ctypes.c_float), ("float64", "d", ctypes.c_double)):
                 fn = getattr(lib, pattern.format(letter + "gemm"), None)
                 if fn is None:
@@ -64,15 +60,7 @@ def _find() -> dict:
                 fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real_t,
                                ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, real_t, ctypes.c_void_p, int_t]
                 fns[dtype] = fn
-                fn = getattr(lib, pattern.format(letter + "ger"), None)
-                if fn is not None:
-                    fn.restype = None
-                    # order, M, N, alpha, x, incx, y, incy, A, lda
-                    fn.argtypes = [ctypes.c_int, int_t, int_t, real_t, ctypes.c_void_p, int_t,
-                                   ctypes.c_void_p, int_t, ctypes.c_void_p, int_t]
-                    ger[dtype] = fn
             if len(fns) == 2:
-                fns["ger"] = ger if len(ger) == 2 else {}
                 fns["library"] = f"{info.get('internal_api')} {info.get('version')} ({pattern.format('?gemm')})"
                 return fns
     return {}
@@ -129,28 +117,5 @@ def gemm_at_b(C, A, B, alpha: float, beta: float) -> bool:
         return False
     trans_a = TRANS if a[0] == NO_TRANS else NO_TRANS
     fn(ROW_MAJOR, trans_a, b[0], m, n, k, alpha, A.ctypes.data, a[1], B.ctypes.data, b[1], beta,
-       C.ctypes.data, n)
-    return True
-
-
-def ger(C, x, y, alpha: float) -> bool:
-    """``C <- C + alpha x y^T`` in place through CBLAS (rank-1 update); False if it could not be done here.
-
-    Shapes: ``x`` (M,), ``y`` (N,), ``C`` (M, N) C-contiguous. ``x`` and ``y`` may be strided
-    (a row or a column of a matrix), with positive strides.
-    """
-    fn = functions().get("ger", {}).get(_FLOAT_CHARS.get(C.dtype.char))
-    if fn is None or x.dtype != C.dtype or y.dtype != C.dtype or x.ndim != 1 or y.ndim != 1 or C.ndim != 2:
-        return False
-    if not C.flags.c_contiguous or not C.flags.writeable:
-        return False
-    m, n = C.shape
-    if x.shape[0] != m or y.shape[0] != n or m == 0 or n == 0:
-        return False
-    item = C.itemsize
-    strides = (x.strides[0], y.strides[0])
-    if any(s <= 0 or s % item for s in strides):
-        return False
-    fn(ROW_MAJOR, m, n, alpha, x.ctypes.data, strides[0] // item, y.ctypes.data, strides[1] // item,
        C.ctypes.data, n)
     return True

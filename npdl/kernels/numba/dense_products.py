@@ -10,17 +10,19 @@ virtual machine that wait is tens of microseconds. Here the step's products at b
 rank-1 update (:mod:`.gemm_update`), run on the calling thread: ``sda_b1``'s step (784-1000-1000-
 1000-10) took 0.68 against 0.84 ms with BLAS's two threads on a 2-core AMD EPYC Zen 4 (eight
 interleaved rounds, each 0.80-0.82 of it), and one thread does not suffer when another process
-holds the second core. Weight matrices too large to stay in the last-level cache three at a time
-(:func:`~npdl.kernels.numba.one_thread_max`) and larger batches go to BLAS: the kernels return
-``NotImplemented`` and the definition runs.
+holds the second core. ``x W`` with a weight matrix too large to stay in the last-level cache
+three at a time (:func:`~npdl.kernels.numba.one_thread_max`), and larger batches, go to BLAS: the
+kernel returns ``NotImplemented`` and the definition runs.
 
 ``x W`` is computed row by row of ``W``: ``y += x[i] W[i, :]``, each ``y[j]`` summed over ``i``
 in order, vectorised over ``j``; four rows go through ``y`` per pass, still added one at a time
 (1000x1000 in cache on a 2-core AMD EPYC Zen 1: 130 against 180 us with one row per pass).
-``da W^T`` is one dot product per row of ``W``, vectorised by letting the compiler reassociate
-the sum (``fastmath={"reassoc"}``: partial sums, one per vector lane, added at the end), so its
-result differs from BLAS's in the last bits, as BLAS's own results differ between thread counts
-and CPUs; the same inputs give the same bits on a given CPU, at any thread count.
+``da W^T`` is one dot product per row of ``W`` (:mod:`.rows`, with the compiler free to reassociate
+the sum: partial sums, one per vector lane), so its result differs from BLAS's in the last bits, as
+BLAS's own results differ between thread counts and CPUs; the same inputs give the same bits on a
+given CPU, at any thread count and any size. Above ``one_thread_max`` weights its rows are shared
+out among Numba's threads instead of going to BLAS, and so is the rank-1 update; that keeps their
+bits the same as the one-pass :func:`input_grad_then_update`'s, which does both (:mod:`.rows`).
 
 From batch 2, ``da W^T`` goes to BLAS either as written or as ``(W da^T)^T`` copied back to
 row-major, chosen per shape by timing the first calls (:mod:`.orientation`), and only where the
@@ -36,7 +38,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import ONE_THREAD_MAX
+from . import ONE_THREAD_MAX, rows
+from .gemm_update import SMALL_C
 from .orientation import Choice
 
 #: ``x W`` declines below this many columns of ``W``: a shorter row fills no vector of 16 lanes,
@@ -63,22 +66,16 @@ def _x_times_W(x, W, y):
         i += 1
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
-def _W_times_da(W, da, dx, zero):
-    for i in range(W.shape[0]):
-        w = W[i]
-        s = zero
-        for j in range(W.shape[1]):
-            s += w[j] * da[j]
-        dx[i] = s
+def _is_row(v, W) -> bool:
+    """Whether ``v`` is one row (1, K) and ``W`` a non-empty C-contiguous float matrix of the same dtype."""
+    return (type(v) is np.ndarray and type(W) is np.ndarray and v.ndim == 2 and v.shape[0] == 1
+            and W.ndim == 2 and v.dtype == W.dtype and W.dtype.char in "fd" and W.flags.c_contiguous
+            and W.size > 0)
 
 
 def _fits(v, W) -> bool:
-    """Whether ``v`` is one row (1, K) and ``W`` a C-contiguous float matrix of the same dtype, small
-    enough for one thread."""
-    return (type(v) is np.ndarray and type(W) is np.ndarray and v.ndim == 2 and v.shape[0] == 1
-            and W.ndim == 2 and v.dtype == W.dtype and W.dtype.char in "fd" and W.flags.c_contiguous
-            and 0 < W.size <= ONE_THREAD_MAX)
+    """:func:`_is_row`, with ``W`` small enough for one thread."""
+    return _is_row(v, W) and W.size <= ONE_THREAD_MAX
 
 
 def x_times_W(x, W):
@@ -107,14 +104,33 @@ MIN_WORK = 1 << 21
 
 
 def da_times_W_T(da, W):
-    """:func:`npdl.layers.dense.da_times_W_T`: ``dx = da W^T`` (N, n_in); at batch 1 on one thread, from
-    batch 2 through BLAS in the orientation measured faster for the shape."""
-    if _fits(da, W) and da.shape[1] == W.shape[1]:
+    """:func:`npdl.layers.dense.da_times_W_T`: ``dx = da W^T`` (N, n_in); at batch 1 row by row
+    (:mod:`.rows`: on one thread, or on Numba's above :data:`~npdl.kernels.numba.ONE_THREAD_MAX`
+    weights), from batch 2 through BLAS in the orientation measured faster for the shape."""
+    if _is_row(da, W) and da.shape[1] == W.shape[1]:
         dx = np.empty((1, W.shape[0]), W.dtype)
-        _W_times_da(W, da[0], dx[0], W.dtype.type(0))
+        loop = rows.W_times_da if W.size <= ONE_THREAD_MAX else rows.W_times_da_parallel
+        loop(W, da[0], dx[0], W.dtype.type(0))
         return dx
     if (type(da) is not np.ndarray or type(W) is not np.ndarray or da.ndim != 2 or W.ndim != 2
             or da.shape[0] < 2 or da.shape[1] != W.shape[1] or da.dtype != W.dtype or W.dtype.char not in "fd"
             or da.shape[0] * W.size < MIN_WORK):
         return NotImplemented
     return _orientation((da.shape, W.shape, W.strides, da.strides, W.dtype.char), da, W)
+
+
+def input_grad_then_update(da, x, W, alpha, beta):
+    """:func:`npdl.layers.dense.input_grad_then_update` at batch 1: ``dx = da W^T`` and
+    ``W <- beta W + alpha x^T da`` in one pass over ``W`` (:func:`.rows.dot_then_update`), the bits
+    of :func:`da_times_W_T` and of :func:`.gemm_update.gemm_update`'s rank-1 update. Other batches,
+    arrays these loops do not take, and weights the rank-1 update leaves to the definition (under
+    :data:`.gemm_update.SMALL_C` elements, or one row or column) decline: the definition runs the two."""
+    if not (_is_row(da, W) and type(x) is np.ndarray and x.ndim == 2 and x.shape == (1, W.shape[0])
+            and da.shape[1] == W.shape[1] and x.dtype == W.dtype and W.flags.writeable
+            and W.size >= SMALL_C and 1 not in W.shape):
+        return NotImplemented
+    scalar = W.dtype.type  # alpha and beta in W's dtype, as the rank-1 update takes them
+    dx = np.empty((1, W.shape[0]), W.dtype)
+    loop = rows.dot_then_update if W.size <= ONE_THREAD_MAX else rows.dot_then_update_parallel
+    loop(W, da[0], dx[0], x[0], scalar(alpha), scalar(beta), scalar(0))
+    return dx
