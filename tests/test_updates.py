@@ -171,6 +171,21 @@ def test_the_update_waits_for_the_step_where_it_would_show(monkeypatch):
     assert seen == [[]] and not np.array_equal(before[0], model.layers[1].params["W"])
 
 
+def test_the_profile_times_the_step_as_it_runs(monkeypatch):
+    """npdl bench --profile's timers wrap the optimizer's step but read no weights: the dense layers
+    still make their update in the backward pass, and the profile charges it to their backward."""
+    from npdl.bench.fixed_batch import fixed_batch_step
+    from npdl.bench.profile import profile_step
+
+    seen = _spy(monkeypatch)
+    model = _model(True)
+    rng = np.random.default_rng(4)
+    step = fixed_batch_step(model, rng.standard_normal((1, 40)).astype(np.float32), rng.integers(0, 5, (1,)))
+    parts = dict(profile_step(step, reps=2, warmup=1))
+    assert seen == [["1.W", "2.W", "3.W"]] * 3 and "optimizer step" in parts and "2 Dense backward" in parts
+    assert "step" not in vars(model.optimizer)  # the timers are gone
+
+
 def test_a_dense_subclass_that_does_not_take_the_update_leaves_it_to_the_step(monkeypatch):
     class MyDense(Dense):
         def backward(self, dy):  # its own backward pass, which knows nothing of update_in_backward

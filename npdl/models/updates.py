@@ -24,13 +24,15 @@ def updates_in_backward(model) -> dict:
 
     Only where that changes nothing: ``model.fuse_update`` is on; the optimizer offers it (plain SGD
     without clipping or an L1 term: :meth:`npdl.optim.Optimizer.update_in_backward`); its ``step``
-    is not wrapped (by the diagnostics' probe or a hook of your own, which look at the weights
-    before the step); every trainable layer is a :class:`~npdl.layers.Dense` (whose gradients the
+    is not wrapped (by the diagnostics' probe or a hook of your own, which may look at the weights
+    before the step; a wrapper with ``reads_weights = False``, as :mod:`npdl.bench.profile`'s
+    timers, does not count); every trainable layer is a :class:`~npdl.layers.Dense` (whose gradients the
     optimizer's checks cannot refuse, so no step is refused after a weight has moved); and no
     array is held by two layers (a tied weight would be read again further down the backward pass).
     """
     optimizer = model.optimizer
-    if not model.fuse_update or "step" in vars(optimizer):
+    hook = vars(optimizer).get("step")  # a wrapper set on the instance, shadowing the method
+    if not model.fuse_update or hook is not None and getattr(hook, "reads_weights", True):
         return {}
     found, seen, count = [], set(), 0
     for index, layer in enumerate(model.layers):
