@@ -69,7 +69,10 @@ def page(machines: list) -> str:
              "threads). Written by `benchmarks/profiles.py` from the results it keeps in `benchmarks/results/`; "
              "the parts are timed one by one, so their sum is a little above the step time `npdl bench` "
              "reports. A dense layer's weight gradient is applied by plain SGD from its factors in one GEMM "
-             "([Training](training.md)), so that product is in \"optimizer step\", not in the layer's backward.",
+             "([Training](training.md)), so that product is in \"optimizer step\", not in the layer's backward; "
+             "at batch 1 (`sda_b1`) every dense layer but the first makes that update in its own backward pass, "
+             "with its input gradient ([Training](training.md#the-update-in-the-backward-pass)). Profiles "
+             "measured before that change (Zen 4's, 2026-12-04) have every update in \"optimizer step\".",
              "", "Machines:", ""]
     lines += [f"* **{m['label']}**: {_machine_line(m)}" for m in machines]
     lines.append("")
