@@ -138,6 +138,27 @@ def test_training_with_the_update_in_backward_gives_the_same_parameters(dtype, o
         np.testing.assert_array_equal(a, b)
 
 
+def test_on_a_foreign_device_the_definitions_make_it_with_the_same_result(monkeypatch):
+    """array-api-strict arrays (no kernels): input_grad_then_update's definition in the backward pass."""
+    pytest.importorskip("array_api_strict")
+    seen = _spy(monkeypatch)
+    results = []
+    for fuse in (True, False):
+        device = backend.get_device("strict")
+        rng = backend.Generator(device, 0)
+        model = _model(fuse, layers=[Dense(30, 200, activation="sigmoid", rng=rng, device=device),
+                                     Dense(200, 100, activation="tanh", rng=rng, device=device),
+                                     Dense(100, 5, rng=rng, device=device)], l2=1e-3)
+        data = np.random.default_rng(0)
+        for _ in range(3):
+            model.train_step(device.asarray(data.standard_normal((1, 30)).astype(np.float32)),
+                             device.asarray(data.integers(0, 5, (1,))))
+        results.append([backend.to_numpy(p) for layer in model.layers for p in layer.params.values()])
+    assert seen == [["1.W", "2.W"]] * 3 + [[]] * 3
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_update_waits_for_the_step_where_it_would_show(monkeypatch):
     seen = _spy(monkeypatch)
     rng = backend.Generator("cpu", 3)

@@ -32,7 +32,7 @@ def updates_in_backward(model) -> dict:
     """
     optimizer = model.optimizer
     hook = vars(optimizer).get("step")  # a wrapper set on the instance, shadowing the method
-    if not model.fuse_update or hook is not None and getattr(hook, "reads_weights", True):
+    if not getattr(model, "fuse_update", True) or hook is not None and getattr(hook, "reads_weights", True):
         return {}
     found, seen, count = [], set(), 0
     for index, layer in enumerate(model.layers):
