@@ -238,9 +238,9 @@ class Optimizer:
             if g.dtype != p.dtype:
                 raise DTypeError(f"{type(self).__name__}.step: gradient of {name!r} is "
                                  f"{backend.dtype_name(g)}, parameter is {backend.dtype_name(p)}")
-            l1, l2 = penalties.get(name, (0.0, 0.0))
             if name in applied:
                 continue
+            l1, l2 = penalties.get(name, (0.0, 0.0))
             if factors_ok and product and not g.is_formed:
                 by_factors.append((name, p, g, penalty_fns.l1_penalty_grad(p, l1) if l1 else None, float(l2)))
             else:

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from . import ONE_THREAD_MAX, rows
-from .gemm_update import SMALL_C
+from .gemm_update import leaves_to_definition
 from .orientation import Choice
 
 #: ``x W`` declines below this many columns of ``W``: a shorter row fills no vector of 16 lanes,
@@ -123,11 +123,11 @@ def input_grad_then_update(da, x, W, alpha, beta):
     """:func:`npdl.layers.dense.input_grad_then_update` at batch 1: ``dx = da W^T`` and
     ``W <- beta W + alpha x^T da`` in one pass over ``W`` (:func:`.rows.dot_then_update`), the bits
     of :func:`da_times_W_T` and of :func:`.gemm_update.gemm_update`'s rank-1 update. Other batches,
-    arrays these loops do not take, and weights the rank-1 update leaves to the definition (under
-    :data:`.gemm_update.SMALL_C` elements, or one row or column) decline: the definition runs the two."""
+    arrays these loops do not take, and weights the optimizer's kernel leaves to the definition
+    (:func:`.gemm_update.leaves_to_definition`) decline: the definition runs the two."""
     if not (_is_row(da, W) and type(x) is np.ndarray and x.ndim == 2 and x.shape == (1, W.shape[0])
             and da.shape[1] == W.shape[1] and x.dtype == W.dtype and W.flags.writeable
-            and W.size >= SMALL_C and 1 not in W.shape):
+            and not leaves_to_definition(W)):
         return NotImplemented
     scalar = W.dtype.type  # alpha and beta in W's dtype, as the rank-1 update takes them
     dx = np.empty((1, W.shape[0]), W.dtype)

@@ -38,6 +38,12 @@ from .blas import gemm_at_b
 SMALL_C = 1 << 14
 
 
+def leaves_to_definition(C) -> bool:
+    """Whether :func:`gemm_update` leaves ``C`` to the definition whatever its factors: a one-row or
+    one-column ``C``, or one under :data:`SMALL_C` elements (see there and in :func:`gemm_update`)."""
+    return C.ndim == 2 and 1 in C.shape or C.size < SMALL_C
+
+
 def rank_one_update(C, x, y, alpha: float, beta: float = 1.0) -> bool:
     """``C <- beta C + alpha x y^T`` in place row by row (:mod:`.rows`), on one thread up to
     :data:`~npdl.kernels.numba.ONE_THREAD_MAX` elements, above on Numba's threads; ``x`` (M,), ``y``
@@ -63,7 +69,7 @@ def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
     # while OpenBLAS's GEMM takes ~5x longer at such shapes (LSTM regressor, one thread: 22 us
     # against 4.4 us for the (1, 80) input weights with N = 1000; 13 against 2.6 us for a
     # (20, 1) dense output), and the definition's temporary is tiny there.
-    if C.ndim == 2 and 1 in C.shape or C.size < SMALL_C:
+    if leaves_to_definition(C):
         return NotImplemented
     if A.ndim == 2 and A.shape[0] == 1 and B.ndim == 2:  # batch 1: a rank-1 update
         if rank_one_update(C, A[0], B[0], alpha, beta):

@@ -12,7 +12,7 @@ that saves a third of the layer's memory traffic.
 Every kernel here calls the same two routines, :func:`row_dot` and :func:`row_update`, each its own
 compiled function (so each keeps its own floating-point flags when LLVM inlines it), and a row is
 always done by one thread: the serial, the parallel and the fused kernels give the same bits, at
-any thread count (``tests/test_rows.py``). The parallel ones share the rows out among Numba's
+any thread count (``tests/test_updates.py``). The parallel ones share the rows out among Numba's
 threads (:mod:`npdl.kernels.numba.threads` sets how many for a training step), for a matrix that
 streams from memory, where a second core's share of the bandwidth pays for waking it.
 """
