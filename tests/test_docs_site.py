@@ -73,8 +73,9 @@ def _defs(*functions):
 def test_pages_render_the_functions_the_cases_run():
     pages = gen.pages()
     # each with the helpers of its own module it calls, depth first: the products it names
-    assert pages["Dense"]["functions"][:5] == [dense.dense_forward, *_defs(dense.x_times_W), dense.dense_backward,
-                                               dense.affine_backward, *_defs(dense.da_times_W_T)]
+    assert pages["Dense"]["functions"][:6] == [dense.dense_forward, *_defs(dense.x_times_W), dense.dense_backward,
+                                               *_defs(dense.pre_activation_and_bias_grad), dense.affine_backward,
+                                               *_defs(dense.da_times_W_T)]
     assert pages["Sigmoid"]["functions"] == _defs(activations.sigmoid_forward, activations.sigmoid_backward)
     # with the helpers of their own module they call: the pooling windows, im2col
     assert pages["MaxPool2D"]["functions"] == [pooling.maxpool2d_forward, *_defs(pooling.max_pool_forward),

@@ -67,26 +67,35 @@ def dense_forward(x, W, b, activation="linear"):
     return y, (x, W, b is not None, activation, f_cache)
 
 
-def dense_pre_activation_grad(dy, cache):
-    r"""$da = \frac{\partial L}{\partial a} = dy \odot f'(a)$ (N, n_out), the activation's backward; ``dy`` itself when linear."""
-    _, _, _, activation, f_cache = cache
-    return ELEMENTWISE[activation][1](dy, f_cache)
+@kernels.accelerated("activation_backward.pre_activation_and_bias_grad")
+def pre_activation_and_bias_grad(dy, cache):
+    r"""The two gradients that need only ``dy`` and the activation's cache: $da = dy \odot f'(a)$ (N, n_out),
+    the activation's backward ($da = dy$ when linear), and $db = \sum_{n} da[n, :]$ (n_out,), ``None``
+    for a layer without a bias.
+
+    (On the CPU one pass over ``dy`` makes both, with these bits:
+    :mod:`npdl.kernels.numba.activation_backward`.)"""
+    _, _, has_bias, activation, f_cache = cache
+    da = ELEMENTWISE[activation][1](dy, f_cache)
+    return da, (backend.namespace(da).sum(da, axis=0) if has_bias else None)
 
 
 def dense_backward(dy, cache, need_dx=True, need_dW=True):
     r"""Gradients of the layer, given $dy = \frac{\partial L}{\partial y}$ of shape (N, n_out).
 
-    First through the activation: $da = dy \odot f'(a)$ (:func:`dense_pre_activation_grad`;
-    $da = dy$ without one). Then, from $a[n, j] = \sum_{i} x[n, i] W[i, j] + b[j]$:
+    First through the activation: $da = dy \odot f'(a)$ ($da = dy$ without one). Then, from
+    $a[n, j] = \sum_{i} x[n, i] W[i, j] + b[j]$:
 
+    * $\frac{\partial L}{\partial b[j]} = \sum_{n} da[n, j]$, i.e. ``db`` is ``da`` summed over the batch axis:
+      (n_out,). ``b`` was broadcast over the N rows in the forward pass, and a broadcast
+      in the forward pass is a sum in the backward pass. (These two:
+      :func:`pre_activation_and_bias_grad`.)
     * $\frac{\partial L}{\partial x[n, i]} = \sum_{j} da[n, j] W[i, j]$, i.e. $dx = da W^\top$:
       (N, n_out) @ (n_out, n_in) -> (N, n_in).
     * $\frac{\partial L}{\partial W[i, j]} = \sum_{n} x[n, i] da[n, j]$, i.e. $dW = x^\top da$:
       (n_in, N) @ (N, n_out) -> (n_in, n_out). Each example adds the outer
       product of its input and its upstream gradient; the matrix product sums them.
-    * $\frac{\partial L}{\partial b[j]} = \sum_{n} da[n, j]$, i.e. ``db`` is ``da`` summed over the batch axis:
-      (n_out,). ``b`` was broadcast over the N rows in the forward pass, and a
-      broadcast in the forward pass is a sum in the backward pass.
+      (These two: :func:`affine_backward`.)
 
     Returns ``(dx, dW, db)``; ``db`` is ``None`` when the layer has no bias, and ``dx``
     is ``None`` with ``need_dx=False`` (the first layer of a network: nobody needs
@@ -94,17 +103,18 @@ def dense_backward(dy, cache, need_dx=True, need_dW=True):
     ``need_dW=False`` returns ``dW = None``: the caller keeps $dW = x^\top da$ as its
     factors ``(x, da)`` (see :meth:`Dense.backward`).
     """
-    return affine_backward(dense_pre_activation_grad(dy, cache), cache, need_dx, need_dW)
+    da, db = pre_activation_and_bias_grad(dy, cache)
+    dx, dW = affine_backward(da, cache, need_dx, need_dW)
+    return dx, dW, db
 
 
 def affine_backward(da, cache, need_dx=True, need_dW=True):
-    r"""The three affine formulas of :func:`dense_backward`, from $da = \frac{\partial L}{\partial a}$ (N, n_out)."""
-    x, W, has_bias = cache[:3]
-    xp = backend.namespace(da, W)
+    r"""The two products of :func:`dense_backward`, from $da = \frac{\partial L}{\partial a}$ (N, n_out):
+    ``(dx, dW)``, each ``None`` where not needed."""
+    x, W = cache[0], cache[1]
     dx = da_times_W_T(da, W) if need_dx else None
     dW = x.T @ da if need_dW else None
-    db = xp.sum(da, axis=0) if has_bias else None
-    return dx, dW, db
+    return dx, dW
 
 
 class Dense(Layer):
@@ -161,15 +171,14 @@ class Dense(Layer):
         one GEMM without a (n_in, n_out) temporary. With :attr:`update_in_backward` set (and an
         input gradient to compute), that update is made here, right after ``dx`` is computed
         from ``W`` as it was: :func:`input_grad_then_update`."""
-        da = dense_pre_activation_grad(dy, self.cache)
+        da, db = pre_activation_and_bias_grad(dy, self.cache)
         x, W = self.cache[0], self.cache[1]
         update = self.update_in_backward
         if update is not None and self.need_input_grad and W is self.params["W"]:
             dx = input_grad_then_update(da, x, W, *update)
             self.update_in_backward = None  # applied
-            db = affine_backward(da, self.cache, need_dx=False, need_dW=False)[2]
         else:
-            dx, _, db = affine_backward(da, self.cache, self.need_input_grad, need_dW=False)
+            dx = affine_backward(da, self.cache, self.need_input_grad, need_dW=False)[0]
         self.grads["W"] = ProductGrad([(x, da)])  # dW = x^T da
         if db is not None:
             self.grads["b"] = db
