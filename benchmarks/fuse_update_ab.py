@@ -44,14 +44,19 @@ def _block(step, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-def reading(fused, separate, alternations: int, block: int) -> tuple:
-    """``(fused ms, separate ms)``: medians over ``alternations`` blocks of each, the first side swapped each time."""
+def alternate(sides, alternations: int) -> tuple:
+    """Medians, in ms, of what each of the two ``sides`` returns (seconds) over ``alternations`` turns
+    of each, the side going first swapped each time (the second side first in the first turn)."""
     times = ([], [])
     for k in range(alternations):
-        order = (0, 1) if k % 2 else (1, 0)
-        for side in order:
-            times[side].append(_block((fused, separate)[side], block))
+        for side in ((0, 1) if k % 2 else (1, 0)):
+            times[side].append(sides[side]())
     return tuple(statistics.median(t) * 1e3 for t in times)
+
+
+def reading(fused, separate, alternations: int, block: int) -> tuple:
+    """``(fused ms, separate ms)``: medians over ``alternations`` blocks of each, the first side swapped each time."""
+    return alternate((lambda: _block(fused, block), lambda: _block(separate, block)), alternations)
 
 
 def same_parameters(a, b) -> bool:

@@ -17,15 +17,15 @@ Prints each reading's two medians (ms per step) and their ratio (above 1: the ov
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # peers.py and fuse_update_ab.py beside this file
 
 import npdl  # noqa: F401,E402  (before NumPy: npdl sets OpenBLAS's thread settings as NumPy loads)
 
+from fuse_update_ab import alternate  # noqa: E402  (benchmarks/fuse_update_ab.py: two sides taking turns)
 from npdl.bench.workloads import expand  # noqa: E402
 
 
@@ -41,12 +41,9 @@ def slice_time(step, sync, steps: int, each: bool) -> float:
 
 
 def reading(step, sync, steps: int, alternations: int) -> tuple:
-    """``(as run ms, synchronised ms)``: medians over ``alternations`` slices of each."""
-    times = ([], [])
-    for k in range(alternations):
-        for each in ((False, True) if k % 2 else (True, False)):
-            times[each].append(slice_time(step, sync, steps, each))
-    return tuple(statistics.median(t) * 1e3 for t in times)
+    """``(as run ms, synchronised ms)``: medians over ``alternations`` slices of each, taking turns."""
+    return alternate((lambda: slice_time(step, sync, steps, False), lambda: slice_time(step, sync, steps, True)),
+                     alternations)
 
 
 def main(argv=None) -> int:

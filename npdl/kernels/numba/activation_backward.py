@@ -19,107 +19,76 @@ import numpy as np
 from . import ELEMENTWISE_PARALLEL_THRESHOLD as PARALLEL_THRESHOLD  # a cheap pass: see there
 
 
-# Each loop is written out, not made by a factory around the elementwise body: Numba's on-disk
-# cache keys a function by its name and its closure's contents, and a factory's loops share one
-# name and close over a fresh dispatcher in every process, so they were compiled again each time.
-# ``one`` is typed as the arrays' float: an int 1 would promote float32 to float64, and the
-# results must round exactly as the definition's float32 arithmetic does (same operations, same order)
+# ``kind`` selects the derivative: the same for the whole call, so the branch on it leaves each loop
+# (LLVM unswitches it) and the loop vectorises. (One loop with a ``kind`` argument, not a factory of
+# loops around each body: Numba's on-disk cache keys a function by its name and its closure's
+# contents, and a factory's loops share one name and close over a fresh dispatcher in every
+# process, so they were compiled again each time.) ``one`` is typed as the arrays' float: an int 1
+# would promote float32 to float64, and the results must round exactly as the definition's float32
+# arithmetic does (same operations, same order).
+
+LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
+_KINDS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
+
+
+@numba.njit(cache=True, inline="always")
+def _da(kind, g, v, one, zero):
+    """``g f'`` from the output ``v``: ``g v (1 - v)``, ``g (1 - v v)``, or ``g`` times the 0/1 mask
+    (as the definition: ``g * 0`` keeps its -0.0 and nan)."""
+    if kind == SIGMOID:
+        return g * v * (one - v)
+    if kind == TANH:
+        return g * (one - v * v)
+    return g * (one if v > 0 else zero)  # RELU
+
 
 @numba.njit(cache=True)
-def _sigmoid_serial(dy, y, dx):
-    one = y.dtype.type(1)
-    for i in range(dx.size):
-        dx[i] = dy[i] * y[i] * (one - y[i])
-
-
-@numba.njit(cache=True, parallel=True)
-def _sigmoid_parallel(dy, y, dx):
-    one = y.dtype.type(1)
-    for i in numba.prange(dx.size):
-        dx[i] = dy[i] * y[i] * (one - y[i])
-
-
-@numba.njit(cache=True)
-def _tanh_serial(dy, y, dx):
-    one = y.dtype.type(1)
-    for i in range(dx.size):
-        dx[i] = dy[i] * (one - y[i] * y[i])
-
-
-@numba.njit(cache=True, parallel=True)
-def _tanh_parallel(dy, y, dx):
-    one = y.dtype.type(1)
-    for i in numba.prange(dx.size):
-        dx[i] = dy[i] * (one - y[i] * y[i])
-
-
-# dy times the 0/1 mask, as the definition: dy * 0 keeps its -0.0 and nan
-
-@numba.njit(cache=True)
-def _relu_serial(dy, y, dx):
+def _flat_serial(kind, dy, y, dx):
     one, zero = y.dtype.type(1), y.dtype.type(0)
     for i in range(dx.size):
-        dx[i] = dy[i] * (one if y[i] > 0 else zero)
+        dx[i] = _da(kind, dy[i], y[i], one, zero)
 
 
 @numba.njit(cache=True, parallel=True)
-def _relu_parallel(dy, y, dx):
+def _flat_parallel(kind, dy, y, dx):
     one, zero = y.dtype.type(1), y.dtype.type(0)
     for i in numba.prange(dx.size):
-        dx[i] = dy[i] * (one if y[i] > 0 else zero)
+        dx[i] = _da(kind, dy[i], y[i], one, zero)
 
 
-_SIGMOID, _TANH, _RELU = (_sigmoid_serial, _sigmoid_parallel), (_tanh_serial, _tanh_parallel), \
-    (_relu_serial, _relu_parallel)
-
-
-def _run(loops, dy, y):
+def _run(kind, dy, y):
     if (not isinstance(dy, np.ndarray) or not isinstance(y, np.ndarray) or dy.shape != y.shape
             or dy.dtype != y.dtype or dy.dtype.kind != "f" or not (dy.flags.c_contiguous and y.flags.c_contiguous)):
         return NotImplemented
     dx = np.empty_like(dy)
-    serial, parallel = loops
-    (parallel if dx.size >= PARALLEL_THRESHOLD else serial)(dy.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    (_flat_parallel if dx.size >= PARALLEL_THRESHOLD else _flat_serial)(kind, dy.reshape(-1), y.reshape(-1),
+                                                                          dx.reshape(-1))
     return dx
 
 
 def sigmoid(dy, cache):
     """``dy * y * (1 - y)`` with ``y = cache``."""
-    return _run(_SIGMOID, dy, cache)
+    return _run(SIGMOID, dy, cache)
 
 
 def tanh(dy, cache):
     """``dy * (1 - y * y)`` with ``y = cache``."""
-    return _run(_TANH, dy, cache)
+    return _run(TANH, dy, cache)
 
 
 def relu(dy, cache):
     """``dy * [y > 0]`` with ``y = cache``."""
-    return _run(_RELU, dy, cache)
+    return _run(RELU, dy, cache)
 
 
 # -- the activation's backward and the bias gradient in one pass: npdl.layers.dense.pre_activation_and_bias_grad
 #
 # ``db[j] = sum_n da[n, j]`` summed as NumPy sums a C-contiguous (N, K) array over axis 0 (K > 1): row 0
 # starts each sum and the rows are added in order, so ``db`` has the definition's bits; ``da`` is
-# computed by the same expressions as the loops above. ``kind``: 0 linear (``da`` is ``dy``, only the
-# sum is made), 1 sigmoid, 2 tanh, 3 ReLU; it is the same for the whole call, so the branch on it
-# leaves the loop (LLVM unswitches it) and each inner loop vectorises.
-
-LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
-_KINDS = {"linear": LINEAR, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}
+# :func:`_da`, as in the loops above. For LINEAR ``da`` is ``dy``, and only the sum is made.
 
 #: the columns one thread sums in the parallel loop: a block of (N, 256) float32 rows is 1 KB per row
 COLUMNS = 256
-
-
-@numba.njit(cache=True, inline="always")
-def _da(kind, g, v, one, zero):
-    if kind == SIGMOID:
-        return g * v * (one - v)
-    if kind == TANH:
-        return g * (one - v * v)
-    return g * (one if v > 0 else zero)  # RELU
 
 
 @numba.njit(cache=True)
