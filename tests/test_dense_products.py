@@ -132,12 +132,13 @@ class _Clock:
 
     def __init__(self, costs):
         self.costs, self.now, self.running = costs, 0.0, None
+        self.extra = 0.0  # what the call being made costs on top, whichever way it runs
 
     def __call__(self):
         return self.now
 
     def charge(self, way):
-        self.now += self.costs[way]
+        self.now += self.costs[way] + self.extra
 
 
 def _same_product(da, W):
@@ -198,6 +199,24 @@ def test_the_faster_orientation_serves_after_the_trials(faster, costs):
     for _ in range(3):
         choice("k", rng.standard_normal((5, 30)).astype(np.float32), W)
     assert ran == [faster] * 3
+
+
+@pytest.mark.parametrize("faster,costs,slow_calls", [(0, {0: 1.0, 1: 1.1}, 1), (1, {0: 1.1, 1: 1.0}, 0)])
+def test_a_cost_that_alternates_between_calls_falls_on_both_ways(faster, costs, slow_calls):
+    """A step with two layers of one shape calls the choice twice per step, and the second call may find
+    a colder cache: every other call costs half a product more (odd calls, or even ones). Timed in strict
+    turns, one way would always get the dear calls and lose; the trial order gives each way both."""
+    from npdl.kernels.numba import orientation
+    choice, ran = _timed_choice(costs)
+    rng = np.random.default_rng(10)
+    W = rng.standard_normal((40, 30)).astype(np.float32)
+    call = 0
+    while "k" not in choice.chosen:
+        choice.clock.extra = 0.5 if call % 2 == slow_calls else 0.0
+        choice("k", rng.standard_normal((5, 30)).astype(np.float32), W)
+        call += 1
+        assert call <= 1 + 2 * (orientation.TRIALS + 1)
+    assert choice.chosen == {"k": faster}
 
 
 def test_a_way_that_differs_in_one_bit_is_never_used():
