@@ -71,7 +71,12 @@ def _blas() -> dict:
     info["coretype_override"] = os.environ.get("OPENBLAS_CORETYPE")
     # set by ``import npdl`` unless NumPy was imported first (see npdl/__init__.py)
     info["idle_spin"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
-    info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
+    try:
+        info["kernels_blas"] = direct.requested()
+        info["direct_gemm"] = direct.functions().get("library") if direct.available() else None
+    except (ValueError, RuntimeError) as exc:  # NPDL_BLAS misspelt, or oneMKL asked for and missing
+        info["kernels_blas"] = os.environ.get(direct.ENV)
+        info["direct_gemm"] = f"error: {exc}"
     from .kernels.numba import LAST_LEVEL_CACHE, ONE_THREAD_MAX
 
     # a batch-1 product runs on one thread up to this many weights, from the last-level cache's size

@@ -27,6 +27,11 @@ from hypothesis import settings
 # then CuPy, cuBLAS and the other test processes (pytest -n) fail to allocate on the same GPU
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+# The kernels' products through NumPy's own BLAS, whatever NPDL_BLAS says outside: the suite compares
+# many of them bit for bit with the definitions' ``@``. tests/test_blas_choice.py selects oneMKL
+# itself where it is installed (npdl.kernels.numba.blas.select).
+os.environ["NPDL_BLAS"] = "numpy"
+
 from npdl import backend
 
 HAS_GPU = backend.cupy_or_none() is not None

@@ -25,7 +25,8 @@ def _print(info: dict) -> None:
     spin = blas.get("idle_spin")
     line("", f"idle threads sleep after 2^{spin} cycles (OPENBLAS_THREAD_TIMEOUT)" if spin else
          "idle threads spin for OpenBLAS's default 2^28 cycles (NumPy was imported before npdl)")
-    line("", f"fused GEMM updates: {blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}")
+    line("", f"kernels' GEMM (NPDL_BLAS={blas.get('kernels_blas', 'auto')}): "
+             f"{blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}")
     if blas.get("one_thread_max"):
         cache = blas.get("last_level_cache_bytes")
         line("", f"batch-1 products on one thread up to {blas['one_thread_max']:,} weights "

@@ -135,6 +135,9 @@ def blas_threads(n):
         return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
+    from ..kernels.numba import blas
+
+    blas.functions()  # load the kernels' library (oneMKL, where it is chosen) first, so the limit covers it
     return threadpool_limits(limits=n, user_api="blas")
 
 

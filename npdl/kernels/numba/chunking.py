@@ -19,6 +19,8 @@ import threading
 import numba
 import numpy as np
 
+from .blas import one_thread_here
+
 _pool = None
 _blas = None
 
@@ -29,7 +31,8 @@ def workers() -> int:
 
 
 def run_chunks(work, n_chunks):
-    """``work(worker, chunk_iterator)`` on up to :func:`workers` threads, BLAS held to one thread meanwhile."""
+    """``work(worker, chunk_iterator)`` on up to :func:`workers` threads, BLAS held to one thread meanwhile
+    (NumPy's through its global count, oneMKL on each worker thread: :func:`.blas.one_thread_here`)."""
     global _pool, _blas
     n = min(workers(), n_chunks)
     if n <= 1:
@@ -58,8 +61,13 @@ def run_chunks(work, n_chunks):
     saved = [(lib, lib.get_num_threads()) for lib in _blas]
     for lib, _ in saved:
         lib.set_num_threads(1)
+
+    def one_blas_thread(k, chunk_iterator):
+        one_thread_here()
+        return work(k, chunk_iterator)
+
     try:
-        futures = [_pool.submit(work, k, chunks()) for k in range(n)]
+        futures = [_pool.submit(one_blas_thread, k, chunks()) for k in range(n)]
         return [f.result() for f in futures]
     finally:
         for lib, threads in saved:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import ONE_THREAD_MAX, rows
+from . import ONE_THREAD_MAX, blas, rows
 from .gemm_update import leaves_to_definition
 from .orientation import Choice
 
@@ -78,9 +78,21 @@ def _fits(v, W) -> bool:
     return _is_row(v, W) and W.size <= ONE_THREAD_MAX
 
 
+def _other_blas(a, W):
+    """``a @ W`` through oneMKL where it is the kernels' library (:mod:`.blas`), else None (NumPy's ``@`` runs)."""
+    if blas.numpy_own() or type(a) is not np.ndarray or type(W) is not np.ndarray:
+        return None
+    return blas.matmul(a, W)
+
+
 def x_times_W(x, W):
-    """:func:`npdl.layers.dense.x_times_W` at batch 1: ``y = x W`` (1, n_out) on one thread."""
+    """:func:`npdl.layers.dense.x_times_W`: at batch 1 ``y = x W`` (1, n_out) on one thread; from batch 2
+    through oneMKL where it is the kernels' library."""
     if not _fits(x, W) or x.shape[1] != W.shape[0] or W.shape[1] < MIN_COLUMNS:
+        if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 1:
+            y = _other_blas(x, W)
+            if y is not None:
+                return y
         return NotImplemented
     y = np.empty((1, W.shape[1]), W.dtype)
     _x_times_W(x[0], W, y[0])
@@ -115,7 +127,12 @@ def da_times_W_T(da, W):
     if (type(da) is not np.ndarray or type(W) is not np.ndarray or da.ndim != 2 or W.ndim != 2
             or da.shape[0] < 2 or da.shape[1] != W.shape[1] or da.dtype != W.dtype or W.dtype.char not in "fd"
             or da.shape[0] * W.size < MIN_WORK):
-        return NotImplemented
+        dx = _other_blas(da, W.T) if type(da) is np.ndarray and da.ndim == 2 and da.shape[0] > 1 else None
+        return NotImplemented if dx is None else dx
+    if not blas.numpy_own():
+        dx = _other_blas(da, W.T)
+        if dx is not None:
+            return dx
     return _orientation((da.shape, W.shape, W.strides, da.strides, W.dtype.char), da, W)
 
 

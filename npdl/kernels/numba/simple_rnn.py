@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blas import NO_TRANS, ROW_MAJOR, TRANS, sgemm
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, numpy_sgemm as sgemm
 from .fast_tanh import tanh32
 
 

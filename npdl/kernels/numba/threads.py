@@ -215,8 +215,15 @@ def _numpy_blas_first(libraries, path_of):
 
 
 def _find_blas():
-    """NumPy's BLAS thread count as :class:`_Functions`: OpenBLAS's own functions, else threadpoolctl's, else None."""
+    """The BLAS thread count as :class:`_Functions`: oneMKL's where the kernels call it (:mod:`.blas`), else
+    NumPy's BLAS's: OpenBLAS's own functions, else threadpoolctl's, else None."""
     import ctypes
+
+    from . import blas
+
+    mkl = blas.mkl_thread_count()
+    if mkl is not None:
+        return _Functions(*mkl)
 
     try:
         from threadpoolctl import ThreadpoolController, threadpool_info

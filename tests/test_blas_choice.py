@@ -1,0 +1,202 @@
+"""Which BLAS the CPU kernels call (``NPDL_BLAS``: :mod:`npdl.kernels.numba.blas`), and oneMKL's products
+against float64 references where it is installed (``pip install npdl-backprop[mkl]``)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from npdl.kernels.numba import blas, chunking, threads
+from npdl.kernels.numba import conv2d as conv_kernel
+from npdl.kernels.numba import dense_products, gemm_update, simple_rnn
+from npdl.layers.conv import conv2d_backward, conv2d_forward
+
+try:
+    HAS_MKL = bool(blas._find_mkl())
+finally:
+    blas.select(None)  # the suite's choice (tests/conftest.py: NumPy's)
+
+
+@pytest.fixture
+def mkl():
+    """oneMKL as the kernels' library for one test; NumPy's again afterwards."""
+    if not HAS_MKL:
+        pytest.skip("oneMKL is not installed (pip install npdl-backprop[mkl])")
+    fns = blas.select("mkl")
+    threads._blas = threads._UNKNOWN
+    try:
+        yield fns
+    finally:
+        blas.select(None)
+        threads._blas = threads._UNKNOWN
+
+
+def _bound(A, B):
+    """The float32 rounding bound of ``A @ B``: K eps |A| |B|, elementwise, in float64."""
+    A64, B64 = np.abs(A.astype(np.float64)), np.abs(B.astype(np.float64))
+    return A.shape[-1] * np.finfo(np.float32).eps * (A64 @ B64) + 1e-30
+
+
+def test_the_variable_reads_auto_numpy_or_mkl_and_refuses_anything_else(monkeypatch):
+    monkeypatch.delenv(blas.ENV, raising=False)
+    assert blas.requested() == "auto"
+    monkeypatch.setenv(blas.ENV, " MKL ")
+    assert blas.requested() == "mkl"
+    monkeypatch.setenv(blas.ENV, "")
+    assert blas.requested() == "auto"
+    monkeypatch.setenv(blas.ENV, "openblas")
+    with pytest.raises(ValueError, match="NPDL_BLAS='openblas'.*auto, numpy, mkl"):
+        blas.requested()
+    with pytest.raises(ValueError, match="expected one of"):
+        blas.select("blis")
+
+
+def test_auto_keeps_numpys_blas_off_intel_and_without_mkl(monkeypatch):
+    try:
+        monkeypatch.setattr(blas, "intel_cpu", lambda: False)
+        assert blas.select("auto").get("provider") == "numpy"
+        monkeypatch.setattr(blas, "intel_cpu", lambda: True)
+        monkeypatch.setattr(blas, "_mkl_paths", lambda: [])
+        assert blas.select("auto").get("provider") == "numpy"
+        assert blas.numpy_own()
+    finally:
+        blas.select(None)
+
+
+def test_asking_for_mkl_without_it_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(blas, "_mkl_paths", lambda: [])
+    try:
+        with pytest.raises(RuntimeError, match=r"NPDL_BLAS=mkl.*pip install npdl-backprop\[mkl\]"):
+            blas.select("mkl")
+    finally:
+        blas.select(None)
+
+
+def test_auto_takes_mkl_on_an_intel_cpu_where_it_is_installed(monkeypatch):
+    if not HAS_MKL:
+        pytest.skip("oneMKL is not installed")
+    monkeypatch.setattr(blas, "intel_cpu", lambda: True)
+    try:
+        fns = blas.select("auto")
+        assert fns["provider"] == "mkl" and fns["library"].startswith("mkl ")
+        assert not blas.numpy_own()
+        assert blas.numpy_functions()["provider"] == "numpy"  # kept apart for the recurrent cells
+    finally:
+        blas.select(None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [2, 20])
+def test_a_dense_layers_products_through_mkl_match_float64(mkl, dtype, batch):
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 784)).astype(dtype)
+    W = rng.standard_normal((784, 500)).astype(dtype)
+    da = rng.standard_normal((batch, 500)).astype(dtype)
+    y = dense_products.x_times_W(x, W)
+    dx = dense_products.da_times_W_T(da, W)
+    assert y is not NotImplemented and dx is not NotImplemented  # served by oneMKL, not declined
+    assert y.dtype == dtype and dx.dtype == dtype and y.flags.c_contiguous and dx.flags.c_contiguous
+    tol = 1e3 if dtype == np.float64 else 1.0  # float64 rounds far below float32's bound
+    for got, A, B in ((y, x, W), (dx, da, W.T)):
+        exact = A.astype(np.float64) @ B.astype(np.float64)
+        assert np.all(np.abs(got - exact) <= _bound(A, B) / tol)
+
+
+def test_mkl_reads_transposed_operands_as_numpy_does(mkl):
+    rng = np.random.default_rng(3)
+    xT = rng.standard_normal((300, 20)).astype(np.float32)  # x = xT.T: columns contiguous
+    W = rng.standard_normal((300, 64)).astype(np.float32)
+    got = blas.matmul(xT.T, W)
+    exact = xT.T.astype(np.float64) @ W.astype(np.float64)
+    assert np.all(np.abs(got - exact) <= _bound(xT.T, W))
+    assert blas.matmul(xT.T, W[::2]) is None  # shapes that do not chain: declined
+    assert blas.matmul(np.ones((4, 3), np.float32)[:, ::2], np.ones((2, 2), np.float32)) is None  # strided
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_the_sgd_update_through_mkl_matches_float64(mkl, beta):
+    rng = np.random.default_rng(4)
+    C = rng.standard_normal((784, 500)).astype(np.float32)
+    A = rng.standard_normal((20, 784)).astype(np.float32)
+    B = rng.standard_normal((20, 500)).astype(np.float32)
+    exact = beta * C.astype(np.float64) - 0.1 * (A.T.astype(np.float64) @ B.astype(np.float64))
+    out = gemm_update.gemm_update(C, A, B, -0.1, beta)
+    assert out is C
+    assert np.all(np.abs(C - exact) <= 0.1 * _bound(A.T, B) + 2 * np.finfo(np.float32).eps * np.abs(exact))
+
+
+def test_the_convolution_through_mkl_matches_the_float64_definition(mkl):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 8, 10, 10)).astype(np.float32)
+    W = (0.2 * rng.standard_normal((16, 8, 5, 5))).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    y, cache = conv_kernel.forward(x, W, b, 1, "same", {}, "relu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dW, db = conv_kernel.backward(dy, cache, True, {})
+    # the layer file's definitions themselves, in float64 (the kernel would serve float64 too)
+    y64, c64 = conv2d_forward.definition(x.astype(np.float64), W.astype(np.float64), b.astype(np.float64), 1,
+                                         "same")
+    mask = y64 > 0
+    dx64, dW64, db64 = conv2d_backward.definition(dy.astype(np.float64) * mask, c64)
+    # float32 products over K = 200 (forward, dx) and N*P = 600 (dW) terms
+    scale = np.abs(dy).max() * np.abs(x).max() * 600 * np.finfo(np.float32).eps
+    np.testing.assert_allclose(y, np.maximum(y64, 0), rtol=0, atol=200 * np.finfo(np.float32).eps * 8)
+    np.testing.assert_allclose(dW, dW64, rtol=0, atol=10 * scale)
+    np.testing.assert_allclose(dx, dx64, rtol=0, atol=200 * np.finfo(np.float32).eps * np.abs(dy).max() * 4)
+    np.testing.assert_allclose(db, db64, rtol=1e-5, atol=1e-4)
+
+
+def test_the_chunks_worker_threads_run_mkl_on_one_thread_each(mkl):
+    get, set_ = blas.mkl_thread_count()
+    saved = get()
+    set_(2)
+    seen = []
+    try:
+        def work(k, chunks):
+            for _ in chunks:
+                seen.append(get())
+        chunking.run_chunks(work, 8)
+        assert get() == 2  # the calling thread's count is left as it was
+    finally:
+        set_(saved)
+    if chunking.workers() > 1:
+        assert seen and set(seen) == {1}
+
+
+def test_one_thread_here_holds_for_the_calling_thread_only(mkl):
+    get, _ = blas.mkl_thread_count()
+    before = get()
+    seen = []
+
+    def worker():
+        blas.one_thread_here()
+        seen.append(get())
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [1] and get() == before
+
+
+def test_the_step_thread_controller_drives_mkls_count_under_mkl(mkl):
+    control = threads.blas_threads()
+    get, set_ = blas.mkl_thread_count()
+    saved = get()
+    try:
+        control.set(1)
+        assert get() == 1
+        control.set(2)
+        assert control.get() == get() == 2
+    finally:
+        set_(saved)
+
+
+def test_the_recurrent_cells_keep_numpys_blas_and_its_bits(mkl):
+    rng = np.random.default_rng(6)
+    A_in = rng.standard_normal((28, 50, 50)).astype(np.float32)
+    Wh = (0.1 * rng.standard_normal((50, 50))).astype(np.float32)
+    h0 = np.zeros((50, 50), np.float32)
+    hs_mkl, _ = simple_rnn.forward_sequence(A_in, Wh, h0)
+    blas.select("numpy")
+    hs_numpy, _ = simple_rnn.forward_sequence(A_in, Wh, h0)
+    np.testing.assert_array_equal(hs_mkl, hs_numpy)
