@@ -79,8 +79,13 @@ def _fits(v, W) -> bool:
 
 
 def _other_blas(a, W):
-    """``a @ W`` through oneMKL where it is the kernels' library (:mod:`.blas`), else None (NumPy's ``@`` runs)."""
-    if blas.numpy_own() or type(a) is not np.ndarray or type(W) is not np.ndarray:
+    """``a @ W`` through oneMKL where it is the kernels' library (:mod:`.blas`) and the product has at
+    least :data:`MIN_WORK` multiply-adds, else None (NumPy's ``@`` runs). Below that, waking oneMKL's
+    threads costs more than the product: the Keras RNN classifier's (50, 50) @ (50, 10) took 55 against
+    20 us, the LSTM regressor's (1000, 20) @ (20, 1) 150 against 36 us (2-core Intel Xeon)."""
+    if blas.numpy_own() or type(a) is not np.ndarray or type(W) is not np.ndarray or a.ndim != 2 or W.ndim != 2:
+        return None
+    if a.shape[0] * a.shape[1] * W.shape[-1] < MIN_WORK:
         return None
     return blas.matmul(a, W)
 
