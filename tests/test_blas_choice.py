@@ -1,6 +1,9 @@
 """Which BLAS the CPU kernels call (``NPDL_BLAS``: :mod:`npdl.kernels.numba.blas`), and oneMKL's products
 against float64 references where it is installed (``pip install npdl-backprop[mkl]``)."""
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -86,7 +89,7 @@ def test_auto_takes_mkl_on_an_intel_cpu_where_it_is_installed(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch", [2, 20])
+@pytest.mark.parametrize("batch", [8, 20])
 def test_a_dense_layers_products_through_mkl_match_float64(mkl, dtype, batch):
     rng = np.random.default_rng(batch)
     x = rng.standard_normal((batch, 784)).astype(dtype)
@@ -100,6 +103,13 @@ def test_a_dense_layers_products_through_mkl_match_float64(mkl, dtype, batch):
     for got, A, B in ((y, x, W), (dx, da, W.T)):
         exact = A.astype(np.float64) @ B.astype(np.float64)
         assert np.all(np.abs(got - exact) <= _bound(A, B) / tol)
+
+
+def test_products_under_min_work_stay_numpys_under_mkl(mkl):
+    rng = np.random.default_rng(2)
+    h, W = rng.standard_normal((50, 50)).astype(np.float32), rng.standard_normal((50, 10)).astype(np.float32)
+    assert dense_products.x_times_W(h, W) is NotImplemented  # 25,000 multiply-adds: NumPy's @
+    assert dense_products.da_times_W_T(rng.standard_normal((50, 10)).astype(np.float32), W) is NotImplemented
 
 
 def test_mkl_reads_transposed_operands_as_numpy_does(mkl):
@@ -200,3 +210,40 @@ def test_the_recurrent_cells_keep_numpys_blas_and_its_bits(mkl):
     blas.select("numpy")
     hs_numpy, _ = simple_rnn.forward_sequence(A_in, Wh, h0)
     np.testing.assert_array_equal(hs_mkl, hs_numpy)
+
+
+def test_mkl_gives_the_same_bits_on_one_thread_and_two():
+    """In a fresh process (oneMKL reads MKL_CBWR when it starts): npdl asks for its strict CNR mode, in
+    which these products -- which differ between one thread and two without it -- do not."""
+    if not HAS_MKL:
+        pytest.skip("oneMKL is not installed")
+    code = """
+import os
+import numpy as np
+from npdl.kernels.numba import blas
+assert blas.select("mkl")["strict"], os.environ.get("MKL_CBWR")
+get, set_ = blas.mkl_thread_count()
+rng = np.random.default_rng(7)
+for m, k, n in ((128, 1000, 1000), (64, 3136, 1024), (64, 800, 196)):
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    set_(1)
+    one = blas.matmul(A, B)
+    set_(2)
+    two = blas.matmul(A, B)
+    assert np.array_equal(one, two), (m, k, n)
+print("same")
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "NPDL_BLAS")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
+
+
+def test_unset_adaptive_threads_choose_blas_counts_too_under_strict_mkl(mkl, monkeypatch):
+    monkeypatch.delenv("NPDL_ADAPTIVE_THREADS", raising=False)
+    assert mkl["strict"] and threads.mode() == "all"
+    monkeypatch.setenv("NPDL_ADAPTIVE_THREADS", "numba")  # asked for explicitly: Numba's count only
+    assert threads.mode() == "numba"
+    monkeypatch.delenv("NPDL_ADAPTIVE_THREADS")
+    blas.select("numpy")  # OpenBLAS's bits depend on its count: Numba's only
+    assert threads.mode() == "numba"

@@ -61,6 +61,10 @@ _MKL_INTEL_THREADS = 0
 MKL_BLOCKTIME = "200us"
 
 
+#: ``MKL_CBWR_Get``'s argument for every setting, and the bit of the strict mode in its answer
+_MKL_CBWR_ALL, _MKL_CBWR_STRICT = -1, 0x10000
+
+
 def requested() -> str:
     """``NPDL_BLAS`` as one of :data:`CHOICES` (unset or empty: ``auto``); ValueError for another value."""
     raw = os.environ.get(ENV, "")
@@ -112,6 +116,10 @@ def _find_mkl() -> dict:
     # with 0, 0.61 ms with 50 us, 0.455 ms with 200 us and 0.45 ms with 200 ms (2-core Intel Xeon).
     # The runtime reads it when it starts, on the first product.
     os.environ.setdefault("KMP_BLOCKTIME", MKL_BLOCKTIME)
+    # oneMKL's strict CNR mode: its GEMM gives the same bits whatever its thread count (without it a
+    # (128, 1000) @ (1000, 1000) product differed between one thread and two), so the training step may
+    # choose the count by timing (:mod:`.threads`) without changing a result.
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     for path in _mkl_paths():
         try:
             lib = ctypes.CDLL(path)
@@ -130,6 +138,9 @@ def _find_mkl() -> dict:
             local = lib.MKL_Set_Num_Threads_Local
             local.restype, local.argtypes = ctypes.c_int, [ctypes.c_int]
             fns["threads_here"] = local
+            cbwr = lib.MKL_CBWR_Get
+            cbwr.restype, cbwr.argtypes = ctypes.c_int, [ctypes.c_int]
+            fns["strict"] = bool(cbwr(_MKL_CBWR_ALL) & _MKL_CBWR_STRICT)
             get = lib.MKL_Get_Max_Threads
             get.restype, get.argtypes = ctypes.c_int, []
             fns["threads"] = (get, local)  # the calling thread's count, as threadpoolctl sets it
@@ -280,6 +291,12 @@ def gemm_at_b(C, A, B, alpha: float, beta: float) -> bool:
     fn(ROW_MAJOR, trans_a, b[0], m, n, k, alpha, A.ctypes.data, a[1], B.ctypes.data, b[1], beta,
        C.ctypes.data, n)
     return True
+
+
+def same_bits_any_thread_count() -> bool:
+    """Whether the kernels' library gives the same bits whatever its thread count: oneMKL in its strict
+    CNR mode (``MKL_CBWR=AUTO,STRICT``, set unless ``MKL_CBWR`` was); OpenBLAS does not."""
+    return bool(functions().get("strict"))
 
 
 def mkl_thread_count():

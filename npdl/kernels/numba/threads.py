@@ -24,12 +24,14 @@ Neither count is right in both cases, and the load changes while a run goes on, 
   convolution's workers are Python threads sharing its chunks dynamically: their number does not
   change, and :mod:`.conv2d` sums the weight gradient in a fixed order.) The step times are
   watched too: a run whose steps become several times slower while BLAS keeps its threads is
-  told so, once (:mod:`.slow_steps`).
-* ``1`` (or ``all``): BLAS's count too. OpenBLAS's results depend on its thread count: three steps
+  told so, once (:mod:`.slow_steps`). Where the kernels call oneMKL in its strict CNR mode
+  (:mod:`.blas`), whose products are the same bits at any thread count, unset means ``all``.
+* ``1`` (or ``all``): BLAS's count too -- the kernels' BLAS's (:func:`_find_blas`): oneMKL's where
+  they call it, else NumPy's. OpenBLAS's results depend on its thread count: three steps
   of ``mlp_b20``, ``sda_b1`` and ``sda_b128`` on 1 and on 2 threads (the machine above) gave
   parameters differing by up to 1.5e-8; a matrix product alone by a few float32 ulps. Chosen by
   timing, the counts -- and so the exact parameters -- differ from run to run, and a resumed run
-  is no longer bit-identical to an uninterrupted one. Hence opt-in.
+  is no longer bit-identical to an uninterrupted one. Hence opt-in with OpenBLAS.
 * ``0`` (or ``off``): nothing; the counts stay as they are.
 
 The policy, per step site (a model and a batch shape), over the candidates ``[L, L // 2, 1]``
@@ -65,6 +67,7 @@ import time
 
 from ...errors import NpdlError
 from ...threads_env import ENV, parse
+from . import blas
 from .slow_steps import SlowSteps, report
 
 
@@ -81,8 +84,13 @@ _parsed: dict = {}  # the variable's value -> its mode (every training step asks
 
 def mode() -> str:
     """What ``NPDL_ADAPTIVE_THREADS`` asks for: ``"numba"`` (unset: Numba's thread count only, which
-    never changes a result), ``"all"`` (an integer > 0: BLAS's count too) or ``"off"`` (``0``)."""
+    never changes a result), ``"all"`` (an integer > 0: BLAS's count too) or ``"off"`` (``0``).
+    Unset, it is ``"all"`` where the kernels' BLAS gives the same bits at any thread count (oneMKL in
+    its strict CNR mode, :func:`.blas.same_bits_any_thread_count`): there choosing BLAS's count by
+    timing changes no result either."""
     raw = os.environ.get(ENV, "")
+    if not raw.strip() and blas.same_bits_any_thread_count():
+        return "all"
     found = _parsed.get(raw)
     if found is None:
         found = parse(raw)
@@ -218,8 +226,6 @@ def _find_blas():
     """The BLAS thread count as :class:`_Functions`: oneMKL's where the kernels call it (:mod:`.blas`), else
     NumPy's BLAS's: OpenBLAS's own functions, else threadpoolctl's, else None."""
     import ctypes
-
-    from . import blas
 
     mkl = blas.mkl_thread_count()
     if mkl is not None:
