@@ -33,6 +33,17 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ["NPDL_BLAS"] = "numpy"
 
 from npdl import backend
+from npdl.kernels.numba import blas as _blas
+
+# oneMKL, where it is installed, is loaded now, before any test imports PyTorch: loaded after it,
+# its products come out wrong and npdl refuses it (npdl.kernels.numba.blas._agrees). The kernels
+# still call NumPy's BLAS; tests/test_blas_choice.py selects oneMKL itself.
+if _blas._mkl_paths():
+    try:
+        _blas.select("mkl")
+    except RuntimeError:
+        pass
+    _blas.select(None)
 
 HAS_GPU = backend.cupy_or_none() is not None
 

@@ -247,3 +247,43 @@ def test_unset_adaptive_threads_choose_blas_counts_too_under_strict_mkl(mkl, mon
     monkeypatch.delenv("NPDL_ADAPTIVE_THREADS")
     blas.select("numpy")  # OpenBLAS's bits depend on its count: Numba's only
     assert threads.mode() == "numba"
+
+
+def test_mkl_loaded_after_pytorch_is_refused_and_before_it_serves():
+    """PyTorch's wheels carry their own oneMKL, global once imported: oneMKL loaded after it computes
+    wrong products. npdl checks a probe product when it loads oneMKL: ``auto`` warns and keeps NumPy's
+    BLAS, ``mkl`` refuses; ``import npdl`` first loads oneMKL first, and both are right."""
+    if not HAS_MKL:
+        pytest.skip("oneMKL is not installed")
+    pytest.importorskip("torch")
+    after = """
+import warnings
+import torch
+import numpy as np
+from npdl.kernels.numba import blas
+blas.intel_cpu = lambda: True
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    fns = blas.select("auto")
+print(fns.get("provider"), any(w.category is blas.MKLInterferenceWarning for w in seen))
+try:
+    blas.select("mkl")
+except RuntimeError as exc:
+    print("refused", "torch" in str(exc))
+"""
+    before = """
+import os
+os.environ["NPDL_BLAS"] = "mkl"
+import npdl
+import torch
+import numpy as np
+from npdl.kernels.numba import blas
+A = np.random.default_rng(0).standard_normal((20, 784)).astype(np.float32)
+B = np.random.default_rng(1).standard_normal((784, 500)).astype(np.float32)
+exact = A.astype(np.float64) @ B.astype(np.float64)
+print(blas.functions()["provider"], float(np.abs(blas.matmul(A, B) - exact).max()) < 1e-3)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "NPDL_BLAS"}
+    for code, expected in ((after, "numpy True\nrefused True"), (before, "mkl True")):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and done.stdout.strip() == expected, done.stdout + done.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""The BLAS NumPy already loaded, called directly (ctypes) for GEMM with ``beta != 0``.
+"""The BLAS the CPU kernels call directly (ctypes): NumPy's own, or oneMKL where it is chosen.
 
 NumPy's ``matmul`` always overwrites its output (``beta = 0``), so an update
 ``C <- alpha A^T B + beta C`` costs a temporary and a second pass. The same BLAS
@@ -14,15 +14,17 @@ Which library (``NPDL_BLAS``, read once, on the first product): ``numpy``, the B
 loaded (OpenBLAS in NumPy's wheels); ``mkl``, Intel's oneMKL (``libmkl_rt``, from the ``mkl``
 package: ``pip install npdl-backprop[mkl]``), an error if it is not installed; ``auto`` (the
 default), oneMKL on an Intel CPU where it is installed, else NumPy's. With oneMKL the kernels'
-matrix products -- the dense layers' products from batch 2 (:mod:`.dense_products`), the
-updates here, the convolution's and the recurrent cells' -- are oneMKL's, and their results
-differ from NumPy's ``@`` in the last bits, as BLAS libraries' results do; the layer files'
-own ``@`` stays NumPy's. oneMKL runs on its OpenMP threads (Intel's runtime, told by
-``OMP_WAIT_POLICY=PASSIVE`` not to spin between calls, as Numba's are: :mod:`npdl.kernels.numba`).
-Measured on a 2-core Intel Xeon (AVX-512; oneMKL 2026.2 against OpenBLAS 0.3.31, two threads):
-(20, 784) @ (784, 500) 0.068 against 0.171 ms; (64, 3136) @ (3136, 1024) 1.61 against 2.12 ms;
-(128, 1000) @ (1000, 1000) 0.90 against 1.09 ms; on one thread, the Keras CNN's convolution chunk
-(64, 800) @ (800, 196) 0.145 against 0.168 ms.
+products -- the dense layers' from batch 2 and 2^21 multiply-adds (:mod:`.dense_products`), the
+updates here and the convolution's chunks -- are oneMKL's, and differ from NumPy's ``@`` in the
+last bits, as two BLAS libraries' results do; the layer files' own ``@`` and the recurrent cells'
+small per-step products (:func:`numpy_sgemm`) stay NumPy's. oneMKL runs on Intel's OpenMP
+threads, which wait ``KMP_BLOCKTIME`` (200 us unless set) for the next product before they sleep,
+in its strict CNR mode (``MKL_CBWR=AUTO,STRICT`` unless set: the same bits at any thread count,
+so the training step may choose the count: :mod:`.threads`); its thread count is per calling
+thread (:func:`one_thread_here`). Measured on a 2-core Intel Xeon (AVX-512; oneMKL 2026.2
+against OpenBLAS 0.3.31, two threads): (20, 784) @ (784, 500) 0.068 against 0.171 ms; (64, 3136)
+@ (3136, 1024) 1.61 against 2.12 ms; (128, 1000) @ (1000, 1000) 0.90 against 1.09 ms; on one
+thread, the Keras CNN's convolution chunk (64, 800) @ (800, 196) 0.145 against 0.168 ms.
 """
 
 from __future__ import annotations
@@ -148,12 +150,47 @@ def _find_mkl() -> dict:
     return {}
 
 
+class MKLInterferenceWarning(RuntimeWarning):
+    """oneMKL was found but computed a wrong product, so the kernels call NumPy's BLAS instead."""
+
+
+def _agrees(fns) -> bool:
+    """Whether oneMKL's products of two fixed probes agree with float64 within float32's rounding bound.
+
+    They do not where a library loaded before it exports the internals of another oneMKL build, as
+    PyTorch's wheels do (their static oneMKL, made global when ``import torch`` loads it): oneMKL's
+    own modules, which ``libmkl_rt`` loads on its first call, then bind to those, and its products
+    come out wrong (a (20, 784) @ (784, 500) product off by 100 and more)."""
+    rng = np.random.default_rng(0)
+    for m, k, n in ((4, 8, 4), (20, 784, 500)):
+        A = rng.standard_normal((m, k)).astype(np.float32)
+        B = rng.standard_normal((k, n)).astype(np.float32)
+        C = np.empty((m, n), np.float32)
+        fns["float32"](ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, A.ctypes.data, k, B.ctypes.data, n, 0.0,
+                       C.ctypes.data, n)
+        exact = A.astype(np.float64) @ B.astype(np.float64)
+        bound = k * np.finfo(np.float32).eps * (np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64)))
+        if not np.all(np.abs(C - exact) <= bound):
+            return False
+    return True
+
+
 def _find() -> dict:
     if os.environ.get("NPDL_NO_CBLAS"):
         return {}
     choice = requested()
     if choice == "mkl" or choice == "auto" and intel_cpu():
         fns = _find_mkl()
+        if fns and not _agrees(fns):
+            why = (f"oneMKL ({fns['library']}) computed a wrong matrix product in this process: a library "
+                   "loaded before it carries another oneMKL build (import torch does); import npdl before "
+                   "torch, or set NPDL_BLAS=numpy")
+            if choice == "mkl":
+                raise RuntimeError(f"NPDL_BLAS=mkl, but {why}")
+            import warnings
+
+            warnings.warn(f"{why}; the kernels call NumPy's BLAS instead", MKLInterferenceWarning, stacklevel=3)
+            fns = {}
         if fns:
             return fns
         if choice == "mkl":
@@ -213,6 +250,18 @@ def numpy_functions() -> dict:
 
 def available() -> bool:
     return bool(functions())
+
+
+def load_early() -> None:
+    """Load the kernels' library now where it would be oneMKL (``import npdl`` calls this): oneMKL loaded
+    after PyTorch computes wrong products (:func:`_agrees`), loaded before it, both are right. Errors
+    (a misspelt ``NPDL_BLAS``, oneMKL asked for and missing) wait for the first product to be raised."""
+    try:
+        choice = requested()
+        if choice != "numpy" and _mkl_paths() and (choice == "mkl" or intel_cpu()):
+            functions()
+    except (ValueError, RuntimeError, OSError):
+        pass
 
 
 def numpy_own() -> bool:

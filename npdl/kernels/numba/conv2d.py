@@ -16,12 +16,14 @@ the same bits as the definition's ``maximum`` and ``dy * mask``, without the two
 the output a separate ReLU layer makes (on the Keras CNN's two convolutions, 1.3 ms of its
 forward pass and 1.3 ms of its backward). Other activations go to the definition.
 
-In float32, where NumPy's CBLAS can be called directly (:func:`.blas.sgemm`), each chunk of the
-forward pass, and each run of chunks of the backward pass, is one Numba call that calls that
-``cblas_sgemm`` itself, with the arguments ``np.matmul`` passes: the same bits as the per-chunk
-Python steps (the fallback), without their Python work and the two threads taking turns at the
-GIL between every step (measured on a 2-core AMD EPYC Zen 4, the Keras CNN's second convolution,
-64 images, medians of 12 alternations: backward 21.8 -> 20.0 ms, forward 10.3 -> 10.0 ms).
+In float32, where a CBLAS can be called directly (:func:`.blas.sgemm`: NumPy's, or oneMKL's where
+it is the kernels' library), each chunk of the forward pass, and each run of chunks of the
+backward pass, is one Numba call that calls that ``cblas_sgemm`` itself, with the arguments
+``np.matmul`` passes: with NumPy's BLAS the same bits as the per-chunk Python steps (the
+fallback), without their Python work and the two threads taking turns at the GIL between every
+step (measured on a 2-core AMD EPYC Zen 4, the Keras CNN's second convolution, 64 images, medians
+of 12 alternations: backward 21.8 -> 20.0 ms, forward 10.3 -> 10.0 ms). Each worker's products
+run on one BLAS thread (:func:`.chunking.run_chunks`).
 
 Each output is the same dot product over ``(c, kh, kw)`` as in ``W2 @ cols``; only the
 sums over images that make ``dW`` are split differently (per run of chunks, then the runs
