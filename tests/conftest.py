@@ -36,7 +36,7 @@ from npdl import backend
 from npdl.kernels.numba import blas as _blas
 
 # oneMKL, where it is installed, is loaded now, before any test imports PyTorch: loaded after it,
-# its products come out wrong and npdl refuses it (npdl.kernels.numba.blas._agrees). The kernels
+# its threaded products come out wrong and npdl refuses it (npdl.kernels.numba.blas._gnu_openmp_global). The kernels
 # still call NumPy's BLAS; tests/test_blas_choice.py selects oneMKL itself.
 if _blas._mkl_paths():
     try:

@@ -213,7 +213,7 @@ def test_the_recurrent_cells_keep_numpys_blas_and_its_bits(mkl):
 
 
 def test_mkl_gives_the_same_bits_on_one_thread_and_two():
-    """In a fresh process (oneMKL reads MKL_CBWR when it starts): npdl asks for its strict CNR mode, in
+    """In a fresh process (oneMKL takes its mode when it starts): npdl asks for its strict CNR mode, in
     which these products -- which differ between one thread and two without it -- do not."""
     if not HAS_MKL:
         pytest.skip("oneMKL is not installed")
@@ -221,7 +221,9 @@ def test_mkl_gives_the_same_bits_on_one_thread_and_two():
 import os
 import numpy as np
 from npdl.kernels.numba import blas
-assert blas.select("mkl")["strict"], os.environ.get("MKL_CBWR")
+assert blas.select("mkl")["strict"]
+# its settings are its own: nothing is left in the environment for another library's oneMKL or runtime
+assert "MKL_CBWR" not in os.environ and "KMP_BLOCKTIME" not in os.environ, os.environ
 get, set_ = blas.mkl_thread_count()
 rng = np.random.default_rng(7)
 for m, k, n in ((128, 1000, 1000), (64, 3136, 1024), (64, 800, 196)):
@@ -234,7 +236,7 @@ for m, k, n in ((128, 1000, 1000), (64, 3136, 1024), (64, 800, 196)):
     assert np.array_equal(one, two), (m, k, n)
 print("same")
 """
-    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "NPDL_BLAS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "KMP_BLOCKTIME", "NPDL_BLAS")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
 
@@ -250,17 +252,23 @@ def test_unset_adaptive_threads_choose_blas_counts_too_under_strict_mkl(mkl, mon
 
 
 def test_mkl_loaded_after_pytorch_is_refused_and_before_it_serves():
-    """PyTorch's wheels carry their own oneMKL, global once imported: oneMKL loaded after it computes
-    wrong products. npdl checks a probe product when it loads oneMKL: ``auto`` warns and keeps NumPy's
-    BLAS, ``mkl`` refuses; ``import npdl`` first loads oneMKL first, and both are right."""
+    """``import torch`` makes its GNU OpenMP runtime's functions global: oneMKL loaded after it computes
+    wrong threaded products. npdl sees that when it loads oneMKL: ``auto`` warns and keeps NumPy's
+    BLAS, ``mkl`` refuses; ``import npdl`` first loads oneMKL first, and both are right (a threaded
+    convolution-chunk product checked)."""
     if not HAS_MKL:
         pytest.skip("oneMKL is not installed")
     pytest.importorskip("torch")
     after = """
+import os
 import warnings
+os.environ["NPDL_BLAS"] = "numpy"  # npdl imported without loading oneMKL (whose Intel OpenMP runtime
+from npdl.kernels.numba import blas  # also defines GNU OpenMP's entry points)
+del os.environ["NPDL_BLAS"]
+assert not blas._gnu_openmp_global()
 import torch
 import numpy as np
-from npdl.kernels.numba import blas
+assert blas._gnu_openmp_global()
 blas.intel_cpu = lambda: True
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
@@ -278,8 +286,9 @@ import npdl
 import torch
 import numpy as np
 from npdl.kernels.numba import blas
-A = np.random.default_rng(0).standard_normal((20, 784)).astype(np.float32)
-B = np.random.default_rng(1).standard_normal((784, 500)).astype(np.float32)
+blas.mkl_thread_count()[1](2)
+A = np.random.default_rng(0).standard_normal((64, 800)).astype(np.float32)
+B = np.random.default_rng(1).standard_normal((800, 196)).astype(np.float32)
 exact = A.astype(np.float64) @ B.astype(np.float64)
 print(blas.functions()["provider"], float(np.abs(blas.matmul(A, B) - exact).max()) < 1e-3)
 """

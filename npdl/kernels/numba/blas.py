@@ -19,7 +19,7 @@ updates here and the convolution's chunks -- are oneMKL's, and differ from NumPy
 last bits, as two BLAS libraries' results do; the layer files' own ``@`` and the recurrent cells'
 small per-step products (:func:`numpy_sgemm`) stay NumPy's. oneMKL runs on Intel's OpenMP
 threads, which wait ``KMP_BLOCKTIME`` (200 us unless set) for the next product before they sleep,
-in its strict CNR mode (``MKL_CBWR=AUTO,STRICT`` unless set: the same bits at any thread count,
+in its strict CNR mode (unless ``MKL_CBWR`` is set: the same bits at any thread count,
 so the training step may choose the count: :mod:`.threads`); its thread count is per calling
 thread (:func:`one_thread_here`). Measured on a 2-core Intel Xeon (AVX-512; oneMKL 2026.2
 against OpenBLAS 0.3.31, two threads): (20, 784) @ (784, 500) 0.068 against 0.171 ms; (64, 3136)
@@ -30,15 +30,14 @@ thread, the Keras CNN's convolution chunk (64, 800) @ (800, 196) 0.145 against 0
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import glob
 import os
-import re
 import sys
 
 import numpy as np
 
-ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+from .cblas import NO_TRANS, ROW_MAJOR, TRANS, gemm_functions as _gemm_functions
+from .mkl import MKLInterferenceWarning  # noqa: F401  (the warning's public name: blas.MKLInterferenceWarning)
+from .mkl import _find_mkl, _gnu_openmp_global, _mkl_paths, intel_cpu
 
 #: symbol names tried in order (``{}`` is the routine: sgemm, dger, ...), with the integer type
 #: of their dimensions
@@ -53,20 +52,6 @@ _loaded = None
 ENV = "NPDL_BLAS"
 CHOICES = ("auto", "numpy", "mkl")
 
-#: ``MKL_Set_Threading_Layer``'s code for Intel's OpenMP runtime (``libiomp5``, which the ``mkl``
-#: package installs beside it)
-_MKL_INTEL_THREADS = 0
-
-
-#: how long oneMKL's idle threads wait for the next product before they sleep (``KMP_BLOCKTIME``,
-#: unless set already; see :func:`_find_mkl`)
-MKL_BLOCKTIME = "200us"
-
-
-#: ``MKL_CBWR_Get``'s argument for every setting, and the bit of the strict mode in its answer
-_MKL_CBWR_ALL, _MKL_CBWR_STRICT = -1, 0x10000
-
-
 def requested() -> str:
     """``NPDL_BLAS`` as one of :data:`CHOICES` (unset or empty: ``auto``); ValueError for another value."""
     raw = os.environ.get(ENV, "")
@@ -76,115 +61,24 @@ def requested() -> str:
     return value
 
 
-def intel_cpu() -> bool:
-    """Whether this is an Intel CPU (``GenuineIntel`` in ``/proc/cpuinfo``; False where that cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return "GenuineIntel" in line
-    except OSError:
-        pass
-    return False
-
-
-def _mkl_paths() -> list:
-    """Candidate files of oneMKL's single dynamic library: the ``mkl`` package's, then the system's."""
-    paths = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True)
-    found = ctypes.util.find_library("mkl_rt")
-    return paths + ([found] if found else [])
-
-
-def _gemm_functions(lib, pattern, int_t) -> dict:
-    """``{"float32": sgemm, "float64": dgemm}`` of ``lib`` under the symbol ``pattern``, or ``{}``."""
-    fns = {}
-    for dtype, letter, real_t in (("float32", "s", ctypes.c_float), ("float64", "d", ctypes.c_double)):
-        fn = getattr(lib, pattern.format(letter + "gemm"), None)
-        if fn is None:
-            return {}
-        fn.restype = None
-        # order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
-        fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_t, int_t, int_t, real_t,
-                       ctypes.c_void_p, int_t, ctypes.c_void_p, int_t, real_t, ctypes.c_void_p, int_t]
-        fns[dtype] = fn
-    return fns
-
-
-def _find_mkl() -> dict:
-    """oneMKL's ``cblas_?gemm`` (32-bit integers, its default interface) on Intel's OpenMP threads, or ``{}``."""
-    # Between two products of a step its threads wait this long for the next before they sleep
-    # (``OMP_WAIT_POLICY=PASSIVE`` alone makes it 0): waking a sleeping thread costs tens of
-    # microseconds on a virtual machine, and a 784-500-10 network's step at batch 20 took 0.73 ms
-    # with 0, 0.61 ms with 50 us, 0.455 ms with 200 us and 0.45 ms with 200 ms (2-core Intel Xeon).
-    # The runtime reads it when it starts, on the first product.
-    os.environ.setdefault("KMP_BLOCKTIME", MKL_BLOCKTIME)
-    # oneMKL's strict CNR mode: its GEMM gives the same bits whatever its thread count (without it a
-    # (128, 1000) @ (1000, 1000) product differed between one thread and two), so the training step may
-    # choose the count by timing (:mod:`.threads`) without changing a result.
-    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-    for path in _mkl_paths():
-        try:
-            lib = ctypes.CDLL(path)
-            set_layer = lib.MKL_Set_Threading_Layer
-        except (OSError, AttributeError):
-            continue
-        set_layer.restype, set_layer.argtypes = ctypes.c_int, [ctypes.c_int]
-        set_layer(_MKL_INTEL_THREADS)  # before any other call, or it is too late
-        fns = _gemm_functions(lib, "cblas_{}", ctypes.c_int)
-        if fns:
-            version = ctypes.create_string_buffer(256)
-            lib.MKL_Get_Version_String(version, len(version))
-            found = re.search(r"Version ([0-9][0-9.]*)", version.value.decode(errors="replace"))
-            fns["library"] = f"mkl {found.group(1) if found else '(version unknown)'} (cblas_?gemm)"
-            fns["provider"] = "mkl"
-            local = lib.MKL_Set_Num_Threads_Local
-            local.restype, local.argtypes = ctypes.c_int, [ctypes.c_int]
-            fns["threads_here"] = local
-            cbwr = lib.MKL_CBWR_Get
-            cbwr.restype, cbwr.argtypes = ctypes.c_int, [ctypes.c_int]
-            fns["strict"] = bool(cbwr(_MKL_CBWR_ALL) & _MKL_CBWR_STRICT)
-            get = lib.MKL_Get_Max_Threads
-            get.restype, get.argtypes = ctypes.c_int, []
-            fns["threads"] = (get, local)  # the calling thread's count, as threadpoolctl sets it
-            return fns
-    return {}
-
-
-class MKLInterferenceWarning(RuntimeWarning):
-    """oneMKL was found but computed a wrong product, so the kernels call NumPy's BLAS instead."""
-
-
-def _agrees(fns) -> bool:
-    """Whether oneMKL's products of two fixed probes agree with float64 within float32's rounding bound.
-
-    They do not where a library loaded before it exports the internals of another oneMKL build, as
-    PyTorch's wheels do (their static oneMKL, made global when ``import torch`` loads it): oneMKL's
-    own modules, which ``libmkl_rt`` loads on its first call, then bind to those, and its products
-    come out wrong (a (20, 784) @ (784, 500) product off by 100 and more)."""
-    rng = np.random.default_rng(0)
-    for m, k, n in ((4, 8, 4), (20, 784, 500)):
-        A = rng.standard_normal((m, k)).astype(np.float32)
-        B = rng.standard_normal((k, n)).astype(np.float32)
-        C = np.empty((m, n), np.float32)
-        fns["float32"](ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, A.ctypes.data, k, B.ctypes.data, n, 0.0,
-                       C.ctypes.data, n)
-        exact = A.astype(np.float64) @ B.astype(np.float64)
-        bound = k * np.finfo(np.float32).eps * (np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64)))
-        if not np.all(np.abs(C - exact) <= bound):
-            return False
-    return True
+#: set once oneMKL has loaded into this process before any other OpenMP runtime's functions were global
+_mkl_loaded_first = False
 
 
 def _find() -> dict:
+    global _mkl_loaded_first
     if os.environ.get("NPDL_NO_CBLAS"):
         return {}
     choice = requested()
     if choice == "mkl" or choice == "auto" and intel_cpu():
-        fns = _find_mkl()
-        if fns and not _agrees(fns):
-            why = (f"oneMKL ({fns['library']}) computed a wrong matrix product in this process: a library "
-                   "loaded before it carries another oneMKL build (import torch does); import npdl before "
-                   "torch, or set NPDL_BLAS=numpy")
+        foreign = not _mkl_loaded_first and _gnu_openmp_global()
+        fns = _find_mkl() if _mkl_paths() else {}
+        if fns and fns["agrees"] and not foreign:
+            _mkl_loaded_first = True
+        if fns and (foreign or not fns["agrees"]):
+            why = (f"oneMKL ({fns['library']}) would compute wrong matrix products in this process: a library "
+                   "loaded before it made GNU OpenMP's functions global (import torch does); import npdl "
+                   "before torch, or set NPDL_BLAS=numpy")
             if choice == "mkl":
                 raise RuntimeError(f"NPDL_BLAS=mkl, but {why}")
             import warnings
@@ -254,7 +148,7 @@ def available() -> bool:
 
 def load_early() -> None:
     """Load the kernels' library now where it would be oneMKL (``import npdl`` calls this): oneMKL loaded
-    after PyTorch computes wrong products (:func:`_agrees`), loaded before it, both are right. Errors
+    after PyTorch computes wrong products (:func:`_gnu_openmp_global`), loaded before it, both are right. Errors
     (a misspelt ``NPDL_BLAS``, oneMKL asked for and missing) wait for the first product to be raised."""
     try:
         choice = requested()
@@ -344,7 +238,7 @@ def gemm_at_b(C, A, B, alpha: float, beta: float) -> bool:
 
 def same_bits_any_thread_count() -> bool:
     """Whether the kernels' library gives the same bits whatever its thread count: oneMKL in its strict
-    CNR mode (``MKL_CBWR=AUTO,STRICT``, set unless ``MKL_CBWR`` was); OpenBLAS does not."""
+    CNR mode (``MKL_CBWR_Set``, unless ``MKL_CBWR`` is set); OpenBLAS does not."""
     return bool(functions().get("strict"))
 
 
