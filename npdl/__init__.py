@@ -58,9 +58,3 @@ from .models import Sequential  # noqa: E402
 from .training import (Callback, CheckpointError, CSVLogger, EarlyStopping, History,  # noqa: E402
                        LearningRateScheduler, ModelCheckpoint, PatienceEarlyStopping, PatienceRule,
                        TrainingDivergedError, load_checkpoint, save_checkpoint)
-from .kernels.numba import blas as _blas  # noqa: E402
-
-# oneMKL, where the CPU kernels would call it, is loaded now: loaded after PyTorch it computes
-# wrong products, which npdl then refuses (docs/kernels.md, "Which BLAS"); loaded first, both are right
-_blas.load_early()
-del _blas

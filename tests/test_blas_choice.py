@@ -254,8 +254,8 @@ def test_unset_adaptive_threads_choose_blas_counts_too_under_strict_mkl(mkl, mon
 def test_mkl_loaded_after_pytorch_is_refused_and_before_it_serves():
     """``import torch`` makes its GNU OpenMP runtime's functions global: oneMKL loaded after it computes
     wrong threaded products. npdl sees that when it loads oneMKL: ``auto`` warns and keeps NumPy's
-    BLAS, ``mkl`` refuses; ``import npdl`` first loads oneMKL first, and both are right (a threaded
-    convolution-chunk product checked)."""
+    BLAS, ``mkl`` refuses; loaded first (``blas.functions()`` before ``import torch``), both are right
+    (a threaded convolution-chunk product checked)."""
     if not HAS_MKL:
         pytest.skip("oneMKL is not installed")
     pytest.importorskip("torch")
@@ -282,10 +282,10 @@ except RuntimeError as exc:
     before = """
 import os
 os.environ["NPDL_BLAS"] = "mkl"
-import npdl
-import torch
 import numpy as np
 from npdl.kernels.numba import blas
+blas.functions()
+import torch
 blas.mkl_thread_count()[1](2)
 A = np.random.default_rng(0).standard_normal((64, 800)).astype(np.float32)
 B = np.random.default_rng(1).standard_normal((800, 196)).astype(np.float32)

@@ -77,8 +77,8 @@ def _find() -> dict:
             _mkl_loaded_first = True
         if fns and (foreign or not fns["agrees"]):
             why = (f"oneMKL ({fns['library']}) would compute wrong matrix products in this process: a library "
-                   "loaded before it made GNU OpenMP's functions global (import torch does); import npdl "
-                   "before torch, or set NPDL_BLAS=numpy")
+                   "loaded before it made GNU OpenMP's functions global (import torch does); load it first "
+                   "(npdl.kernels.numba.blas.functions() before import torch), or set NPDL_BLAS=numpy")
             if choice == "mkl":
                 raise RuntimeError(f"NPDL_BLAS=mkl, but {why}")
             import warnings
@@ -144,18 +144,6 @@ def numpy_functions() -> dict:
 
 def available() -> bool:
     return bool(functions())
-
-
-def load_early() -> None:
-    """Load the kernels' library now where it would be oneMKL (``import npdl`` calls this): oneMKL loaded
-    after PyTorch computes wrong products (:func:`_gnu_openmp_global`), loaded before it, both are right. Errors
-    (a misspelt ``NPDL_BLAS``, oneMKL asked for and missing) wait for the first product to be raised."""
-    try:
-        choice = requested()
-        if choice != "numpy" and _mkl_paths() and (choice == "mkl" or intel_cpu()):
-            functions()
-    except (ValueError, RuntimeError, OSError):
-        pass
 
 
 def numpy_own() -> bool:

@@ -130,7 +130,8 @@ def _gnu_openmp_global() -> bool:
     its own ``libgomp``): oneMKL's modules loaded now would bind their ``omp_*`` calls to them while
     Intel's runtime runs their threads, and every thread would compute the same share of a product
     (on a 2-core Intel Xeon, (64, 800) @ (800, 196) on two threads off by 100 and more). Asked before
-    oneMKL loads: Intel's runtime, which it brings, defines those entry points too."""
+    oneMKL loads: Intel's runtime, which it brings, defines those entry points too. oneMKL loads on
+    the kernels' first product, or on ``npdl.kernels.numba.blas.functions()``."""
     try:
         return hasattr(ctypes.CDLL(None), "GOMP_parallel")
     except OSError:
