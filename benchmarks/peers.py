@@ -17,10 +17,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-# the peers read only npdl's workload specs and timers: importing npdl must not load the oneMKL its
-# kernels would call (npdl.kernels.numba.blas) beside PyTorch's or XLA's own
-if "npdl" not in sys.modules:
-    os.environ["NPDL_BLAS"] = "numpy"
 
 from npdl.bench import measure, parse  # noqa: E402
 from npdl.bench.timing import cpu_name  # noqa: E402

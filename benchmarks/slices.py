@@ -62,10 +62,6 @@ def worker(argv=None) -> int:
     p.add_argument("--workload", required=True)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    if args.impl != "npdl":
-        # a peer's process reads only npdl's workload specs and timers: importing npdl must not load
-        # the oneMKL its kernels would call (npdl.kernels.numba.blas) beside PyTorch's or XLA's own
-        os.environ["NPDL_BLAS"] = "numpy"
     sys.path.insert(0, ROOT)
     from npdl.bench import parse
     from npdl.bench.timing import WallTimer, warm_up

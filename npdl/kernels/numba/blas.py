@@ -154,10 +154,9 @@ def numpy_own() -> bool:
 def select(choice: str | None) -> dict:
     """Pick the library again as ``NPDL_BLAS=choice`` would (None: as the environment says); returns
     :func:`functions`. For tests and benchmarks that compare the two within one process."""
-    global _loaded
+    global _loaded, _numpy_loaded
     if choice is not None and choice not in CHOICES:
         raise ValueError(f"blas.select: expected one of {', '.join(CHOICES)} or None, got {choice!r}")
-    global _numpy_loaded
     saved = os.environ.get(ENV)
     if choice is not None:
         os.environ[ENV] = choice

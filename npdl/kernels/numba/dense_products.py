@@ -132,12 +132,10 @@ def da_times_W_T(da, W):
     if (type(da) is not np.ndarray or type(W) is not np.ndarray or da.ndim != 2 or W.ndim != 2
             or da.shape[0] < 2 or da.shape[1] != W.shape[1] or da.dtype != W.dtype or W.dtype.char not in "fd"
             or da.shape[0] * W.size < MIN_WORK):
-        dx = _other_blas(da, W.T) if type(da) is np.ndarray and da.ndim == 2 and da.shape[0] > 1 else None
-        return NotImplemented if dx is None else dx
-    if not blas.numpy_own():
-        dx = _other_blas(da, W.T)
-        if dx is not None:
-            return dx
+        return NotImplemented
+    dx = _other_blas(da, W.T)
+    if dx is not None:
+        return dx
     return _orientation((da.shape, W.shape, W.strides, da.strides, W.dtype.char), da, W)
 
 
