@@ -77,10 +77,9 @@ def _blas() -> dict:
     except (ValueError, RuntimeError) as exc:  # NPDL_BLAS misspelt, or oneMKL asked for and missing
         info["kernels_blas"] = os.environ.get(direct.ENV)
         info["direct_gemm"] = f"error: {exc}"
-    from .kernels.numba import LAST_LEVEL_CACHE, ONE_THREAD_MAX
+    from .kernels.numba import ONE_THREAD_MAX
 
-    # a batch-1 product runs on one thread up to this many weights, from the last-level cache's size
-    info["last_level_cache_bytes"] = LAST_LEVEL_CACHE
+    # a batch-1 product runs on one thread up to this many weights, above on Numba's threads
     info["one_thread_max"] = ONE_THREAD_MAX
     return info
 
@@ -91,6 +90,8 @@ def _numba(probe: bool = True) -> dict:
     except ImportError as exc:
         return {"available": False, "reason": str(exc)}
     info = {"available": True, "version": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS}
+    # how long an idle OpenMP thread waits for the next parallel loop (npdl.kernels.numba sets both unless set)
+    info["idle_wait"] = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     if not probe:  # the layer once a parallel kernel has run, else None (not chosen yet)
         try:
             info["threading_layer"] = numba.threading_layer()

@@ -25,15 +25,16 @@ def test_info_json(capsys):
     assert "cpu" in info["devices"] and "numba for softmax_xent" in info["kernels"]["cpu"]
     assert info["kernels"]["strict"] == "definition"
     assert info["cupy"]["available"] or info["cupy"]["reason"]
-    from npdl.kernels import numba as nb  # the batch-1 bound in force, and the cache it comes from
-    assert info["blas"]["one_thread_max"] == nb.ONE_THREAD_MAX == nb.one_thread_max(info["blas"]["last_level_cache_bytes"])
+    from npdl.kernels import numba as nb  # the batch-1 bound in force, and how idle Numba threads wait
+    assert info["blas"]["one_thread_max"] == nb.ONE_THREAD_MAX
+    assert set(info["numba"]["idle_wait"]) == {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
 
 
 def test_info_text(capsys):
     code, out, _ = run_cli(capsys, "info")
     assert code == 0 and "numpy" in out and "devices" in out and "threading layer" in out
     from npdl.kernels import numba as nb
-    assert f"batch-1 products on one thread up to {nb.ONE_THREAD_MAX:,} weights" in out
+    assert f"batch-1 products on one thread up to {nb.ONE_THREAD_MAX:,} weights, above on Numba's threads" in out
 
 
 def test_gradcheck_json_records(capsys):

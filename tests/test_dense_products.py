@@ -1,4 +1,4 @@
-"""The one-thread batch-1 products of a dense layer (npdl.kernels.numba.dense_products) agree with
+"""The batch-1 products of a dense layer (npdl.kernels.numba.dense_products) agree with
 the definitions in npdl/layers/dense.py, serve exactly the calls they are meant for, and carry a
 training step to the same parameters as the definitions."""
 
@@ -15,11 +15,12 @@ def _tol(dtype):
     return 2e-6 if np.dtype(dtype) == np.float32 else 1e-14
 
 
+@pytest.mark.parametrize("one_thread", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("n_in,n_out", [(1, 32), (7, 33), (784, 1000), (1000, 500), (300, 1000)])
+@pytest.mark.parametrize("n_in,n_out", [(1, 32), (7, 33), (784, 1000), (1000, 500), (300, 1000), (130, 40)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batch_one_products_match_float64_products(dtype, n_in, n_out, seed, monkeypatch):
-    monkeypatch.setattr(nb, "ONE_THREAD_MAX", 1 << 21)  # the loops, whatever this machine's cache
+def test_batch_one_products_match_float64_products(one_thread, dtype, n_in, n_out, seed, monkeypatch):
+    monkeypatch.setattr(nb, "ONE_THREAD_MAX", 1 << 21 if one_thread else 0)  # the serial loops, or the parallel
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((n_in, n_out)).astype(dtype)
     x = rng.standard_normal((1, n_in)).astype(dtype)
@@ -56,30 +57,45 @@ def test_the_kernels_decline_what_they_do_not_serve(monkeypatch):
     assert nb.da_times_W_T(d1[:, :50], W) is NotImplemented            # shapes that do not chain
     assert nb.x_times_W(x1, W[:, :16].copy()) is NotImplemented        # rows shorter than MIN_COLUMNS
     assert nb.x_times_W(x1.astype(np.int64), W.astype(np.int64)) is NotImplemented
-    monkeypatch.setattr(nb, "ONE_THREAD_MAX", W.size - 1)              # larger than one thread's share:
-    assert nb.x_times_W(x1, W) is NotImplemented                       # x W to BLAS, da W^T on Numba's threads
-    np.testing.assert_array_equal(nb.da_times_W_T(d1, W), _serial_dx(d1, W))
     with pytest.raises(ValueError):  # declined, the definition runs, and NumPy names the mismatch
         dense.x_times_W(x1[:, :40], W)
 
 
-def _serial_dx(da, W):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_in,n_out", [(64, 40), (65, 48), (300, 200), (1000, 1000), (3, 64)])
+def test_batch_one_products_have_the_same_bits_on_any_number_of_threads(dtype, n_in, n_out, monkeypatch):
+    """Serial, and parallel on 1, 2 and 3 of Numba's threads: the blocks of x W and the rows of da W^T
+    do not depend on the threads, nor do their bits."""
+    import numba
     from npdl.kernels.numba import rows
-    dx = np.empty((1, W.shape[0]), W.dtype)
-    rows.W_times_da(W, da[0], dx[0], W.dtype.type(0))
-    return dx
+    rng = np.random.default_rng(n_in)
+    W = rng.standard_normal((n_in, n_out)).astype(dtype)
+    x = rng.standard_normal((1, n_in)).astype(dtype)
+    da = rng.standard_normal((1, n_out)).astype(dtype)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads, bound in ((before, 1 << 30), (1, 0), (2, 0), (3, 0)):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            monkeypatch.setattr(nb, "ONE_THREAD_MAX", bound)
+            results.append((nb.x_times_W(x, W), nb.da_times_W_T(da, W)))
+    finally:
+        numba.set_num_threads(before)
+    for y, dx in results:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(dx, results[0][1])
 
 
 def test_a_dense_layer_at_batch_one_runs_the_loops(monkeypatch):
     from npdl.kernels.numba import rows
     from npdl.layers import Dense
     calls = []
-    for module, name in ((nb, "_x_times_W"), (rows, "W_times_da")):
+    for module, name in ((rows, "x_times_W"), (rows, "W_times_da")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
     layer = Dense(30, 40, activation="tanh")
     rng = np.random.default_rng(5)
-    for batch, expected in ((1, ["_x_times_W", "W_times_da"]), (3, [])):
+    for batch, expected in ((1, ["x_times_W", "W_times_da"]), (3, [])):
         calls.clear()
         x = rng.standard_normal((batch, 30)).astype(np.float32)
         y = layer.forward(x, training=True)
@@ -247,14 +263,21 @@ def test_shapes_beyond_the_limit_run_the_definitions_way_untimed(monkeypatch):
     assert ran == [0, 1, 0, 1, 0, 0] and set(choice._times) == {"a", "b"}
 
 
-@pytest.mark.parametrize("n_in", [4, 5, 6, 7, 784])
-def test_x_W_sums_the_rows_of_W_in_order(n_in):
-    """The batch-1 ``x W`` takes four rows of ``W`` per pass over ``y`` but adds them one at a time,
-    first row first, each product rounded: the bits of ``y = y + x[i] W[i]`` for i = 0, 1, ..."""
+@pytest.mark.parametrize("one_thread", [True, False])
+@pytest.mark.parametrize("n_in", [4, 5, 6, 7, 63, 64, 65, 130, 784])
+def test_x_W_sums_the_rows_of_W_in_order_block_by_block(n_in, one_thread, monkeypatch):
+    """The batch-1 ``x W`` takes four rows of ``W`` per pass over a block's partial sum but adds them one
+    at a time, first row first, each product rounded: the bits of ``p = p + x[i] W[i]`` for the rows
+    of each block of ``BLOCK_ROWS``, then ``y = p_0 + p_1 + ...`` in order of the blocks."""
+    from npdl.kernels.numba import rows
+    monkeypatch.setattr(nb, "ONE_THREAD_MAX", 1 << 30 if one_thread else 0)
     rng = np.random.default_rng(n_in)
     W = rng.standard_normal((n_in, 40)).astype(np.float32)
     x = rng.standard_normal((1, n_in)).astype(np.float32)
-    expected = np.zeros(40, np.float32)
-    for i in range(n_in):
-        expected = expected + x[0, i] * W[i]
+    expected = None
+    for start in range(0, n_in, rows.BLOCK_ROWS):
+        part = np.zeros(40, np.float32)
+        for i in range(start, min(n_in, start + rows.BLOCK_ROWS)):
+            part = part + x[0, i] * W[i]
+        expected = part if expected is None else expected + part
     np.testing.assert_array_equal(nb.x_times_W(x, W)[0], expected)

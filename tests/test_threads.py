@@ -8,6 +8,7 @@ fake thread counts that record every call. No assertion depends on real speed.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -357,3 +358,23 @@ def test_the_controller_changes_nothing_that_is_computed(monkeypatch):
     assert blas.get() == before
     for a, b in zip(plain, adaptive):
         assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, ("PASSIVE", "10000")),                                  # brief spin, then sleep
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", None)),         # the user's: sleep at once
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", None)),           # the user's: spin
+    ({"GOMP_SPINCOUNT": "300"}, ("PASSIVE", "300")),             # the user's spin, then sleep
+])
+def test_idle_numba_threads_spin_briefly_unless_the_user_said_otherwise(env, expected):
+    """npdl.kernels.numba sets how long idle OpenMP threads spin before the threading layer loads, and
+    never overrides what the user set (a fresh process: OpenMP reads them once)."""
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = ("import os, npdl.kernels.numba as nb; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), nb.SPIN_COUNT)")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[2] == "10000"
+    assert (out[0], None if out[1] == "None" else out[1]) == expected

@@ -28,14 +28,15 @@ def _print(info: dict) -> None:
     line("", f"kernels' GEMM (NPDL_BLAS={blas.get('kernels_blas', 'auto')}): "
              f"{blas.get('direct_gemm') or 'not available (the definition runs: NumPy operations)'}")
     if blas.get("one_thread_max"):
-        cache = blas.get("last_level_cache_bytes")
-        line("", f"batch-1 products on one thread up to {blas['one_thread_max']:,} weights "
-                 + (f"(three float32 matrices in the {cache >> 20} MiB last-level cache)" if cache else
-                    "(the last-level cache is not known)")
-                 + "; above, x W on BLAS's threads, da W^T and the rank-1 update on Numba's")
+        line("", f"batch-1 products on one thread up to {blas['one_thread_max']:,} weights, above on Numba's threads")
     nb = info["numba"]
     line("numba", f"{nb['version']}, threads: {nb['threads']}, threading layer: {nb['threading_layer']}"
          if nb["available"] else f"not available ({nb['reason']})")
+    if nb["available"] and nb["threading_layer"] == "omp":
+        wait = nb["idle_wait"]
+        line("", f"idle threads spin GOMP_SPINCOUNT={wait['GOMP_SPINCOUNT']} iterations, then sleep"
+             if wait["GOMP_SPINCOUNT"] and wait["OMP_WAIT_POLICY"] == "PASSIVE" else
+             f"idle threads: OMP_WAIT_POLICY={wait['OMP_WAIT_POLICY']}, GOMP_SPINCOUNT={wait['GOMP_SPINCOUNT']}")
     cp = info["cupy"]
     if cp["available"]:
         line("cupy", f"{cp['version']}, CUDA runtime {cp['cuda_runtime']}, driver {cp['cuda_driver']}")

@@ -4,19 +4,30 @@ Each kernel has a serial and a ``parallel=True`` variant sharing one row routine
 threads only pay for themselves on large batches, and a 20 x 10 softmax must not
 wake a thread pool.
 
-Numba's OpenMP threads must not fight BLAS's threads for the cores: by default an
-idle OpenMP thread spins after each parallel loop, and the matrix product that
-follows (a convolution's GEMM after im2col or pooling) then runs on a core shared
-with a spinning thread -- measured at 30% of a LeNet step on 2 cores. Unless the
-user has set it, ``OMP_WAIT_POLICY=PASSIVE`` makes idle threads sleep instead. It is
-set here, before any parallel kernel runs, because OpenMP reads it once, when the
-threading layer loads.
+Numba's OpenMP threads must not fight BLAS's threads for the cores: by default (GNU OpenMP) an
+idle thread spins for about 300,000 iterations (milliseconds) after each parallel loop, and the
+matrix product that follows (a convolution's GEMM after im2col or pooling) then runs on a core
+shared with a spinning thread -- measured at 30% of a LeNet step on 2 cores. Nor must they sleep
+at once: on a virtual machine, waking a sleeping thread is a system call and a reschedule, and a
+parallel loop called 40 us after the last one took 70-90 us against 5-6 us with its threads
+awake (a 64x1024 ``da W^T``, 2-core Intel Xeon KVM guest). So, unless the user has set
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, idle threads spin for :data:`SPIN_COUNT` iterations
+(``GOMP_SPINCOUNT``; 80-160 us on that machine, where the default spin is milliseconds) and then
+sleep (``OMP_WAIT_POLICY=PASSIVE``): the parallel loops of one training step, a few tens of
+microseconds apart, find their threads awake, and a thread spins at most that long into a BLAS
+call that follows. In alternating slices (``benchmarks/env_ab.py GOMP_SPINCOUNT 0 10000``, three
+rounds) it was as fast or faster on every benchmark workload: ``kcnn_b64`` 0.86-0.96x the step
+time with no spin, ``mlp_b20`` 0.93-1.00x, the others 0.96-1.02x. Both are set here, before any
+parallel kernel runs, because OpenMP reads them once, when the threading layer loads.
 """
 
 import os
 
-from .cache_size import last_level_bytes
+#: spin iterations of an idle Numba (GNU OpenMP) thread before it sleeps, unless the user set the spin
+SPIN_COUNT = 10_000
 
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: below this many elements a kernel runs serially
@@ -31,33 +42,13 @@ PARALLEL_THRESHOLD = 1 << 16
 #: parallel loop won (207 against 266 us).
 ELEMENTWISE_PARALLEL_THRESHOLD = 1 << 18
 
-#: the most elements of a weight matrix that a batch-1 product runs on one thread with, where the
-#: last-level cache is not known (:func:`one_thread_max`)
-ONE_THREAD_LIMIT = 1 << 21
-
-
-def one_thread_max(cache_bytes) -> int:
-    """Up to this many elements of a weight matrix, a batch-1 product with it -- ``x W``, ``da W^T``
-    (:mod:`.dense_products`) and the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) --
-    runs on one thread in a Numba loop: three float32 matrices of it in the last-level cache of
-    ``cache_bytes`` (:mod:`.cache_size`), and never more than :data:`ONE_THREAD_LIMIT`. Above it
-    ``x W`` goes to BLAS's threads, and ``da W^T`` and the update share their rows out among
-    Numba's (:mod:`.rows`, the same bits as on one thread).
-
-    Such a product streams ``W`` once. Where a step's weights stay in the cache, one core streams
-    them fast and each call to a multi-threaded BLAS first wakes a sleeping thread; where they do
-    not, they come from memory, and a second core's share of the memory bandwidth is worth the
-    wake-up. ``sda_b1``'s step (784-1000-1000-1000-10, 11 MB of float32 weights, each streamed
-    three times) measured both ways: on a 2-core AMD EPYC Zen 4 (32 MB L3) one thread took 0.68
-    against 0.84 ms on BLAS's two, and at 2000x2000 (16 MB) one thread was slower (468/412/517
-    against 378/351/393 us for the three products); on a 2-core AMD EPYC Zen 1 (8 MB L3) BLAS's two
-    threads took 0.73-0.89 of one thread's step time over eight rounds.
-    """
-    if not cache_bytes:
-        return ONE_THREAD_LIMIT
-    return min(ONE_THREAD_LIMIT, int(cache_bytes) // (3 * 4))
-
-
-#: bytes of CPU 0's last-level cache, read once at import (:mod:`.cache_size`; None where unknown)
-LAST_LEVEL_CACHE = last_level_bytes()
-ONE_THREAD_MAX = one_thread_max(LAST_LEVEL_CACHE)
+#: the most elements of a weight matrix that a batch-1 product -- ``x W``, ``da W^T``
+#: (:mod:`.dense_products`), the rank-1 update ``W <- W + alpha x da`` (:mod:`.gemm_update`) and
+#: the two latter in one pass (:mod:`.rows`) -- runs on one thread; above it the rows are shared
+#: out among Numba's threads, in the same bits. Such a product streams ``W`` once, one multiply-add
+#: per element, and one core's stream is the bound: with the threads awake (:data:`SPIN_COUNT`),
+#: two threads took 79 against 160 us for a 1000x1000 ``da W^T``, 121 against 217 us for it and the
+#: update in one pass, 22 against 56 us at 784x500, and broke even at 256x256 (5 us; 2-core Intel
+#: Xeon, three matrices in turn as in a step). How many threads a training step gives them is
+#: chosen by timing (:mod:`.threads`): one, where a second costs more than it brings (a busy core).
+ONE_THREAD_MAX = 1 << 16

@@ -1,28 +1,24 @@
-"""A dense layer's two products on the CPU: at batch 1 on one thread, ``x W`` and ``da W^T`` as Numba
-loops; at larger batches ``da W^T`` in whichever orientation BLAS runs faster here.
+"""A dense layer's two products on the CPU: at batch 1, ``x W`` and ``da W^T`` as Numba loops over the
+rows of ``W``; at larger batches ``da W^T`` in whichever orientation BLAS runs faster here.
 
 At batch 1, :func:`npdl.layers.dense.x_times_W` and :func:`npdl.layers.dense.da_times_W_T` are
 vector-matrix products: each reads ``W`` once and does one multiply-add per element, so the
-cache's bandwidth bounds them, and a second thread adds little to a pass that one core streams
-at ~70-100 GB/s. BLAS runs them on all its threads, and on a machine where idle threads sleep
-(as :mod:`npdl` asks of OpenBLAS), every call first waits for a sleeping thread to wake; on a
-virtual machine that wait is tens of microseconds. Here the step's products at batch 1, and its
-rank-1 update (:mod:`.gemm_update`), run on the calling thread: ``sda_b1``'s step (784-1000-1000-
-1000-10) took 0.68 against 0.84 ms with BLAS's two threads on a 2-core AMD EPYC Zen 4 (eight
-interleaved rounds, each 0.80-0.82 of it), and one thread does not suffer when another process
-holds the second core. ``x W`` with a weight matrix too large to stay in the last-level cache
-three at a time (:func:`~npdl.kernels.numba.one_thread_max`), and larger batches, go to BLAS: the
-kernel returns ``NotImplemented`` and the definition runs.
+bandwidth of wherever ``W`` lives bounds them. The loops (:mod:`.rows`) run on the calling thread
+up to :data:`~npdl.kernels.numba.ONE_THREAD_MAX` weights, above it on Numba's threads, whose idle
+threads spin briefly (:mod:`npdl.kernels.numba`), so that the step's next product finds them awake:
+a second core streams its share of the rows. ``sda_b1``'s step (784-1000-1000-1000-10) took
+0.67-0.70 ms against 1.27-1.37 ms with every product on one thread (2-core Intel Xeon; see the
+results in ``benchmarks/results``). BLAS would run them on its own threads, whose wake-up npdl
+does not control (OpenBLAS's sleep at once, :mod:`npdl`), and under load a training step chooses
+one thread for them (:mod:`.threads`).
 
-``x W`` is computed row by row of ``W``: ``y += x[i] W[i, :]``, each ``y[j]`` summed over ``i``
-in order, vectorised over ``j``; four rows go through ``y`` per pass, still added one at a time
-(1000x1000 in cache on a 2-core AMD EPYC Zen 1: 130 against 180 us with one row per pass).
-``da W^T`` is one dot product per row of ``W`` (:mod:`.rows`, with the compiler free to reassociate
-the sum: partial sums, one per vector lane), so its result differs from BLAS's in the last bits, as
-BLAS's own results differ between thread counts and CPUs; the same inputs give the same bits on a
-given CPU, at any thread count and any size. Above ``one_thread_max`` weights its rows are shared
-out among Numba's threads instead of going to BLAS, and so is the rank-1 update; that keeps their
-bits the same as the one-pass :func:`input_grad_then_update`'s, which does both (:mod:`.rows`).
+``x W`` sums the rows of ``W`` in fixed blocks, each ``y[j]`` in order of ``i`` within a block and
+the blocks in order (:func:`.rows.x_times_W`); ``da W^T`` is one dot product per row of ``W``
+(:mod:`.rows`, with the compiler free to reassociate the sum: partial sums, one per vector lane).
+Their results differ from BLAS's in the last bits, as BLAS's own results differ between thread
+counts and CPUs; the same inputs give the same bits on a given CPU, at any thread count and any
+size, and the same as the one-pass :func:`input_grad_then_update`'s, which computes ``da W^T`` and
+updates ``W`` in one pass.
 
 From batch 2, ``da W^T`` goes to BLAS either as written or as ``(W da^T)^T`` copied back to
 row-major, chosen per shape by timing the first calls (:mod:`.orientation`), and only where the
@@ -35,7 +31,6 @@ no faster inside the step. Products under :data:`MIN_WORK` multiply-adds stay as
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from . import ONE_THREAD_MAX, blas, rows
@@ -47,35 +42,11 @@ from .orientation import Choice
 MIN_COLUMNS = 32
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _x_times_W(x, W, y):
-    y[:] = 0
-    m = W.shape[0]
-    i = 0
-    while i + 4 <= m:  # four rows of W per pass over y: y is loaded and stored a quarter as often
-        c0, c1, c2, c3 = x[i], x[i + 1], x[i + 2], x[i + 3]
-        w0, w1, w2, w3 = W[i], W[i + 1], W[i + 2], W[i + 3]
-        for j in range(W.shape[1]):
-            y[j] = (((y[j] + c0 * w0[j]) + c1 * w1[j]) + c2 * w2[j]) + c3 * w3[j]  # still in order of i
-        i += 4
-    while i < m:
-        c = x[i]
-        w = W[i]
-        for j in range(W.shape[1]):
-            y[j] += c * w[j]
-        i += 1
-
-
 def _is_row(v, W) -> bool:
     """Whether ``v`` is one row (1, K) and ``W`` a non-empty C-contiguous float matrix of the same dtype."""
     return (type(v) is np.ndarray and type(W) is np.ndarray and v.ndim == 2 and v.shape[0] == 1
             and W.ndim == 2 and v.dtype == W.dtype and W.dtype.char in "fd" and W.flags.c_contiguous
             and W.size > 0)
-
-
-def _fits(v, W) -> bool:
-    """:func:`_is_row`, with ``W`` small enough for one thread."""
-    return _is_row(v, W) and W.size <= ONE_THREAD_MAX
 
 
 def _other_blas(a, W):
@@ -91,16 +62,18 @@ def _other_blas(a, W):
 
 
 def x_times_W(x, W):
-    """:func:`npdl.layers.dense.x_times_W`: at batch 1 ``y = x W`` (1, n_out) on one thread; from batch 2
+    """:func:`npdl.layers.dense.x_times_W`: at batch 1 ``y = x W`` (1, n_out) row by row (:mod:`.rows`: on
+    one thread, or on Numba's above :data:`~npdl.kernels.numba.ONE_THREAD_MAX` weights); from batch 2
     through oneMKL where it is the kernels' library."""
-    if not _fits(x, W) or x.shape[1] != W.shape[0] or W.shape[1] < MIN_COLUMNS:
+    if not _is_row(x, W) or x.shape[1] != W.shape[0] or W.shape[1] < MIN_COLUMNS:
         if type(x) is np.ndarray and x.ndim == 2 and x.shape[0] > 1:
             y = _other_blas(x, W)
             if y is not None:
                 return y
         return NotImplemented
     y = np.empty((1, W.shape[1]), W.dtype)
-    _x_times_W(x[0], W, y[0])
+    loop = rows.x_times_W if W.size <= ONE_THREAD_MAX else rows.x_times_W_parallel
+    loop(x[0], W, y[0])
     return y
 
 
