@@ -123,9 +123,30 @@ def test_trials_wait_for_both_enough_steps_and_enough_time():
             assert seconds / ctl.TRIAL_SECONDS - 2 <= len(trials) / 2 <= seconds / ctl.TRIAL_SECONDS + 1
 
 
+def test_a_costly_trial_puts_the_next_one_off():
+    """A one-thread trial of a 9 ms step that takes 16 ms on one thread costs 14 ms beyond the best
+    count: the next waits until that is TRIAL_SHARE of the time since (1.4 s), not a quarter second;
+    a trial that costs next to nothing still comes every TRIAL_SECONDS."""
+    for costs, gap in (({2: 9e-3, 1: 16e-3}, 14e-3 / 0.01), ({2: 1e-3, 1: 1.01e-3}, 0.25),
+                       ({2: 9e-3, 1: 900e-3}, 4.0)):
+        ctl, blas, machine = simulated(costs)
+        run(ctl, blas, machine, steps=2 * (1 + ctl.TRIALS))
+        start = machine.t
+        times, t = [], start
+        for n in run(ctl, blas, machine, seconds=12.0):
+            if n == 1:
+                times.append(t)
+            t += costs[n]
+        starts = times[::2]  # two steps per trial
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        assert ctl.TRIAL_SHARE == 0.01 and ctl.MAX_TRIAL_GAP == 4.0 and len(gaps) >= 2
+        assert all(gap <= g <= gap + max(costs.values()) * (ctl.TRIAL_STEPS + 3) for g in gaps[1:]), (costs, gaps)
+        assert ctl.trial_gap == pytest.approx(gap)
+
+
 def test_four_or_more_threads_also_try_half_of_them():
     ctl, blas, machine = simulated({8: 3e-3, 4: 2e-3, 1: 5e-3}, limit=8)
-    used = run(ctl, blas, machine, steps=400)
+    used = run(ctl, blas, machine, steps=1000)
     assert ctl.candidates == [8, 4, 1]
     assert set(used[:12]) == {8, 4, 1}
     assert used[-ctl.TRIAL_STEPS:].count(4) >= ctl.TRIAL_STEPS - 1

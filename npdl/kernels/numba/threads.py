@@ -47,7 +47,13 @@ nothing is done):
    :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial, two steps
    run with another candidate (in turn), so that a change of load is noticed within about
    a second. (When load arrives, the best candidate's own times rise at once; when it leaves,
-   two trials renew the other's median.)
+   two trials renew the other's median.) A trial that cost more than the best candidate would
+   have (its two steps and the step back, against three of the best's median) puts the next
+   one off until that excess is at most :attr:`~AdaptiveThreads.TRIAL_SHARE` of the time in
+   between (at most :attr:`~AdaptiveThreads.MAX_TRIAL_GAP` seconds): a one-thread trial of a
+   2-core ``sda_b128`` step (16 against 9 ms) every quarter of a second cost 5% of its mean
+   step time (9.55-9.70 against 9.08-9.12 ms with the counts left alone; 2-core Intel Xeon),
+   and the steps' median 1-2.5%.
 
 A step that follows a step with another count is never counted: it pays for the change (the
 threads a larger count adds have gone to sleep, their caches are cold) and for compilation or a
@@ -125,6 +131,7 @@ class AdaptiveThreads:
     TRIALS = 3  # counted steps per candidate while exploring (after one that is not counted)
     RECENT = 3  # step times kept per candidate: their median decides
     TRIAL_STEPS, TRIAL_SECONDS = 16, 0.25  # a trial of another candidate at most this often
+    TRIAL_SHARE, MAX_TRIAL_GAP = 0.01, 4.0  # a costly trial waits until its excess is 1% of the time since
 
     def __init__(self, blas, numba=None, clock=time.perf_counter, watch=None):
         self.blas, self.numba, self.clock, self.watch = blas, numba, clock, watch
@@ -140,7 +147,9 @@ class AdaptiveThreads:
         self.seen = dict.fromkeys(self.candidates, 0)
         self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
         self.since_trial, self.last_trial, self.turn = 0, self.clock(), 0
+        self.trial_gap = self.TRIAL_SECONDS  # seconds from one trial to the next (see TRIAL_SHARE)
         self._previous, self._trial = None, None
+        self._trial_cost = None  # [steps still to add, their seconds so far]: a trial's two and the step back
 
     def choose(self, now: float) -> int:
         """The candidate for the next step (the policy in the module docstring)."""
@@ -151,10 +160,11 @@ class AdaptiveThreads:
             trial, self._trial = self._trial, None
             return trial
         best = min(self.candidates, key=lambda c: statistics.median(self.times[c]))
-        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.TRIAL_SECONDS:
+        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.trial_gap:
             others = [c for c in self.candidates if c != best]
             self.turn, self.since_trial, self.last_trial = self.turn + 1, 0, now
             self._trial = others[self.turn % len(others)]
+            self._trial_cost = [3, 0.0, best]
             return self._trial
         self.since_trial += 1
         return best
@@ -202,6 +212,20 @@ class AdaptiveThreads:
         if n == self._previous:  # not the first step after a change of count
             self.times[n].append(elapsed)
         self._previous = n
+        if self._trial_cost is not None:
+            self._count_trial(elapsed)
+
+    def _count_trial(self, elapsed: float) -> None:
+        """Add a step of the running trial (or the step back) to its cost; after the last, set
+        :attr:`trial_gap` from what the trial cost beyond the best candidate's median."""
+        cost = self._trial_cost
+        cost[0] -= 1
+        cost[1] += elapsed
+        if cost[0] > 0:
+            return
+        self._trial_cost = None
+        excess = cost[1] - 3 * statistics.median(self.times[cost[2]])
+        self.trial_gap = min(self.MAX_TRIAL_GAP, max(self.TRIAL_SECONDS, excess / self.TRIAL_SHARE))
 
     def __enter__(self):
         self.begin()
