@@ -144,6 +144,33 @@ def test_a_costly_trial_puts_the_next_one_off():
         assert ctl.trial_gap == pytest.approx(gap)
 
 
+def test_the_steps_after_a_pause_are_not_counted():
+    """Each 0.25 s of steps follows a 0.5 s pause (another program's turn, as in benchmarks/run.py's
+    slices), and its first three steps take 1.6x as long whatever the count: counted, they made two
+    threads look slower than one."""
+    ctl, blas, machine = simulated({2: 10e-3, 1: 12e-3})
+    used, slow = [], 0
+    for _ in range(40):
+        machine.t += 0.5
+        slow = 3
+        for _ in range(25):
+            with ctl:
+                used.append(blas.n)
+                machine.t += machine.costs[blas.n] * (1.6 if slow else 1.0)
+                slow = max(0, slow - 1)
+    settled = used[2 * (1 + ctl.TRIALS):]
+    assert settled.count(2) >= 0.9 * len(settled)
+
+
+def test_a_count_within_the_margin_of_the_one_in_use_does_not_replace_it():
+    ctl, blas, machine = simulated({2: 1.0e-3, 1: 1.2e-3})
+    run(ctl, blas, machine, seconds=1.0)
+    machine.costs = {2: 1.0e-3, 1: 0.97e-3}  # one thread 3% faster: noise, as far as the choice goes
+    assert run(ctl, blas, machine, seconds=2.0)[-200:].count(2) >= 195
+    machine.costs = {2: 1.0e-3, 1: 0.90e-3}  # 10% faster: a real difference
+    assert run(ctl, blas, machine, seconds=2.0)[-200:].count(1) >= 195
+
+
 def test_four_or_more_threads_also_try_half_of_them():
     ctl, blas, machine = simulated({8: 3e-3, 4: 2e-3, 1: 5e-3}, limit=8)
     used = run(ctl, blas, machine, steps=1000)

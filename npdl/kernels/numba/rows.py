@@ -17,7 +17,7 @@ AMD EPYC Zen 1, 130 against 180 us with one row per pass), and the partials are 
 their blocks. The blocks are fixed by the shape, not by the threads, so the bits are the same on
 one thread as on many, and each thread streams whole rows (a split by columns instead, each
 thread reading half of every row, ran at 0.84x the time of one thread where this split runs at
-0.55x: 2-core Intel Xeon, 784x1000 and 1000x1000).
+0.57x: 2-core Intel Xeon, 784x1000 and 1000x1000).
 
 Every kernel here calls the same routines, :func:`row_dot`, :func:`row_update` and :func:`rows_into`,
 each its own compiled function (so each keeps its own floating-point flags when LLVM inlines it),

@@ -42,7 +42,8 @@ nothing is done):
 
 1. explore: each candidate in turn runs ``1 + TRIALS`` steps in a row;
 2. then every step runs with the candidate whose last :attr:`~AdaptiveThreads.RECENT` step
-   times have the lowest median;
+   times have the lowest median -- the one in use until another's is
+   :attr:`~AdaptiveThreads.MARGIN` lower, so that noise does not move it;
 3. once at least :attr:`~AdaptiveThreads.TRIAL_STEPS` steps *and*
    :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial, two steps
    run with another candidate (in turn), so that a change of load is noticed within about
@@ -57,7 +58,15 @@ nothing is done):
 
 A step that follows a step with another count is never counted: it pays for the change (the
 threads a larger count adds have gone to sleep, their caches are cold) and for compilation or a
-pool starting up on a candidate's first step. Counted, it made a larger count look slower than
+pool starting up on a candidate's first step. Nor are the :attr:`~AdaptiveThreads.AFTER_PAUSE`
+steps from one that starts after a pause longer than itself (and than
+:attr:`~AdaptiveThreads.IDLE_GAP`): an evaluation, a checkpoint, another program's turn on the
+machine; the threads have gone to sleep and the caches are cold whatever the count (so are the
+first steps of a site; no trial starts while steps go uncounted). Counted,
+such steps (the first two or three of each quarter-second slice in which ``benchmarks/run.py``
+times each library in turn: 47-69 ms where the others take 37-41) made the two-thread count of
+``kcnn_b64`` look slower than it is, and 28% of its steps ran on one thread (50 against 41 ms a
+step; 2-core Intel Xeon). Counted, it made a larger count look slower than
 it is, all the more as the steps are shorter: with oneMKL's threads, a 784-500-10 network's
 step at batch 20 settled on one thread (0.525 ms a step) where two take 0.453 ms.
 
@@ -132,12 +141,18 @@ class AdaptiveThreads:
     RECENT = 3  # step times kept per candidate: their median decides
     TRIAL_STEPS, TRIAL_SECONDS = 16, 0.25  # a trial of another candidate at most this often
     TRIAL_SHARE, MAX_TRIAL_GAP = 0.01, 4.0  # a costly trial waits until its excess is 1% of the time since
+    IDLE_GAP = 1e-3  # a step that starts longer than this (and than itself) after the last one ended: a pause
+    AFTER_PAUSE = 3  # steps not counted from a pause on
+    MARGIN = 0.05  # another count replaces the one in use when its median is this much lower
 
     def __init__(self, blas, numba=None, clock=time.perf_counter, watch=None):
         self.blas, self.numba, self.clock, self.watch = blas, numba, clock, watch
         self.steps = collections.Counter()
         self._limit = None
         self._previous = None  # the candidate of the last step run (None: none yet, or just reset)
+        self._last_end = None  # when the last step ended (clock seconds)
+        self._warming = 0  # steps still to go uncounted after a pause
+        self._best = None  # the count chosen last (it stays until another's median is MARGIN lower)
         self._running = None  # (candidate, the count to put back, Numba's count to put back, start time)
 
     def _reset(self, limit: int) -> None:
@@ -148,19 +163,24 @@ class AdaptiveThreads:
         self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
         self.since_trial, self.last_trial, self.turn = 0, self.clock(), 0
         self.trial_gap = self.TRIAL_SECONDS  # seconds from one trial to the next (see TRIAL_SHARE)
-        self._previous, self._trial = None, None
+        self._previous, self._trial, self._best = None, None, None
+        self._warming = self.AFTER_PAUSE  # the first steps, as after a pause: caches, compilation
         self._trial_cost = None  # [steps still to add, their seconds so far]: a trial's two and the step back
 
     def choose(self, now: float) -> int:
         """The candidate for the next step (the policy in the module docstring)."""
-        untried = [c for c in self.candidates if self.seen[c] <= self.TRIALS]
+        untried = [c for c in self.candidates if self.seen[c] <= self.TRIALS or not self.times[c]]
         if untried:  # a run of steps each; the least seen next
             return self._previous if self._previous in untried else min(untried, key=self.seen.__getitem__)
         if self._trial is not None:  # a trial's second step, the one that counts
             trial, self._trial = self._trial, None
             return trial
-        best = min(self.candidates, key=lambda c: statistics.median(self.times[c]))
-        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.trial_gap:
+        medians = {c: statistics.median(self.times[c]) for c in self.candidates}
+        best = min(self.candidates, key=medians.__getitem__)
+        if self._best in medians and medians[best] > (1 - self.MARGIN) * medians[self._best]:
+            best = self._best  # not clearly faster than the count in use: keep it
+        self._best = best
+        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.trial_gap and not self._warming:
             others = [c for c in self.candidates if c != best]
             self.turn, self.since_trial, self.last_trial = self.turn + 1, 0, now
             self._trial = others[self.turn % len(others)]
@@ -209,9 +229,12 @@ class AdaptiveThreads:
             return
         self.steps[n] += 1
         self.seen[n] += 1
-        if n == self._previous:  # not the first step after a change of count
+        if self._last_end is not None and start - self._last_end > max(elapsed, self.IDLE_GAP):
+            self._warming = self.AFTER_PAUSE  # a pause: this step and the next ones are not counted
+        if n == self._previous and not self._warming:  # not right after a change of count or a pause
             self.times[n].append(elapsed)
-        self._previous = n
+        self._warming = max(0, self._warming - 1)
+        self._previous, self._last_end = n, start + elapsed
         if self._trial_cost is not None:
             self._count_trial(elapsed)
 
