@@ -106,28 +106,29 @@ def test_a_step_after_a_change_of_count_is_not_counted():
             state["last"] = n
             used.append(n)
     settled = used[-160:]
-    assert settled.count(2) >= 160 - 2 * (160 // ctl.TRIAL_STEPS + 1)
+    assert settled.count(2) >= 160 - ctl.TRIAL_RUN * (160 // ctl.TRIAL_STEPS + 1)
 
 
 def test_trials_wait_for_both_enough_steps_and_enough_time():
-    for costs in ({2: 1.0, 1: 1.1}, {2: 1e-3, 1: 2e-3}):  # slow steps: the step count decides; fast: the seconds
+    for costs in ({2: 1.0, 1: 1.1}, {2: 1e-3, 1: 1.05e-3}):  # slow steps: the step count decides; fast: the seconds
         ctl, blas, machine = simulated(costs)
         run(ctl, blas, machine, steps=2 * (1 + ctl.TRIALS))
         start = machine.t
-        used = run(ctl, blas, machine, steps=3 * (ctl.TRIAL_STEPS + 2) if costs[2] > 0.1 else 2000)
-        trials = [i for i, n in enumerate(used) if n == 1]  # two steps per trial
+        used = run(ctl, blas, machine, steps=3 * (ctl.TRIAL_STEPS + ctl.TRIAL_RUN) if costs[2] > 0.1 else 2000)
+        trials = [i for i, n in enumerate(used) if n == 1]  # TRIAL_RUN steps per trial
+        run_ = ctl.TRIAL_RUN
         if costs[2] > 0.1:
-            assert trials == [k * (ctl.TRIAL_STEPS + 2) + ctl.TRIAL_STEPS + j for k in range(3) for j in (0, 1)]
+            assert trials == [k * (ctl.TRIAL_STEPS + run_) + ctl.TRIAL_STEPS + j for k in range(3) for j in range(run_)]
         else:
-            seconds = machine.t - start  # about 2 s: 8 trials, where the step count alone would allow 117
-            assert seconds / ctl.TRIAL_SECONDS - 2 <= len(trials) / 2 <= seconds / ctl.TRIAL_SECONDS + 1
+            seconds = machine.t - start  # about 2 s: 8 trials, where the step count alone would allow 100
+            assert seconds / ctl.TRIAL_SECONDS - 2 <= len(trials) / run_ <= seconds / ctl.TRIAL_SECONDS + 1
 
 
 def test_a_costly_trial_puts_the_next_one_off():
-    """A one-thread trial of a 9 ms step that takes 16 ms on one thread costs 14 ms beyond the best
-    count: the next waits until that is TRIAL_SHARE of the time since (1.4 s), not a quarter second;
-    a trial that costs next to nothing still comes every TRIAL_SECONDS."""
-    for costs, gap in (({2: 9e-3, 1: 16e-3}, 14e-3 / 0.01), ({2: 1e-3, 1: 1.01e-3}, 0.25),
+    """A one-thread trial (four steps, and the step back) of a 9 ms step that takes 16 ms on one thread
+    costs 28 ms beyond the count in use: the next waits until that is TRIAL_SHARE of the time since
+    (2.8 s), not a quarter second; a trial that costs next to nothing still comes every TRIAL_SECONDS."""
+    for costs, gap in (({2: 9e-3, 1: 16e-3}, 28e-3 / 0.01), ({2: 1e-3, 1: 1.01e-3}, 0.25),
                        ({2: 9e-3, 1: 900e-3}, 4.0)):
         ctl, blas, machine = simulated(costs)
         run(ctl, blas, machine, steps=2 * (1 + ctl.TRIALS))
@@ -137,10 +138,11 @@ def test_a_costly_trial_puts_the_next_one_off():
             if n == 1:
                 times.append(t)
             t += costs[n]
-        starts = times[::2]  # two steps per trial
+        starts = times[::ctl.TRIAL_RUN]  # TRIAL_RUN steps per trial
         gaps = [b - a for a, b in zip(starts, starts[1:])]
-        assert ctl.TRIAL_SHARE == 0.01 and ctl.MAX_TRIAL_GAP == 4.0 and len(gaps) >= 2
-        assert all(gap <= g <= gap + max(costs.values()) * (ctl.TRIAL_STEPS + 3) for g in gaps[1:]), (costs, gaps)
+        assert ctl.TRIAL_SHARE == 0.01 and ctl.MAX_TRIAL_GAP == 4.0 and ctl.TRIAL_RUN == 4 and len(gaps) >= 2
+        assert all(gap <= g <= gap + max(costs.values()) * (ctl.TRIAL_STEPS + ctl.TRIAL_RUN + 1)
+                   for g in gaps[1:]), (costs, gaps)
         assert ctl.trial_gap == pytest.approx(gap)
 
 
@@ -159,7 +161,7 @@ def test_the_steps_after_a_pause_are_not_counted():
                 machine.t += machine.costs[blas.n] * (1.6 if slow else 1.0)
                 slow = max(0, slow - 1)
     settled = used[2 * (1 + ctl.TRIALS):]
-    assert settled.count(2) >= 0.9 * len(settled)
+    assert settled.count(2) >= 0.75 * len(settled) and ctl._best == 2  # one-thread steps: the trials
 
 
 def test_a_count_within_the_margin_of_the_one_in_use_does_not_replace_it():

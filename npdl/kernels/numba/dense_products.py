@@ -7,10 +7,10 @@ bandwidth of wherever ``W`` lives bounds them. The loops (:mod:`.rows`) run on t
 up to :data:`~npdl.kernels.numba.ONE_THREAD_MAX` weights, above it on Numba's threads, whose idle
 threads spin briefly (:mod:`npdl.kernels.numba`), so that the step's next product finds them awake:
 a second core streams its share of the rows. ``sda_b1``'s step (784-1000-1000-1000-10) took
-0.67-0.70 ms against 1.27-1.37 ms with every product on one thread (2-core Intel Xeon; see the
-results in ``benchmarks/results``). BLAS would run them on its own threads, whose wake-up npdl
-does not control (OpenBLAS's sleep at once, :mod:`npdl`), and under load a training step chooses
-one thread for them (:mod:`.threads`).
+0.94 against 1.39 ms with every product on one thread (2-core Intel Xeon, ``benchmarks/run.py``,
+medians of five rounds). BLAS would run them on its own threads, whose wake-up npdl does not
+control (OpenBLAS's sleep at once, :mod:`npdl`), and under load a training step chooses one
+thread for them (:mod:`.threads`).
 
 ``x W`` sums the rows of ``W`` in fixed blocks, each ``y[j]`` in order of ``i`` within a block and
 the blocks in order (:func:`.rows.x_times_W`); ``da W^T`` is one dot product per row of ``W``
@@ -72,7 +72,7 @@ def x_times_W(x, W):
                 return y
         return NotImplemented
     y = np.empty((1, W.shape[1]), W.dtype)
-    loop = rows.x_times_W if W.size <= ONE_THREAD_MAX else rows.x_times_W_parallel
+    loop = rows.x_times_W_parallel if rows.on_threads(W.size, ONE_THREAD_MAX) else rows.x_times_W
     loop(x[0], W, y[0])
     return y
 
@@ -99,7 +99,7 @@ def da_times_W_T(da, W):
     weights), from batch 2 through BLAS in the orientation measured faster for the shape."""
     if _is_row(da, W) and da.shape[1] == W.shape[1]:
         dx = np.empty((1, W.shape[0]), W.dtype)
-        loop = rows.W_times_da if W.size <= ONE_THREAD_MAX else rows.W_times_da_parallel
+        loop = rows.W_times_da_parallel if rows.on_threads(W.size, ONE_THREAD_MAX) else rows.W_times_da
         loop(W, da[0], dx[0], W.dtype.type(0))
         return dx
     if (type(da) is not np.ndarray or type(W) is not np.ndarray or da.ndim != 2 or W.ndim != 2
@@ -124,6 +124,6 @@ def input_grad_then_update(da, x, W, alpha, beta):
         return NotImplemented
     scalar = W.dtype.type  # alpha and beta in W's dtype, as the rank-1 update takes them
     dx = np.empty((1, W.shape[0]), W.dtype)
-    loop = rows.dot_then_update if W.size <= ONE_THREAD_MAX else rows.dot_then_update_parallel
+    loop = rows.dot_then_update_parallel if rows.on_threads(W.size, ONE_THREAD_MAX) else rows.dot_then_update
     loop(W, da[0], dx[0], x[0], scalar(alpha), scalar(beta), scalar(0))
     return dx

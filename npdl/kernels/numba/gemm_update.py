@@ -56,7 +56,7 @@ def rank_one_update(C, x, y, alpha: float, beta: float = 1.0) -> bool:
     if not C.flags.c_contiguous or not C.flags.writeable:
         return False
     scalar = C.dtype.type  # alpha and beta in C's dtype: a float32 loop stays in float32
-    loop = rows.rank_one if C.size <= ONE_THREAD_MAX else rows.rank_one_parallel
+    loop = rows.rank_one_parallel if rows.on_threads(C.size, ONE_THREAD_MAX) else rows.rank_one
     loop(C, x, y, scalar(alpha), scalar(beta))
     return True
 

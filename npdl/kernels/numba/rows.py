@@ -56,6 +56,15 @@ def row_update(row, beta, c, v):
         row[j] = beta * row[j] + c * v[j]
 
 
+def on_threads(size: int, bound: int) -> bool:
+    """Whether a pass over a matrix of ``size`` elements takes the parallel loop: above ``bound``
+    (:data:`npdl.kernels.numba.ONE_THREAD_MAX`) and with more than one Numba thread for this thread.
+    On one thread the serial loop is the faster of the two, with the same bits: ``sda_b1``'s step
+    took 1.37-1.40 ms with it against 1.55-1.57 ms with the parallel loops held to one thread
+    (2-core Intel Xeon), as the training step runs them when it chooses one thread under load."""
+    return size > bound and numba.get_num_threads() > 1
+
+
 # -- dx = da W^T: dx[i] = W[i, :] . da
 
 @numba.njit(cache=True, error_model="numpy")

@@ -45,30 +45,38 @@ nothing is done):
    times have the lowest median -- the one in use until another's is
    :attr:`~AdaptiveThreads.MARGIN` lower, so that noise does not move it;
 3. once at least :attr:`~AdaptiveThreads.TRIAL_STEPS` steps *and*
-   :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial, two steps
-   run with another candidate (in turn), so that a change of load is noticed within about
-   a second. (When load arrives, the best candidate's own times rise at once; when it leaves,
-   two trials renew the other's median.) A trial that cost more than the best candidate would
-   have (its two steps and the step back, against three of the best's median) puts the next
-   one off until that excess is at most :attr:`~AdaptiveThreads.TRIAL_SHARE` of the time in
-   between (at most :attr:`~AdaptiveThreads.MAX_TRIAL_GAP` seconds): a one-thread trial of a
-   2-core ``sda_b128`` step (16 against 9 ms) every quarter of a second cost 5% of its mean
-   step time (9.55-9.70 against 9.08-9.12 ms with the counts left alone; 2-core Intel Xeon),
-   and the steps' median 1-2.5%.
+   :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial,
+   :attr:`~AdaptiveThreads.TRIAL_RUN` steps in a row run with another candidate (in turn), so
+   that a change of load is noticed within about a second. (When load arrives, the best
+   candidate's own times rise at once; when it leaves, a trial renews the other's median.) A
+   trial that cost more than the candidate in use would have (its steps and the step back,
+   against as many of that one's median) puts the next one off until that excess is at most
+   :attr:`~AdaptiveThreads.TRIAL_SHARE` of the time in between (at most
+   :attr:`~AdaptiveThreads.MAX_TRIAL_GAP` seconds): a one-thread trial of a 2-core ``sda_b128``
+   step (16 against 9 ms) every quarter of a second cost 5% of its mean step time (9.55-9.70
+   against 9.08-9.12 ms with the counts left alone; 2-core Intel Xeon), and the steps' median
+   1-2.5%.
 
 A step that follows a step with another count is never counted: it pays for the change (the
 threads a larger count adds have gone to sleep, their caches are cold) and for compilation or a
-pool starting up on a candidate's first step. Nor are the :attr:`~AdaptiveThreads.AFTER_PAUSE`
-steps from one that starts after a pause longer than itself (and than
-:attr:`~AdaptiveThreads.IDLE_GAP`): an evaluation, a checkpoint, another program's turn on the
-machine; the threads have gone to sleep and the caches are cold whatever the count (so are the
-first steps of a site; no trial starts while steps go uncounted). Counted,
-such steps (the first two or three of each quarter-second slice in which ``benchmarks/run.py``
-times each library in turn: 47-69 ms where the others take 37-41) made the two-thread count of
-``kcnn_b64`` look slower than it is, and 28% of its steps ran on one thread (50 against 41 ms a
-step; 2-core Intel Xeon). Counted, it made a larger count look slower than
+pool starting up on a candidate's first step. Counted, it made a larger count look slower than
 it is, all the more as the steps are shorter: with oneMKL's threads, a 784-500-10 network's
-step at batch 20 settled on one thread (0.525 ms a step) where two take 0.453 ms.
+step at batch 20 settled on one thread (0.525 ms a step) where two take 0.453 ms. The change
+costs more than one step, though: on a 2-core Intel Xeon virtual machine, ``sda_b1``'s first
+steps on two threads after a while on one took 2.8-2.9, then 1.4-1.7 ms, against 0.9 ms once
+settled, and its first steps on one thread after two 4.1 then 2.4 ms against 1.5 ms; with
+trials of two steps, the one counted made two threads look no faster than one, and in two runs
+of five the step stayed on one thread (1.6 against 0.9 ms). Hence trials of four steps, three
+of them counted, their median the candidate's.
+
+Nor are the :attr:`~AdaptiveThreads.AFTER_PAUSE` steps counted from one that starts after a
+pause longer than itself (and than :attr:`~AdaptiveThreads.IDLE_GAP`): an evaluation, a
+checkpoint, another program's turn on the machine; the threads have gone to sleep and the
+caches are cold whatever the count (so are the first steps of a site; no trial starts while
+steps go uncounted). Counted, such steps (the first two or three of each quarter-second slice,
+half a second apart, as ``benchmarks/run.py`` times each library in turn: 47-69 ms where the
+others took 37-41) made the two-thread count of ``kcnn_b64`` look slower than it is, and 28% of
+its steps ran on one thread (50 against 41 ms a step; 2-core Intel Xeon).
 
 The count is set just before the step and the user's count put back just after it (a
 direct call, ~1 us; only when the step's count differs from it), so nothing outside the step
@@ -140,6 +148,7 @@ class AdaptiveThreads:
     TRIALS = 3  # counted steps per candidate while exploring (after one that is not counted)
     RECENT = 3  # step times kept per candidate: their median decides
     TRIAL_STEPS, TRIAL_SECONDS = 16, 0.25  # a trial of another candidate at most this often
+    TRIAL_RUN = 4  # steps in a row per trial; the first is not counted (a change of count)
     TRIAL_SHARE, MAX_TRIAL_GAP = 0.01, 4.0  # a costly trial waits until its excess is 1% of the time since
     IDLE_GAP = 1e-3  # a step that starts longer than this (and than itself) after the last one ended: a pause
     AFTER_PAUSE = 3  # steps not counted from a pause on
@@ -165,15 +174,16 @@ class AdaptiveThreads:
         self.trial_gap = self.TRIAL_SECONDS  # seconds from one trial to the next (see TRIAL_SHARE)
         self._previous, self._trial, self._best = None, None, None
         self._warming = self.AFTER_PAUSE  # the first steps, as after a pause: caches, compilation
-        self._trial_cost = None  # [steps still to add, their seconds so far]: a trial's two and the step back
+        self._trial_cost = None  # [steps still to add, their seconds so far, the count in use]: a trial's and the step back
 
     def choose(self, now: float) -> int:
         """The candidate for the next step (the policy in the module docstring)."""
         untried = [c for c in self.candidates if self.seen[c] <= self.TRIALS or not self.times[c]]
         if untried:  # a run of steps each; the least seen next
             return self._previous if self._previous in untried else min(untried, key=self.seen.__getitem__)
-        if self._trial is not None:  # a trial's second step, the one that counts
-            trial, self._trial = self._trial, None
+        if self._trial is not None:  # the rest of a trial's run
+            trial, left = self._trial
+            self._trial = (trial, left - 1) if left > 1 else None
             return trial
         medians = {c: statistics.median(self.times[c]) for c in self.candidates}
         best = min(self.candidates, key=medians.__getitem__)
@@ -183,9 +193,10 @@ class AdaptiveThreads:
         if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.trial_gap and not self._warming:
             others = [c for c in self.candidates if c != best]
             self.turn, self.since_trial, self.last_trial = self.turn + 1, 0, now
-            self._trial = others[self.turn % len(others)]
-            self._trial_cost = [3, 0.0, best]
-            return self._trial
+            trial = others[self.turn % len(others)]
+            self._trial = (trial, self.TRIAL_RUN - 1)
+            self._trial_cost = [self.TRIAL_RUN + 1, 0.0, best]
+            return trial
         self.since_trial += 1
         return best
 
@@ -247,7 +258,7 @@ class AdaptiveThreads:
         if cost[0] > 0:
             return
         self._trial_cost = None
-        excess = cost[1] - 3 * statistics.median(self.times[cost[2]])
+        excess = cost[1] - (self.TRIAL_RUN + 1) * statistics.median(self.times[cost[2]])
         self.trial_gap = min(self.MAX_TRIAL_GAP, max(self.TRIAL_SECONDS, excess / self.TRIAL_SHARE))
 
     def __enter__(self):
