@@ -7,7 +7,7 @@ bandwidth of wherever ``W`` lives bounds them. The loops (:mod:`.rows`) run on t
 up to :data:`~npdl.kernels.numba.ONE_THREAD_MAX` weights, above it on Numba's threads, whose idle
 threads spin briefly (:mod:`npdl.kernels.numba`), so that the step's next product finds them awake:
 a second core streams its share of the rows. ``sda_b1``'s step (784-1000-1000-1000-10) took
-0.94 against 1.39 ms with every product on one thread (2-core Intel Xeon, ``benchmarks/run.py``,
+0.98 against 1.39 ms with every product on one thread (2-core Intel Xeon, ``benchmarks/run.py``,
 medians of five rounds). BLAS would run them on its own threads, whose wake-up npdl does not
 control (OpenBLAS's sleep at once, :mod:`npdl`), and under load a training step chooses one
 thread for them (:mod:`.threads`).
