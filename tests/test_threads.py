@@ -15,7 +15,7 @@ import pytest
 
 from npdl import backend, kernels
 from npdl.errors import NpdlError
-from npdl.kernels.numba import threads
+from npdl.kernels.numba import thread_counts, threads
 from npdl.layers import Dense
 from npdl.models import Sequential
 from npdl.optim import Momentum
@@ -316,7 +316,7 @@ def test_stats_since_counts_the_new_steps_with_json_keys():
 def _numpy_blas_info():
     from threadpoolctl import threadpool_info
 
-    infos = threads._numpy_blas_first([i for i in threadpool_info() if i.get("user_api") == "blas"],
+    infos = thread_counts._numpy_blas_first([i for i in threadpool_info() if i.get("user_api") == "blas"],
                                       lambda i: i["filepath"])
     return infos[0] if infos else None
 

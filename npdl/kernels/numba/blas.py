@@ -72,10 +72,10 @@ def _find() -> dict:
     choice = requested()
     if choice == "mkl" or choice == "auto" and intel_cpu():
         foreign = not _mkl_loaded_first and _gnu_openmp_global()
-        fns = _find_mkl() if _mkl_paths() else {}
-        if fns and fns["agrees"] and not foreign:
+        fns = _find_mkl(_mkl_paths())
+        if fns and not foreign and fns["agrees"]:
             _mkl_loaded_first = True
-        if fns and (foreign or not fns["agrees"]):
+        elif fns:
             why = (f"oneMKL ({fns['library']}) would compute wrong matrix products in this process: a library "
                    "loaded before it made GNU OpenMP's functions global (import torch does); load it first "
                    "(npdl.kernels.numba.blas.functions() before import torch), or set NPDL_BLAS=numpy")

@@ -47,8 +47,9 @@ def _mkl_paths() -> list:
     return paths + ([found] if found else [])
 
 
-def _find_mkl() -> dict:
-    """oneMKL's ``cblas_?gemm`` (32-bit integers, its default interface) on Intel's OpenMP threads, or ``{}``;
+def _find_mkl(paths=None) -> dict:
+    """oneMKL's ``cblas_?gemm`` (32-bit integers, its default interface) on Intel's OpenMP threads, from the
+    first of ``paths`` (default :func:`_mkl_paths`) that loads, or ``{}``;
     ``fns["agrees"]`` says whether its probe products were right (:func:`_agrees`).
 
     Its settings are this oneMKL's own, never left in the environment, where another library's
@@ -68,7 +69,7 @@ def _find_mkl() -> dict:
     if added:
         os.environ["KMP_BLOCKTIME"] = MKL_BLOCKTIME
     try:
-        for path in _mkl_paths():
+        for path in _mkl_paths() if paths is None else paths:
             try:
                 lib = ctypes.CDLL(path)
                 set_layer = lib.MKL_Set_Threading_Layer

@@ -97,7 +97,7 @@ from ...errors import NpdlError
 from ...threads_env import ENV, parse
 from . import blas
 from .slow_steps import SlowSteps, report
-from .thread_counts import _find_blas, _NumbaOnly, _NumbaThreads, _numpy_blas_first  # noqa: F401  (the tests' names)
+from .thread_counts import _find_blas, _NumbaOnly, _NumbaThreads
 
 
 #: the step sites remembered at most (the oldest is forgotten first)
@@ -161,8 +161,6 @@ class AdaptiveThreads:
         self._limit = None
         self._previous = None  # the candidate of the last step run (None: none yet, or just reset)
         self._last_end = None  # when the last step ended (clock seconds)
-        self._warming = 0  # steps still to go uncounted after a pause
-        self._best = None  # the count chosen last (it stays until another's median is MARGIN lower)
         self._running = None  # (candidate, the count to put back, Numba's count to put back, start time)
 
     def _reset(self, limit: int) -> None:
@@ -173,8 +171,9 @@ class AdaptiveThreads:
         self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
         self.since_trial, self.last_trial, self.turn = 0, self.clock(), 0
         self.trial_gap = self.TRIAL_SECONDS  # seconds from one trial to the next (see TRIAL_SHARE)
-        self._previous, self._trial, self._best = None, None, None
-        self._warming = self.AFTER_PAUSE  # the first steps, as after a pause: caches, compilation
+        self._previous, self._trial = None, None
+        self._best = None  # the count chosen last (it stays until another's median is MARGIN lower)
+        self._warming = self.AFTER_PAUSE  # steps still to go uncounted: the first ones, or after a pause
         self._trial_cost = None  # [steps still to add, their seconds so far, the count in use]: a trial's and the step back
 
     def choose(self, now: float) -> int:
