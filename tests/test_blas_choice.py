@@ -112,6 +112,44 @@ def test_products_under_min_work_stay_numpys_under_mkl(mkl):
     assert dense_products.da_times_W_T(rng.standard_normal((50, 10)).astype(np.float32), W) is NotImplemented
 
 
+def test_narrow_products_from_min_work_go_to_mkl_and_below_stay_numpys(mkl, monkeypatch):
+    """A 1000-10 layer at batch 128: its three products (1.28 million multiply-adds each) go to oneMKL,
+    the update into a weight under SMALL_C elements too; at a batch one short of MIN_WORK, NumPy's ``@``."""
+    served = []
+    real_matmul, real_gemm = blas.matmul, gemm_update.gemm_at_b
+    monkeypatch.setattr(blas, "matmul", lambda A, B: served.append("matmul") or real_matmul(A, B))
+    monkeypatch.setattr(gemm_update, "gemm_at_b", lambda *a: served.append("update") or real_gemm(*a))
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((1000, 10)).astype(np.float32)
+    assert W.size < gemm_update.SMALL_C and 105 * W.size >= blas.MIN_WORK > 104 * W.size
+    for batch, engaged in ((128, True), (105, True), (104, False)):
+        served.clear()
+        x = rng.standard_normal((batch, 1000)).astype(np.float32)
+        da = rng.standard_normal((batch, 10)).astype(np.float32)
+        C = W.copy()
+        y, dx = dense_products.x_times_W(x, W), dense_products.da_times_W_T(da, W)
+        out = gemm_update.gemm_update(C, x, da, -0.1, 1.0)
+        if not engaged:
+            assert y is NotImplemented and dx is NotImplemented and out is NotImplemented and served == []
+            np.testing.assert_array_equal(C, W)
+            continue
+        assert served == ["matmul", "matmul", "update"] and out is C
+        for got, A, B in ((y, x, W), (dx, da, W.T)):
+            assert np.all(np.abs(got - A.astype(np.float64) @ B.astype(np.float64)) <= _bound(A, B))
+        exact = W.astype(np.float64) - 0.1 * (x.T.astype(np.float64) @ da.astype(np.float64))
+        assert np.all(np.abs(C - exact) <= 0.1 * _bound(x.T, da) + 2 * np.finfo(np.float32).eps * np.abs(exact))
+
+
+def test_narrow_products_stay_numpys_whatever_their_size_under_numpys_blas():
+    """With NumPy's BLAS as the kernels' (the suite's choice) ``@`` is the same call: nothing to route."""
+    assert blas.numpy_own() and not blas.serves(1 << 30)
+    rng = np.random.default_rng(7)
+    W = rng.standard_normal((1000, 10)).astype(np.float32)
+    x, da = rng.standard_normal((256, 1000)).astype(np.float32), rng.standard_normal((256, 10)).astype(np.float32)
+    assert dense_products.x_times_W(x, W) is NotImplemented
+    assert gemm_update.gemm_update(W.copy(), x, da, -0.1, 1.0) is NotImplemented  # under SMALL_C: the definition
+
+
 def test_mkl_reads_transposed_operands_as_numpy_does(mkl):
     rng = np.random.default_rng(3)
     xT = rng.standard_normal((300, 20)).astype(np.float32)  # x = xT.T: columns contiguous

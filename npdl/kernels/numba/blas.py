@@ -14,7 +14,7 @@ Which library (``NPDL_BLAS``, read once, on the first product): ``numpy``, the B
 loaded (OpenBLAS in NumPy's wheels); ``mkl``, Intel's oneMKL (``libmkl_rt``, from the ``mkl``
 package: ``pip install npdl-backprop[mkl]``), an error if it is not installed; ``auto`` (the
 default), oneMKL on an Intel CPU where it is installed, else NumPy's. With oneMKL the kernels'
-products -- the dense layers' from batch 2 and 2^21 multiply-adds (:mod:`.dense_products`), the
+products -- the dense layers' from batch 2 and 2^20 multiply-adds (:data:`MIN_WORK`), the
 updates here and the convolution's chunks -- are oneMKL's, and differ from NumPy's ``@`` in the
 last bits, as two BLAS libraries' results do; the layer files' own ``@`` and the recurrent cells'
 small per-step products (:func:`numpy_sgemm`) stay NumPy's. oneMKL runs on Intel's OpenMP
@@ -149,6 +149,26 @@ def available() -> bool:
 def numpy_own() -> bool:
     """Whether the kernels' products are NumPy's BLAS's (or no CBLAS is called at all): ``@`` gives the same bits."""
     return functions().get("provider", "numpy") == "numpy"
+
+
+#: from this many multiply-adds a product that would run in NumPy's ``@`` -- a dense layer's ``x W`` or
+#: ``da W^T`` from batch 2, the optimizer's ``A^T B`` into a weight too small for :mod:`.gemm_update` on
+#: NumPy's BLAS -- goes to the kernels' library where that is not NumPy's own (:func:`serves`). Below,
+#: calling oneMKL costs more than it saves: the Keras RNN classifier's (50, 50) @ (50, 10) (25,000) took
+#: 55 against 20 us, and ``mlp_b20``'s step with its 500-10 layer's three products (100,000 each) through
+#: oneMKL 1.05-1.19x as long. Above, the three products of ``sda_b128``'s 1000-10 layer (1.28 million
+#: each) took its step to 0.87-0.97x, and the stacked weight updates of the Keras RNN classifier
+#: ((50, 50) and (28, 50) over 1400 rows) and LSTM regressor ((20, 80) over 1000) theirs to 0.89-0.90x
+#: and 0.88-0.95x (the two settings in turn in one process, four rounds; 2-core Intel Xeon): NumPy's
+#: OpenBLAS runs such products on two threads, whose second has gone to sleep and is woken for each,
+#: beside oneMKL's, still waiting for the next product.
+MIN_WORK = 1 << 20
+
+
+def serves(work: int) -> bool:
+    """Whether a product of ``work`` multiply-adds that would run in NumPy's ``@`` goes to the kernels'
+    library instead: where that is oneMKL, from :data:`MIN_WORK` on."""
+    return work >= MIN_WORK and not numpy_own()
 
 
 def select(choice: str | None) -> dict:

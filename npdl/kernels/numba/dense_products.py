@@ -27,6 +27,9 @@ two give the same bits, so the choice never changes a result. On a 2-core AMD EP
 784-1000-1000-1000-10 network at batch 32 (its step 0.937x, every round 0.91-0.98x) and for the
 Keras CNN's 3136-1024 layer at batch 64, and kept ``da W^T`` at batch 128, where the other was
 no faster inside the step. Products under :data:`MIN_WORK` multiply-adds stay as written.
+
+Where oneMKL is the kernels' library (:mod:`.blas`), both products from batch 2 go to it instead, from
+:data:`.blas.MIN_WORK` multiply-adds (below, NumPy's ``@``).
 """
 
 from __future__ import annotations
@@ -50,13 +53,11 @@ def _is_row(v, W) -> bool:
 
 
 def _other_blas(a, W):
-    """``a @ W`` through oneMKL where it is the kernels' library (:mod:`.blas`) and the product has at
-    least :data:`MIN_WORK` multiply-adds, else None (NumPy's ``@`` runs). Below that, waking oneMKL's
-    threads costs more than the product: the Keras RNN classifier's (50, 50) @ (50, 10) took 55 against
-    20 us, the LSTM regressor's (1000, 20) @ (20, 1) 150 against 36 us (2-core Intel Xeon)."""
-    if blas.numpy_own() or type(a) is not np.ndarray or type(W) is not np.ndarray or a.ndim != 2 or W.ndim != 2:
+    """``a @ W`` through oneMKL where it is the kernels' library and the product has at least
+    :data:`.blas.MIN_WORK` multiply-adds (:func:`.blas.serves`), else None (NumPy's ``@`` runs)."""
+    if type(a) is not np.ndarray or type(W) is not np.ndarray or a.ndim != 2 or W.ndim != 2:
         return None
-    if a.shape[0] * a.shape[1] * W.shape[-1] < MIN_WORK:
+    if not blas.serves(a.shape[0] * a.shape[1] * W.shape[-1]):
         return None
     return blas.matmul(a, W)
 
@@ -103,12 +104,13 @@ def da_times_W_T(da, W):
         loop(W, da[0], dx[0], W.dtype.type(0))
         return dx
     if (type(da) is not np.ndarray or type(W) is not np.ndarray or da.ndim != 2 or W.ndim != 2
-            or da.shape[0] < 2 or da.shape[1] != W.shape[1] or da.dtype != W.dtype or W.dtype.char not in "fd"
-            or da.shape[0] * W.size < MIN_WORK):
+            or da.shape[0] < 2 or da.shape[1] != W.shape[1] or da.dtype != W.dtype or W.dtype.char not in "fd"):
         return NotImplemented
     dx = _other_blas(da, W.T)
     if dx is not None:
         return dx
+    if da.shape[0] * W.size < MIN_WORK:
+        return NotImplemented
     return _orientation((da.shape, W.shape, W.strides, da.strides, W.dtype.char), da, W)
 
 

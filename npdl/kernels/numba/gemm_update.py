@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ONE_THREAD_MAX, rows
+from . import ONE_THREAD_MAX, blas, rows
 from .blas import gemm_at_b
 
 #: below this many elements of ``C`` the kernel declines. NumPy's ``matmul`` (``beta = 0``) reaches
@@ -34,14 +34,19 @@ from .blas import gemm_at_b
 #: the benchmark workloads with ``C`` up to 10,000 elements, and slower from 40,000 (2-core
 #: AMD EPYC, OpenBLAS 0.3.31, float32, median of 400 calls): (K, M, N) = (50, 50, 10) 10 against
 #: 27 us; (1400, 50, 50) 229 against 243 us; (20, 100, 100) 25 against 39 us; (20, 200, 200) 91
-#: against 71 us; (20, 784, 500) 2217 against 266 us.
+#: against 71 us; (20, 784, 500) 2217 against 266 us. Where oneMKL is the kernels' library, a smaller
+#: ``C`` goes to it all the same from :data:`.blas.MIN_WORK` multiply-adds (:func:`leaves_to_definition`).
 SMALL_C = 1 << 14
 
 
-def leaves_to_definition(C) -> bool:
-    """Whether :func:`gemm_update` leaves ``C`` to the definition whatever its factors: a one-row or
-    one-column ``C``, or one under :data:`SMALL_C` elements (see there and in :func:`gemm_update`)."""
-    return C.ndim == 2 and 1 in C.shape or C.size < SMALL_C
+def leaves_to_definition(C, work: int = 0) -> bool:
+    """Whether :func:`gemm_update` leaves ``C`` to the definition: a one-row or one-column ``C``, or one
+    under :data:`SMALL_C` elements (see there and in :func:`gemm_update`) unless the product has ``work``
+    multiply-adds enough to go to oneMKL (:func:`.blas.serves`). With the default ``work``, whether it
+    does so whatever the factors."""
+    if C.ndim == 2 and 1 in C.shape:
+        return True
+    return C.size < SMALL_C and not blas.serves(work)
 
 
 def rank_one_update(C, x, y, alpha: float, beta: float = 1.0) -> bool:
@@ -69,7 +74,7 @@ def gemm_update(C, A, B, alpha: float, beta: float = 1.0):
     # while OpenBLAS's GEMM takes ~5x longer at such shapes (LSTM regressor, one thread: 22 us
     # against 4.4 us for the (1, 80) input weights with N = 1000; 13 against 2.6 us for a
     # (20, 1) dense output), and the definition's temporary is tiny there.
-    if leaves_to_definition(C):
+    if leaves_to_definition(C, A.shape[0] * C.size if A.ndim == 2 else 0):
         return NotImplemented
     if A.ndim == 2 and A.shape[0] == 1 and B.ndim == 2:  # batch 1: a rank-1 update
         if rank_one_update(C, A[0], B[0], alpha, beta):
