@@ -146,6 +146,26 @@ def test_a_costly_trial_puts_the_next_one_off():
         assert ctl.trial_gap == pytest.approx(gap)
 
 
+def test_the_time_between_trials_is_time_spent_in_steps_not_in_pauses():
+    """Slices of 0.25 s of steps between pauses of 0.5 s (benchmarks/run.py's, an evaluation every few
+    steps): a costly trial waits for its gap in steps, as without the pauses, not a third of it."""
+    costs = {2: 9e-3, 1: 16e-3}
+    gap = 28e-3 / 0.01  # four one-thread steps and the step back, 28 ms beyond the count in use: 2.8 s of steps
+    for pause in (0.0, 0.5):
+        ctl, blas, machine = simulated(costs)
+        used = []
+        while machine.t < 60.0 * (1 + 2 * pause):
+            machine.t += pause
+            end = machine.t + 0.25
+            while machine.t < end:
+                with ctl:
+                    used.append(blas.n)
+                    machine.t += costs[blas.n]
+        trials = [i for i in range(1, len(used)) if used[i] == 1 and used[i - 1] == 2][1:]  # not the exploration
+        stepping = sum(costs[n] for n in used)
+        assert stepping / gap - 3 <= len(trials) <= stepping / gap + 1, (pause, len(trials), stepping)
+
+
 def test_the_steps_after_a_pause_are_not_counted():
     """Each 0.25 s of steps follows a 0.5 s pause (another program's turn, as in benchmarks/run.py's
     slices), and its first three steps take 1.6x as long whatever the count: counted, they made two

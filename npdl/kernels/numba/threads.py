@@ -45,17 +45,20 @@ nothing is done):
    times have the lowest median -- the one in use until another's is
    :attr:`~AdaptiveThreads.MARGIN` lower, so that noise does not move it;
 3. once at least :attr:`~AdaptiveThreads.TRIAL_STEPS` steps *and*
-   :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds have passed since the last trial,
+   :attr:`~AdaptiveThreads.TRIAL_SECONDS` seconds of steps (the time spent in the site's steps;
+   pauses between them do not count) have passed since the last trial,
    :attr:`~AdaptiveThreads.TRIAL_RUN` steps in a row run with another candidate (in turn), so
    that a change of load is noticed within about a second. (When load arrives, the best
    candidate's own times rise at once; when it leaves, a trial renews the other's median.) A
    trial that cost more than the candidate in use would have (its steps and the step back,
    against as many of that one's median) puts the next one off until that excess is at most
-   :attr:`~AdaptiveThreads.TRIAL_SHARE` of the time in between (at most
+   :attr:`~AdaptiveThreads.TRIAL_SHARE` of the time spent in steps in between (at most
    :attr:`~AdaptiveThreads.MAX_TRIAL_GAP` seconds): a one-thread trial of a 2-core ``sda_b128``
    step (16 against 9 ms) every quarter of a second cost 5% of its mean step time (9.55-9.70
    against 9.08-9.12 ms with the counts left alone; 2-core Intel Xeon), and the steps' median
-   1-2.5%.
+   1-2.5%. Counted in wall-clock seconds, the gaps shrank with every pause: in slices of 0.25 s of
+   steps half a second apart (``benchmarks/run.py``'s) ``kcnn_b64`` ran 14-20% of its steps on one
+   thread (44 against 37-39 ms a step) where it now runs 6-10%.
 
 A step that follows a step with another count is never counted: it pays for the change (the
 threads a larger count adds have gone to sleep, their caches are cold) and for compilation or a
@@ -169,14 +172,15 @@ class AdaptiveThreads:
         self.candidates = [] if limit <= 1 else sorted({limit, limit // 2 if limit >= 4 else 1, 1}, reverse=True)
         self.seen = dict.fromkeys(self.candidates, 0)
         self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
-        self.since_trial, self.last_trial, self.turn = 0, self.clock(), 0
-        self.trial_gap = self.TRIAL_SECONDS  # seconds from one trial to the next (see TRIAL_SHARE)
+        self.since_trial, self.turn = 0, 0
+        self.busy, self.busy_at_trial = 0.0, 0.0  # seconds in this site's steps: all, and before the last trial
+        self.trial_gap = self.TRIAL_SECONDS  # seconds of steps from one trial to the next (see TRIAL_SHARE)
         self._previous, self._trial = None, None
         self._best = None  # the count chosen last (it stays until another's median is MARGIN lower)
         self._warming = self.AFTER_PAUSE  # steps still to go uncounted: the first ones, or after a pause
         self._trial_cost = None  # [steps still to add, their seconds so far, the count in use]: a trial's and the step back
 
-    def choose(self, now: float) -> int:
+    def choose(self) -> int:
         """The candidate for the next step (the policy in the module docstring)."""
         untried = [c for c in self.candidates if self.seen[c] <= self.TRIALS or not self.times[c]]
         if untried:  # a run of steps each; the least seen next
@@ -190,9 +194,10 @@ class AdaptiveThreads:
         if self._best in medians and medians[best] > (1 - self.MARGIN) * medians[self._best]:
             best = self._best  # not clearly faster than the count in use: keep it
         self._best = best
-        if self.since_trial >= self.TRIAL_STEPS and now - self.last_trial >= self.trial_gap and not self._warming:
+        if (self.since_trial >= self.TRIAL_STEPS and self.busy - self.busy_at_trial >= self.trial_gap
+                and not self._warming):
             others = [c for c in self.candidates if c != best]
-            self.turn, self.since_trial, self.last_trial = self.turn + 1, 0, now
+            self.turn, self.since_trial, self.busy_at_trial = self.turn + 1, 0, self.busy
             trial = others[self.turn % len(others)]
             self._trial = (trial, self.TRIAL_RUN - 1)
             self._trial_cost = [self.TRIAL_RUN + 1, 0.0, best]
@@ -208,8 +213,7 @@ class AdaptiveThreads:
         if not self.candidates:
             self._running = None if self.watch is None else (None, limit, None, self.clock())
             return
-        now = self.clock()
-        n = self.choose(now)
+        n = self.choose()
         numba_count = None
         if n != limit:
             self.blas.set(n)
@@ -238,6 +242,7 @@ class AdaptiveThreads:
                 self.numba.set(numba_count)
         if not record:  # the step raised: its time says nothing
             return
+        self.busy += elapsed
         self.steps[n] += 1
         self.seen[n] += 1
         if self._last_end is not None and start - self._last_end > max(elapsed, self.IDLE_GAP):
