@@ -157,7 +157,7 @@ def numpy_own() -> bool:
 #: calling oneMKL costs more than it saves: the Keras RNN classifier's (50, 50) @ (50, 10) (25,000) took
 #: 55 against 20 us, and ``mlp_b20``'s step with its 500-10 layer's three products (100,000 each) through
 #: oneMKL 1.05-1.19x as long. Above, the three products of ``sda_b128``'s 1000-10 layer (1.28 million
-#: each) took its step to 0.87-0.97x, and the stacked weight updates of the Keras RNN classifier
+#: each) took its step to 0.96-0.97x, and the stacked weight updates of the Keras RNN classifier
 #: ((50, 50) and (28, 50) over 1400 rows) and LSTM regressor ((20, 80) over 1000) theirs to 0.89-0.90x
 #: and 0.88-0.95x (the two settings in turn in one process, four rounds; 2-core Intel Xeon): NumPy's
 #: OpenBLAS runs such products on two threads, whose second has gone to sleep and is woken for each,
