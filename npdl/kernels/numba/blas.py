@@ -94,6 +94,12 @@ def _find() -> dict:
     return _find_numpy()
 
 
+def _numpy_blas_first(libraries, path_of):
+    """``libraries`` with NumPy's own BLAS (kept beside the package, in numpy.libs or numpy/.dylibs) first."""
+    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
+    return sorted(libraries, key=lambda lib: not os.path.abspath(path_of(lib)).startswith(numpy_dir))
+
+
 def _find_numpy() -> dict:
     try:
         from threadpoolctl import threadpool_info
@@ -104,10 +110,8 @@ def _find_numpy() -> dict:
     # own OpenBLAS with its own thread pool. Use NumPy's (its wheel keeps it beside the package,
     # in numpy.libs or numpy/.dylibs): two pools taking turns spin against each other, which
     # measured 8 ms instead of 0.3 ms per MLP step on 2 cores.
-    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
     blas_libs = [info for info in threadpool_info() if info.get("user_api") == "blas"]
-    blas_libs.sort(key=lambda info: not os.path.abspath(info["filepath"]).startswith(numpy_dir))
-    for info in blas_libs:
+    for info in _numpy_blas_first(blas_libs, lambda info: info["filepath"]):
         try:
             lib = ctypes.CDLL(info["filepath"])
         except OSError:

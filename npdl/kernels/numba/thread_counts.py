@@ -4,9 +4,8 @@ Numba's (per calling thread, never touched before Numba's thread pool has starte
 
 from __future__ import annotations
 
-import os
-
 from . import blas
+from .blas import _numpy_blas_first
 
 
 class _Functions:
@@ -18,14 +17,6 @@ class _Functions:
 
 #: symbol prefixes and suffixes of OpenBLAS's ``*_get_num_threads``/``*_set_num_threads``, tried in order
 _OPENBLAS_NAMES = (("scipy_openblas_", "64_"), ("scipy_openblas_", ""), ("openblas_", "64_"), ("openblas_", ""))
-
-
-def _numpy_blas_first(libraries, path_of):
-    """``libraries`` with NumPy's own BLAS (kept beside the package, in numpy.libs or numpy/.dylibs) first."""
-    import numpy as np
-
-    numpy_dir = os.path.dirname(os.path.abspath(np.__file__))
-    return sorted(libraries, key=lambda lib: not os.path.abspath(path_of(lib)).startswith(numpy_dir))
 
 
 def _find_blas():

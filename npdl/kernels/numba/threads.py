@@ -173,7 +173,7 @@ class AdaptiveThreads:
         self.seen = dict.fromkeys(self.candidates, 0)
         self.times = {c: collections.deque(maxlen=self.RECENT) for c in self.candidates}
         self.since_trial, self.turn = 0, 0
-        self.busy, self.busy_at_trial = 0.0, 0.0  # seconds in this site's steps: all, and before the last trial
+        self.busy_since_trial = 0.0  # seconds spent in this site's steps since the last trial
         self.trial_gap = self.TRIAL_SECONDS  # seconds of steps from one trial to the next (see TRIAL_SHARE)
         self._previous, self._trial = None, None
         self._best = None  # the count chosen last (it stays until another's median is MARGIN lower)
@@ -194,10 +194,9 @@ class AdaptiveThreads:
         if self._best in medians and medians[best] > (1 - self.MARGIN) * medians[self._best]:
             best = self._best  # not clearly faster than the count in use: keep it
         self._best = best
-        if (self.since_trial >= self.TRIAL_STEPS and self.busy - self.busy_at_trial >= self.trial_gap
-                and not self._warming):
+        if self.since_trial >= self.TRIAL_STEPS and self.busy_since_trial >= self.trial_gap and not self._warming:
             others = [c for c in self.candidates if c != best]
-            self.turn, self.since_trial, self.busy_at_trial = self.turn + 1, 0, self.busy
+            self.turn, self.since_trial, self.busy_since_trial = self.turn + 1, 0, 0.0
             trial = others[self.turn % len(others)]
             self._trial = (trial, self.TRIAL_RUN - 1)
             self._trial_cost = [self.TRIAL_RUN + 1, 0.0, best]
@@ -242,7 +241,7 @@ class AdaptiveThreads:
                 self.numba.set(numba_count)
         if not record:  # the step raised: its time says nothing
             return
-        self.busy += elapsed
+        self.busy_since_trial += elapsed
         self.steps[n] += 1
         self.seen[n] += 1
         if self._last_end is not None and start - self._last_end > max(elapsed, self.IDLE_GAP):
