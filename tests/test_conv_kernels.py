@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from npdl import kernels
 from npdl.kernels.geometry import conv_geometry
-from npdl.kernels.numba import chunking, conv2d as numba_conv2d, im2col as numba_im2col, pool as numba_pool
+from npdl.kernels.numba import chunking, conv2d as numba_conv2d, conv2d_last, im2col as numba_im2col, pool as numba_pool
 from npdl.layers import conv, pooling
 
 #: every property test here draws the same examples on every run and prints a failing one
@@ -85,7 +85,10 @@ CONV_CASES = [((7, 3, 9, 8), (4, 3, 3, 2), (1, 1), (1, 2), True),
               ((9, 1, 6, 6), (2, 1, 5, 5), (1, 1), "valid", True),
               ((6, 2, 11, 10), (3, 2, 2, 4), (3, 1), 0, True),
               ((1, 2, 5, 5), (2, 2, 5, 5), (1, 1), 2, True),
-              ((3, 2, 8, 7), (2, 2, 2, 4), (1, 1), "same", True)]  # pad (0, 1, 1, 2): the odd row and column
+              ((3, 2, 8, 7), (2, 2, 2, 4), (1, 1), "same", True),  # pad (0, 1, 1, 2): the odd row and column
+              # from conv2d_last.MIN_CHANNELS input channels, float32 chunks lay their columns out channels-last
+              ((3, 16, 7, 6), (4, 16, 3, 3), (1, 1), "same", True),
+              ((2, 17, 9, 8), (3, 17, 2, 3), (2, 1), (1, 2), False)]
 
 
 def _off(fn, *args, **kwargs):
@@ -153,6 +156,7 @@ def test_float32_chunks_in_one_numba_call_give_the_python_steps_bits(case, chunk
         pytest.skip("no CBLAS found in NumPy's BLAS")
     x_shape, w_shape, stride, padding, bias = case
     monkeypatch.setattr(numba_conv2d, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(conv2d_last, "MIN_CHANNELS", 1 << 30)  # the definition's layout (channels-last: its own file)
     rng = np.random.default_rng(sum(x_shape) + chunk + 1)
     x, W = rng.standard_normal(x_shape).astype("float32"), rng.standard_normal(w_shape).astype("float32")
     b = rng.standard_normal(w_shape[0]).astype("float32") if bias else None
@@ -186,7 +190,7 @@ def test_chunked_conv_workspace_never_changes_the_result():
     ws = {}
     y1, cache = numba_conv2d.forward(x, W, b, 1, "same", ws)
     g1 = numba_conv2d.backward(y1, cache, True, ws)
-    assert {"conv2d.cols", "conv2d.out", "conv2d.xpad", "conv2d.dcols", "conv2d.dW"} <= set(ws)
+    assert {"conv2d.cols", "conv2d.out", "conv2d.xpad", "conv2d.dW"} <= set(ws)
     for k in ws:  # scratch only: garbage left in the buffers must not show
         for buf in ws[k]:
             buf[...] = np.nan
@@ -200,14 +204,15 @@ def test_chunked_conv_workspace_never_changes_the_result():
 
 
 @pytest.mark.parametrize("n_images", [24, 5])
-def test_chunked_conv_dW_is_the_same_whatever_the_threads(n_images, monkeypatch):
-    """dW sums the chunks in fixed runs, added in order: the same bits with 1, 2 or 3 workers, from
+@pytest.mark.parametrize("channels", [3, 16])  # 16: channels-last columns (conv2d_last)
+def test_chunked_conv_dW_is_the_same_whatever_the_threads(n_images, channels, monkeypatch):
+    """dW and db sum the chunks in fixed runs, added in order: the same bits with 1, 2 or 3 workers, from
     call to call, and whichever worker takes which run (here the runs are taken in reverse too)."""
     monkeypatch.setattr(numba_conv2d, "CHUNK_ELEMENTS", 50)  # one image per chunk
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((n_images, 3, 9, 9)).astype("float32")
-    W = rng.standard_normal((4, 3, 3, 3)).astype("float32")
-    y, cache = numba_conv2d.forward(x, W, None, 1, "valid")
+    x = rng.standard_normal((n_images, channels, 9, 9)).astype("float32")
+    W = rng.standard_normal((4, channels, 3, 3)).astype("float32")
+    y, cache = numba_conv2d.forward(x, W, rng.standard_normal(4).astype("float32"), 1, "valid")
     dy = rng.standard_normal(y.shape).astype("float32")
     results = []
     real_run = chunking.run_chunks
@@ -219,11 +224,13 @@ def test_chunked_conv_dW_is_the_same_whatever_the_threads(n_images, monkeypatch)
         else:
             monkeypatch.setattr(numba_conv2d, "run_chunks", real_run)
         results.append(numba_conv2d.backward(dy, cache, True, {}))
-    for dx, dW, _ in results[1:]:
+    for dx, dW, db in results[1:]:
         np.testing.assert_array_equal(dW, results[0][1])
         np.testing.assert_array_equal(dx, results[0][0])
-    dW_ref = _off(conv.conv2d_backward, dy, cache)[1]
+        np.testing.assert_array_equal(db, results[0][2])
+    _, dW_ref, db_ref = _off(conv.conv2d_backward, dy, cache)
     np.testing.assert_allclose(results[0][1], dW_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(results[0][2], db_ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,6 +1,7 @@
 """The im2col and col2im of one chunk of images for the chunked CPU convolution (:mod:`.conv2d`):
 padded into a zero-bordered buffer first, then copied with loops whose indices the compiler
-knows to be in range."""
+knows to be in range; and the chunk's product into ``y`` (:func:`scatter_out`), its part of ``dy``
+out of it (:func:`gather_dy`)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,49 @@ def cols32(x, s, e, cols, xpad, padded, pt, pl, KH, KW, sh, sw, OH, OW):
         im2col_dense_s1(x[s:e], cols, KH, KW, OH, OW)
     else:
         im2col_dense(x[s:e], cols, KH, KW, sh, sw, OH, OW)
+
+
+@numba.njit(cache=True, nogil=True)
+def scatter_out(out, y, s, e, b, has_bias, relu):
+    """``y[n, o, p] = out[o, (n - s) P + p] (+ b[o])``: the chunk's GEMM result into NCHW order; with
+    ``relu``, ``max(that, 0)`` as the definition's ``maximum``: ``nan`` stays, ``-0.0`` becomes ``0.0``."""
+    C_out, P = y.shape[1], y.shape[2]
+    zero = y.dtype.type(0)
+    for n in range(s, e):
+        for o in range(C_out):
+            add = b[o] if has_bias else 0
+            col = (n - s) * P
+            if relu:
+                for p in range(P):
+                    v = out[o, col + p] + add
+                    y[n, o, p] = zero if v <= 0 else v
+            else:
+                for p in range(P):
+                    y[n, o, p] = out[o, col + p] + add
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def gather_dy(dy, s, e, d, y, relu, db):
+    """``d[o, (n - s) P + p] = dy[n, o, p]``: the chunk's upstream gradient as one matrix; with ``relu``,
+    times ``[y[n, o, p] > 0]`` as the definition's ``relu_backward`` (``dy * 0`` keeps its ``-0.0``).
+    With a non-empty ``db`` (float64), also ``db[o] +=`` each image's row of ``d`` summed in the dtype
+    (reassociated, so that it vectorises: a fixed order, the same from call to call)."""
+    C_out, P = dy.shape[1], dy.shape[2]
+    one, zero = dy.dtype.type(1), dy.dtype.type(0)
+    want_db = db.shape[0] > 0
+    for n in range(s, e):
+        for o in range(C_out):
+            col = (n - s) * P
+            row = zero
+            if relu:
+                for p in range(P):
+                    v = dy[n, o, p] * (one if y[n, o, p] > 0 else zero)
+                    d[o, col + p] = v
+                    row += v
+            else:
+                for p in range(P):
+                    v = dy[n, o, p]
+                    d[o, col + p] = v
+                    row += v
+            if want_db:
+                db[o] += row
