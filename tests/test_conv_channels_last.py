@@ -79,11 +79,14 @@ def test_channels_last_col2im_is_the_definitions_col2im(geo, seed, dtype):
 
 
 @pytest.mark.parametrize("channels, last", [(conv2d_last.MIN_CHANNELS - 1, False), (conv2d_last.MIN_CHANNELS, True)])
-def test_convolutions_with_enough_channels_take_the_channels_last_columns(channels, last, monkeypatch):
-    """From MIN_CHANNELS input channels a float32 convolution with a CBLAS builds its columns channels-last,
-    both ways, and equals the definition; below, the definition's layout."""
+@pytest.mark.parametrize("forward_last", [False, True])
+def test_convolutions_with_enough_channels_take_the_channels_last_columns(channels, last, forward_last, monkeypatch):
+    """From MIN_CHANNELS input channels a float32 convolution with a CBLAS builds its columns channels-last
+    backward, and forward too unless its BLAS is NumPy's (the suite's: forward_last stands for oneMKL),
+    and equals the definition; below, the definition's layout both ways."""
     if numba_conv2d.sgemm() is None:
         pytest.skip("no CBLAS found")
+    monkeypatch.setattr(conv2d_last, "FORWARD_WITH_NUMPYS_BLAS", forward_last)
     calls = []
     for name in ("forward_chunk32", "backward_run32"):
         compiled = getattr(conv2d_last, name)
@@ -95,7 +98,8 @@ def test_convolutions_with_enough_channels_take_the_channels_last_columns(channe
     y, cache = numba_conv2d.forward(x, W, b, 1, "same", {}, "relu")
     dy = rng.standard_normal(y.shape).astype("float32")
     grads = numba_conv2d.backward(dy, cache, True, {})
-    assert set(calls) == ({"forward_chunk32", "backward_run32"} if last else set())
+    assert set(calls) == ({"forward_chunk32", "backward_run32"} if forward_last else {"backward_run32"}) if last \
+        else not calls
     y_ref, cache_ref = _off(conv.conv2d_forward, x, W, b, 1, "same", activation="relu")
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
     for g, g_ref in zip(grads, _off(conv.conv2d_backward, dy, cache_ref)):

@@ -104,11 +104,14 @@ def _off(fn, *args, **kwargs):
 @pytest.mark.parametrize("chunk", [50, 1 << 18])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ["linear", "relu"])
-def test_chunked_conv_matches_the_definition(case, chunk, dtype, activation, monkeypatch):
+@pytest.mark.parametrize("forward_last", [False, True])
+def test_chunked_conv_matches_the_definition(case, chunk, dtype, activation, forward_last, monkeypatch):
     """Forward, cache and backward (with and without dx) against the definitions; chunk = 50 makes one
-    image per chunk, shared among several workers; either pass takes the other's cache."""
+    image per chunk, shared among several workers; either pass takes the other's cache. forward_last:
+    the forward pass channels-last too where it is (conv2d_last), as with oneMKL."""
     x_shape, w_shape, stride, padding, bias = case
     monkeypatch.setattr(numba_conv2d, "CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(conv2d_last, "FORWARD_WITH_NUMPYS_BLAS", forward_last)
     rng = np.random.default_rng(sum(x_shape) + chunk)
     x, W = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None

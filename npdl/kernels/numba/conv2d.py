@@ -42,7 +42,7 @@ import numpy as np
 
 from ..geometry import conv_geometry, pair, sizes
 from . import conv2d_last
-from .blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_at_b, sgemm
+from .blas import NO_TRANS, ROW_MAJOR, TRANS, gemm_at_b, numpy_own, sgemm
 from .chunking import buffers, run_chunks, workers
 from .conv2d_cols import (chunk_cols, col2im_any, col2im_dense, col2im_dense_s1, cols32, gather_dy, scatter_out,
                           unpad_chunk)
@@ -143,10 +143,13 @@ def _one_call(*arrays):
     return sgemm()
 
 
-def _weights_last(W, gemm):
+def _weights_last(W, gemm, forward=False):
     """``W`` as (C_out, (kh, kw, c)) where the chunks' columns are laid out channels-last (float32 one-call
-    chunks with at least :data:`.conv2d_last.MIN_CHANNELS` input channels), else None."""
+    chunks with at least :data:`.conv2d_last.MIN_CHANNELS` input channels; forward, only where the
+    kernels' BLAS is not NumPy's: :data:`.conv2d_last.FORWARD_WITH_NUMPYS_BLAS`), else None."""
     if gemm is None or W.shape[1] < conv2d_last.MIN_CHANNELS:
+        return None
+    if forward and numpy_own() and not conv2d_last.FORWARD_WITH_NUMPYS_BLAS:
         return None
     return np.ascontiguousarray(W.transpose(0, 2, 3, 1)).reshape(W.shape[0], -1)
 
@@ -186,7 +189,7 @@ def forward(x, W, b, stride=1, padding="valid", workspace=None, activation="line
     out_bufs = buffers(workspace, "conv2d.out", n_workers, C_out * nb * P, x.dtype)
     bias = b if b is not None else np.zeros(C_out, dtype=x.dtype)  # ignored without a bias
     gemm = _one_call(x, W2, y, bias)
-    W2T = _weights_last(W, gemm)
+    W2T = _weights_last(W, gemm, forward=True)
     has_pad = any(pad)
     Hp, Wp = x.shape[2] + pad[0] + pad[1], x.shape[3] + pad[2] + pad[3]
     padded = x.shape[1] * Hp * Wp * nb

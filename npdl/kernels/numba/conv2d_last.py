@@ -1,21 +1,24 @@
-"""The chunked convolution's backward pass (:mod:`.conv2d`) with its columns channels-last.
+"""The chunked convolution (:mod:`.conv2d`) with its columns laid out channels-last.
 
 The definition's ``cols`` has a row per ``(c, kh, kw)`` and a column per output position
 ``(n, oh, ow)``: each row is copied from one input plane, ``OW`` values at a time. Here each chunk
 is first copied into a zero-bordered, channels-last buffer ``xpT[n, h, w, c]``, and its columns are
 laid out the other way round: ``colsT[(n, oh, ow), (kh, kw, c)] = xpT[n, oh sh + kh, ow sw + kw, c]``,
-a row per output position made of ``KH KW`` runs of ``C`` consecutive values. With ``C`` of 16 or
-more (a vector's worth of float32 or two) both the copy and its adjoint, which adds each row of
-``dcolsT`` back into ``dxT``, go a vector at a time, where the definition's layout adds short runs
-of ``OW``. On the Keras CNN's second convolution (32 channels of 14 x 14, 5 x 5 kernel, one image;
-2-core Intel Xeon, oneMKL on one thread) the column copy took 22 against 27 us, its adjoint (with
-the border dropped) 18 against 47 us, and the two products ``dW' += d^T colsT``, ``dcolsT = d W'``
-130 and 116 against 142 and 131 us.
+a row per output position made of ``KH`` runs of ``KW C`` consecutive values at stride 1 (``KH KW``
+runs of ``C`` otherwise). With ``C`` of 16 or more (a vector's worth of float32) both the copy and
+its adjoint, which adds each row of ``dcolsT`` back into ``dxT``, go a vector at a time, where the
+definition's layout moves short runs of ``OW``. On the Keras CNN's second convolution (32 channels
+of 14 x 14, 5 x 5 kernel, one image; 2-core Intel Xeon, one thread) the copy took 12 against 27 us
+(the padding included), its adjoint 13 against 47 us (the border dropped included); with oneMKL the
+backward products ``dW' += dT^T colsT`` and ``dcolsT = dT W'`` took 130 and 116 against 142 and
+131 us (OpenBLAS 0.3.31: 145 and 149 against 157 and 159 us).
 
 The products are the definition's with the rows of ``W2`` reordered to ``(kh, kw, c)``
-(``W' = W.transpose(0, 2, 3, 1)``): ``dW'`` is put back in ``(c, kh, kw)`` order as the runs are
-added (:func:`sum_runs`), and ``dxT`` back to ``(c, h, w)`` as its border is dropped. Float32 with
-a CBLAS only, as the one-call chunks of :mod:`.conv2d`.
+(``W' = W.transpose(0, 2, 3, 1)``), so each output is the same dot product with its terms in
+another order: ``y = W' colsT^T`` in the definition's (C_out, n P) order, ``dW'`` put back in
+``(c, kh, kw)`` order as the runs are added (:func:`sum_runs`), ``dxT`` back to ``(c, h, w)`` as its
+border is dropped. Float32 with a CBLAS only, as the one-call chunks of :mod:`.conv2d`; the forward
+pass only where that CBLAS is not NumPy's (:data:`FORWARD_WITH_NUMPYS_BLAS`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ import numpy as np
 from .blas import NO_TRANS, ROW_MAJOR, TRANS
 from .conv2d_cols import scatter_out
 
-#: input channels from which the backward pass lays its columns out channels-last
+#: input channels from which the columns are laid out channels-last
 MIN_CHANNELS = 16
+
+#: whether the forward pass lays its columns out channels-last where the kernels' BLAS is NumPy's
+#: OpenBLAS: there ``W' colsT^T`` took 1.27-1.40x as long as the definition's ``W2 cols`` ((64, 800) x
+#: (800, 196): 215 against 169 us; (50, 500) x (500, 512): 300 against 212 us; one thread, OpenBLAS
+#: 0.3.31 on a 2-core Intel Xeon), more than the cheaper copy saves: the whole forward pass took 1.07x
+#: as long on the Keras CNN's second convolution, 1.16x on LeNet's. oneMKL took 147 against 145 us and
+#: 180 against 172 us for the products, and the pass 0.87x and 0.95x
+FORWARD_WITH_NUMPYS_BLAS = False
 
 
 @numba.njit(cache=True, nogil=True)
