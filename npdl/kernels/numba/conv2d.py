@@ -106,7 +106,6 @@ def _backward_run32(gemm, x, dy3, first, last, nb, W2, dW2T, db, cols_buf, d_buf
     products through ``gemm`` with the arguments :func:`.blas.gemm_at_b` and ``np.matmul`` pass."""
     N, C = x.shape[0], x.shape[1]
     (C_out, K), P = W2.shape, OH * OW
-    db[:] = 0
     for i in range(first, last):
         s = i * nb
         e = min(N, s + nb)
@@ -258,8 +257,7 @@ def backward(dy, cache, need_dx=True, workspace=None):
     bounds = [g * n_chunks // n_groups for g in range(n_groups + 1)]
     stride_dW = -(-K * C_out // RUN_ALIGN) * RUN_ALIGN  # each run's rows start on an aligned boundary
     dW_runs = buffers(workspace, "conv2d.dW", 1, n_groups * stride_dW, x.dtype)[0].reshape(n_groups, stride_dW)
-    db_runs = np.zeros((n_groups, C_out if has_bias else 0), dtype=np.float64)
-
+    db_runs = np.zeros((n_groups, C_out if has_bias else 0), dtype=np.float64)  # each run adds into its row
 
     def work(k, groups):
         for g in groups:

@@ -164,21 +164,28 @@ def gather_last(dy, s, e, dT, y, relu, db):
 
 
 @numba.njit(cache=True, nogil=True)
-def forward_chunk32(gemm, x, s, e, W2T, b, has_bias, cols_buf, out_buf, xpad_buf, pt, pl, Hp, Wp, KH, KW, sh, sw,
-                    OH, OW, y, relu):
-    """One chunk of :func:`.conv2d.forward` channels-last (float32): ``xpT``, ``colsT``, ``out = W' colsT^T``
-    (``W'`` = ``W2T``) in the definition's (C_out, n P) order, and ``out`` (+ ``b``) into ``y``."""
-    C = x.shape[1]
-    C_out, K = W2T.shape
-    m = e - s
-    n = m * OH * OW
+def cols_last(x, s, e, xpad_buf, cols_buf, K, pt, pl, Hp, Wp, KH, KW, sh, sw, OH, OW):
+    """``(xpT, colsT)`` of images ``s:e``: ``x`` padded into ``xpad_buf`` channels-last, then its columns
+    into ``cols_buf`` (:func:`pad_last`, :func:`im2col_last`)."""
+    m, C = e - s, x.shape[1]
     xpT = xpad_buf[:m * Hp * Wp * C].reshape(m, Hp, Wp, C)
     pad_last(x, s, e, xpT, pt, pl)
-    colsT = cols_buf[:n * K].reshape(n, K)
+    colsT = cols_buf[:m * OH * OW * K].reshape(m * OH * OW, K)
     if sh == 1 and sw == 1:
         im2col_last_s1(xpT, colsT, KH, KW, OH, OW)
     else:
         im2col_last(xpT, colsT, KH, KW, sh, sw, OH, OW)
+    return xpT, colsT
+
+
+@numba.njit(cache=True, nogil=True)
+def forward_chunk32(gemm, x, s, e, W2T, b, has_bias, cols_buf, out_buf, xpad_buf, pt, pl, Hp, Wp, KH, KW, sh, sw,
+                    OH, OW, y, relu):
+    """One chunk of :func:`.conv2d.forward` channels-last (float32): ``xpT``, ``colsT``, ``out = W' colsT^T``
+    (``W'`` = ``W2T``) in the definition's (C_out, n P) order, and ``out`` (+ ``b``) into ``y``."""
+    C_out, K = W2T.shape
+    n = (e - s) * OH * OW
+    _, colsT = cols_last(x, s, e, xpad_buf, cols_buf, K, pt, pl, Hp, Wp, KH, KW, sh, sw, OH, OW)
     out = out_buf[:C_out * n].reshape(C_out, n)
     gemm(ROW_MAJOR, NO_TRANS, TRANS, C_out, n, K, np.float32(1.0), W2T.ctypes.data, K, colsT.ctypes.data, K,
          np.float32(0.0), out.ctypes.data, n)
@@ -191,22 +198,13 @@ def backward_run32(gemm, x, dy3, first, last, nb, W2T, part, db, cols_buf, d_buf
     """Chunks ``first:last`` of :func:`.conv2d.backward` channels-last (float32): per chunk ``xpT``, ``colsT``,
     ``dT``, ``part = dT^T colsT (+ part)`` (C_out, K) in ``(kh, kw, c)`` order and, with ``need_dx``,
     ``dcolsT = dT W'`` (``W'`` = ``W2T``, (C_out, K) in that order) added back into ``dx``."""
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     C_out, K = W2T.shape
-    P = OH * OW
-    db[:] = 0
     for i in range(first, last):
         s = i * nb
         e = min(N, s + nb)
-        m = e - s
-        n = m * P
-        xpT = xpad_buf[:m * Hp * Wp * C].reshape(m, Hp, Wp, C)
-        pad_last(x, s, e, xpT, pt, pl)
-        colsT = cols_buf[:n * K].reshape(n, K)
-        if sh == 1 and sw == 1:
-            im2col_last_s1(xpT, colsT, KH, KW, OH, OW)
-        else:
-            im2col_last(xpT, colsT, KH, KW, sh, sw, OH, OW)
+        n = (e - s) * OH * OW
+        xpT, colsT = cols_last(x, s, e, xpad_buf, cols_buf, K, pt, pl, Hp, Wp, KH, KW, sh, sw, OH, OW)
         dT = d_buf[:n * C_out].reshape(n, C_out)
         gather_last(dy3, s, e, dT, y3, relu, db)
         beta = np.float32(0.0) if i == first else np.float32(1.0)
